@@ -1,0 +1,73 @@
+/* config.h -- the bridge's configuration: one struct, one table, one loader.
+ *
+ * The YAML file has two levels: sections (mqtt, redis, limits, log) holding
+ * scalar keys.  config.c keeps one table of options (key, type, range,
+ * default, field of struct config) and walks the YAML tree against it, so
+ * there is exactly one place that knows each option.  Unknown keys, wrong
+ * types and values out of range are errors carrying the YAML line.
+ *
+ * Errors are returned, never printed: the caller prints them (--check-config
+ * prints every one and exits 2). */
+#ifndef CB_CONFIG_H
+#define CB_CONFIG_H
+
+#include <stdio.h>
+
+#define CONFIG_MAX_ERRORS 32
+#define CONFIG_ERROR_LEN 256
+
+struct config {
+    /* mqtt: */
+    char *mqtt_uri;          /* mqtt.uri, default tcp://127.0.0.1:1883 */
+    char *mqtt_client_id;    /* mqtt.client_id, default chat-bridge */
+    char *topic_prefix;      /* mqtt.topic_prefix, default chat; no + # */
+    int mqtt_qos;            /* mqtt.qos 0..2, default 1 */
+    int mqtt_version;        /* mqtt.version "5" -> 5 (default), "3.1.1" -> 4 */
+    char *mqtt_username;     /* mqtt.username, default NULL */
+    char *mqtt_password;     /* mqtt.password, or contents of mqtt.password_file */
+    int mqtt_keepalive;      /* mqtt.keepalive seconds 1..65535, default 30 */
+    int mqtt_session_expiry; /* mqtt.session_expiry seconds 0..., default 3600 */
+    int mqtt_connect_timeout;/* mqtt.connect_timeout seconds 1..300, default 10 */
+    int mqtt_max_buffered;   /* mqtt.max_buffered publishes kept while
+                                disconnected, 1..1000000, default 100000 */
+    /* redis: */
+    char *redis_host;        /* redis.host, default 127.0.0.1 */
+    int redis_port;          /* redis.port 1..65535, default 6379 */
+    char *redis_password;    /* redis.password, or contents of redis.password_file */
+    char *key_prefix;        /* redis.key_prefix, default chatroom; no ':' etc. */
+    int redis_timeout_ms;    /* redis.timeout_ms 100..600000, default 5000 */
+    /* limits: */
+    int max_text_bytes;      /* limits.max_text_bytes 1..1048576, default 4096 */
+    int history_default;     /* limits.history_default 1..history_max, default 50 */
+    int history_max;         /* limits.history_max 1..10000, default 200 */
+    int queue_size;          /* limits.queue_size 1..1000000, default 10000 */
+    int batch_size;          /* limits.batch_size 1..10000, default 256 */
+    /* log: */
+    int log_level;           /* log.level error|warn|info|debug, default info */
+};
+
+struct config_errors {
+    int count;               /* number of errors found (may exceed the array) */
+    char msg[CONFIG_MAX_ERRORS][CONFIG_ERROR_LEN]; /* "FILE:LINE: key: why" */
+};
+
+/* Fill every field with its default (strings are heap copies). 0 or -1 (OOM). */
+int config_defaults(struct config *c);
+
+/* Load and validate a YAML file into c (defaults first, then the file).
+ * Returns 0 when valid; -1 with errs filled otherwise (c is then still
+ * safe to config_free). A missing or unreadable file is an error too. */
+int config_load(struct config *c, const char *path, struct config_errors *errs);
+
+/* Same as config_load on a buffer; 'name' stands for the file in messages. */
+int config_load_buffer(struct config *c, const char *buf, size_t len,
+                       const char *name, struct config_errors *errs);
+
+/* Free the strings of c (not c itself). Safe on a zeroed struct. */
+void config_free(struct config *c);
+
+/* Write the effective configuration as "section.key = value" lines,
+ * secrets shown as "(set)". */
+void config_dump(const struct config *c, FILE *out);
+
+#endif

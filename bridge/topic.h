@@ -1,0 +1,53 @@
+/* topic.h -- topic routing: which request a topic carries, and where
+ * the bridge publishes.
+ *
+ *   <prefix>/<room>/send      chat message, client -> bridge
+ *   <prefix>/<room>/history   history request
+ *   <prefix>/<room>/delete    delete request
+ *   <prefix>/<room>/msgs      stored messages, bridge -> clients
+ *
+ * The prefix may have several levels ("acme/chat"); <room> is exactly one
+ * level and must be a valid room name (names.h). Pure functions, no I/O. */
+#ifndef CB_TOPIC_H
+#define CB_TOPIC_H
+
+#include <stddef.h>
+#include "names.h"
+
+enum topic_kind {
+    TOPIC_SEND = 1,
+    TOPIC_HISTORY = 2,
+    TOPIC_DELETE = 3
+};
+
+enum topic_error {
+    TOPIC_ERR_FOREIGN = -1,  /* not under prefix, or unknown last level */
+    TOPIC_ERR_LEVELS = -2,   /* extra or missing levels */
+    TOPIC_ERR_ROOM = -3      /* the room level is not a valid room name */
+};
+
+/* Parse topic[0..len). On success returns a topic_kind and copies the room
+ * (NUL-terminated) into room[NAME_MAX_BYTES + 1]; on failure returns a
+ * topic_error and room is undefined. */
+int topic_parse(const char *prefix, const char *topic, size_t len,
+                char room[NAME_MAX_BYTES + 1]);
+
+/* Write "<prefix>/<room>/<leaf>" into buf. Returns its length, or -1 when
+ * it does not fit in size bytes (including the NUL). */
+int topic_build(char *buf, size_t size, const char *prefix, const char *room,
+                const char *leaf);
+
+/* The subscription filter for a kind: "<prefix>/+/send" etc. into buf.
+ * Returns its length or -1 when it does not fit. */
+int topic_filter(char *buf, size_t size, const char *prefix, int kind);
+
+/* 1 when a reply may be published to 'topic': non-empty, at most 65535
+ * bytes, valid UTF-8 without NUL, no wildcards + #, not starting with '$',
+ * and not one of the bridge's own topics (<prefix>/<any>/send|history|
+ * delete|msgs): those would loop back into it or forge a room's stream.
+ * 0 otherwise. */
+int topic_reply_allowed(const char *prefix, const char *topic, size_t len);
+
+const char *topic_error_text(int err);
+
+#endif
