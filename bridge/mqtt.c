@@ -1,0 +1,357 @@
+/* mqtt.c -- the MQTT session over Paho MQTTAsync (see mqtt.h).
+ *
+ * Paho runs every callback on its own thread. Our state shared with other
+ * threads is a few atomics; no lock of ours is ever held across a Paho
+ * call, since Paho's own lock is taken both by its callbacks and by calls. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <MQTTAsync.h>
+
+#include "log.h"
+#include "mqtt.h"
+
+#define RETRY_MIN_MS 500
+#define RETRY_MAX_MS 30000
+
+struct mqtt {
+    MQTTAsync client;
+    struct mqtt_opts opts;         /* strings point into the owned copies */
+    char *strings[4];              /* uri, client_id, username, password */
+    char **filters;
+    int *qoss;
+    mqtt_handler handler;
+    void *arg;
+    int ready;                     /* atomic: connected and subscribed */
+    int connecting;                /* atomic: a connect is in progress */
+    int need_connect;              /* atomic: first connect failed, retry */
+    long retry_ms;                 /* current backoff (main thread only) */
+    struct timespec retry_at;
+};
+
+/* ==================== Callbacks (Paho's thread) ==================== */
+
+static void on_subscribe(void *ctx, MQTTAsync_successData5 *resp) {
+    struct mqtt *m = ctx;
+    for (int i = 0; i < resp->alt.sub.reasonCodeCount; i++) {
+        if (resp->alt.sub.reasonCodes[i] >= 0x80) {
+            log_error("mqtt: subscription to %s refused (reason 0x%02x)",
+                      m->filters[i], resp->alt.sub.reasonCodes[i]);
+            return;
+        }
+    }
+    if (resp->alt.sub.reasonCodeCount <= 1 && resp->reasonCode >= 0x80) {
+        log_error("mqtt: subscription refused (reason 0x%02x)", resp->reasonCode);
+        return;
+    }
+    __atomic_store_n(&m->ready, 1, __ATOMIC_RELEASE);
+    log_info("mqtt: subscribed to %d topics", m->opts.nfilters);
+}
+
+static void on_subscribe3(void *ctx, MQTTAsync_successData *resp) {
+    struct mqtt *m = ctx;
+    (void)resp;
+    __atomic_store_n(&m->ready, 1, __ATOMIC_RELEASE);
+    log_info("mqtt: subscribed to %d topics", m->opts.nfilters);
+}
+
+static void on_subscribe_fail5(void *ctx, MQTTAsync_failureData5 *resp) {
+    (void)ctx;
+    log_error("mqtt: subscribe failed: %s", resp->message ? resp->message :
+              MQTTAsync_strerror(resp->code));
+}
+
+static void on_subscribe_fail(void *ctx, MQTTAsync_failureData *resp) {
+    (void)ctx;
+    log_error("mqtt: subscribe failed: %s", resp->message ? resp->message :
+              MQTTAsync_strerror(resp->code));
+}
+
+/* Connected, first time or after an automatic reconnect: (re)subscribe.
+ * With a persistent session the broker may still hold the subscriptions;
+ * subscribing again is harmless and covers a lost session. */
+static void on_connected(void *ctx, char *cause) {
+    struct mqtt *m = ctx;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    __atomic_store_n(&m->connecting, 0, __ATOMIC_RELEASE);
+    log_info("mqtt: connected to %s (%s)", m->opts.uri, cause ? cause : "connect");
+    ro.context = m;
+    if (m->opts.version >= 5) {
+        ro.onSuccess5 = on_subscribe;
+        ro.onFailure5 = on_subscribe_fail5;
+    } else {
+        ro.onSuccess = on_subscribe3;
+        ro.onFailure = on_subscribe_fail;
+    }
+    int rc = MQTTAsync_subscribeMany(m->client, m->opts.nfilters, m->filters,
+                                     m->qoss, &ro);
+    if (rc != MQTTASYNC_SUCCESS)
+        log_error("mqtt: subscribe: %s", MQTTAsync_strerror(rc));
+}
+
+static void on_connect_fail_common(struct mqtt *m, const char *why) {
+    log_warn("mqtt: cannot connect to %s: %s", m->opts.uri, why);
+    __atomic_store_n(&m->connecting, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&m->need_connect, 1, __ATOMIC_RELEASE);
+}
+
+static void on_connect_fail5(void *ctx, MQTTAsync_failureData5 *resp) {
+    on_connect_fail_common(ctx, resp->message ? resp->message :
+                           MQTTAsync_strerror(resp->code));
+}
+
+static void on_connect_fail(void *ctx, MQTTAsync_failureData *resp) {
+    on_connect_fail_common(ctx, resp->message ? resp->message :
+                           MQTTAsync_strerror(resp->code));
+}
+
+static void on_connection_lost(void *ctx, char *cause) {
+    struct mqtt *m = ctx;
+    __atomic_store_n(&m->ready, 0, __ATOMIC_RELEASE);
+    log_warn("mqtt: connection lost%s%s; reconnecting", cause ? ": " : "",
+             cause ? cause : "");
+}
+
+/* Find a binary property (Response Topic, Correlation Data) of a message. */
+static void get_prop(MQTTProperties *props, enum MQTTPropertyCodes code,
+                     const char **data, size_t *len) {
+    MQTTProperty *p = MQTTProperties_getProperty(props, code);
+    *data = p ? p->value.data.data : NULL;
+    *len = p ? (size_t)p->value.data.len : 0;
+}
+
+/* Hand the message to the handler, then free it. Returning 1 tells Paho
+ * the message was taken; its PUBACK goes out now. */
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg) {
+    struct mqtt *m = ctx;
+    struct mqtt_in in = {
+        .topic = topic,
+        .topic_len = topic_len > 0 ? (size_t)topic_len : strlen(topic),
+        .payload = msg->payload,
+        .payload_len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0,
+    };
+    get_prop(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC,
+             &in.response_topic, &in.response_topic_len);
+    get_prop(&msg->properties, MQTTPROPERTY_CODE_CORRELATION_DATA,
+             &in.correlation, &in.correlation_len);
+    m->handler(m->arg, &in);
+    MQTTAsync_freeMessage(&msg);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+/* ==================== Lifecycle ==================== */
+
+/* Keep our own copies of the option strings: the caller's config may be
+ * replaced while the client lives. */
+static int mqtt_copy_opts(struct mqtt *m, const struct mqtt_opts *o) {
+    const char *src[4] = { o->uri, o->client_id, o->username, o->password };
+    m->opts = *o;
+    for (int i = 0; i < 4; i++)
+        if (src[i] && (m->strings[i] = strdup(src[i])) == NULL) return -1;
+    m->opts.uri = m->strings[0];
+    m->opts.client_id = m->strings[1];
+    m->opts.username = m->strings[2];
+    m->opts.password = m->strings[3];
+    m->filters = calloc((size_t)o->nfilters, sizeof(char *));
+    m->qoss = calloc((size_t)o->nfilters, sizeof(int));
+    if (m->filters == NULL || m->qoss == NULL) return -1;
+    for (int i = 0; i < o->nfilters; i++) {
+        if ((m->filters[i] = strdup(o->filters[i])) == NULL) return -1;
+        m->qoss[i] = o->qos;
+    }
+    m->opts.filters = (const char *const *)m->filters;
+    return 0;
+}
+
+/* Create the Paho client: no Paho persistence, publishes buffered while
+ * disconnected (even before the first connect), oldest never dropped. */
+static int mqtt_create(struct mqtt *m, char *err, size_t errlen) {
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
+    co.MQTTVersion = m->opts.version >= 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    co.sendWhileDisconnected = 1;
+    co.allowDisconnectedSendAtAnyTime = 1;
+    co.maxBufferedMessages = m->opts.max_buffered;
+    co.deleteOldestMessages = 0;
+    int rc = MQTTAsync_createWithOptions(&m->client, m->opts.uri, m->opts.client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc == MQTTASYNC_SUCCESS)
+        rc = MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
+    if (rc == MQTTASYNC_SUCCESS)
+        rc = MQTTAsync_setConnected(m->client, m, on_connected);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(err, errlen, "mqtt %s: %s", m->opts.uri, MQTTAsync_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
+                      void *arg, char *err, size_t errlen) {
+    struct mqtt *m = calloc(1, sizeof(*m));
+    snprintf(err, errlen, "out of memory");
+    if (m == NULL) return NULL;
+    m->handler = handler;
+    m->arg = arg;
+    m->retry_ms = RETRY_MIN_MS;
+    if (mqtt_copy_opts(m, opts) < 0 || mqtt_create(m, err, errlen) < 0) {
+        mqtt_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void mqtt_free(struct mqtt *m) {
+    if (m == NULL) return;
+    if (m->client) MQTTAsync_destroy(&m->client);
+    for (int i = 0; i < 4; i++) free(m->strings[i]);
+    for (int i = 0; m->filters && i < m->opts.nfilters; i++) free(m->filters[i]);
+    free(m->filters);
+    free(m->qoss);
+    free(m);
+}
+
+/* ==================== Connecting ==================== */
+
+static int uri_is_tls(const char *uri) {
+    return strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0 ||
+           strncmp(uri, "wss://", 6) == 0;
+}
+
+/* Fill the version-specific half of the connect options: a persistent
+ * session unless session_expiry is 0, and the failure callback. */
+static void mqtt_connect_version(struct mqtt *m, MQTTAsync_connectOptions *co,
+                                 MQTTProperties *props) {
+    if (m->opts.version >= 5) {
+        MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL };
+        p.value.integer4 = (unsigned int)m->opts.session_expiry;
+        MQTTProperties_add(props, &p);
+        co->connectProperties = props;
+        co->cleanstart = m->opts.session_expiry == 0;
+        co->onFailure5 = on_connect_fail5;
+    } else {
+        co->cleansession = m->opts.session_expiry == 0;
+        co->onFailure = on_connect_fail;
+    }
+}
+
+static int mqtt_connect(struct mqtt *m) {
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions co5 = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTProperties props = MQTTProperties_initializer;
+    if (m->opts.version >= 5) co = co5;
+    co.keepAliveInterval = m->opts.keepalive;
+    co.connectTimeout = m->opts.connect_timeout;
+    co.automaticReconnect = 1;
+    co.minRetryInterval = 1;
+    co.maxRetryInterval = RETRY_MAX_MS / 1000;
+    co.username = m->opts.username;
+    co.password = m->opts.password;
+    co.context = m;
+    if (uri_is_tls(m->opts.uri)) {
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        co.ssl = &ssl;
+    }
+    mqtt_connect_version(m, &co, &props);
+    __atomic_store_n(&m->connecting, 1, __ATOMIC_RELEASE);
+    int rc = MQTTAsync_connect(m->client, &co);
+    MQTTProperties_free(&props);
+    if (rc != MQTTASYNC_SUCCESS) {
+        on_connect_fail_common(m, MQTTAsync_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int mqtt_start(struct mqtt *m) {
+    return mqtt_connect(m);
+}
+
+static long ms_until(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (t->tv_sec - now.tv_sec) * 1000 + (t->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* Retry a failed first connect (Paho reconnects by itself only after a
+ * connection that once succeeded), doubling the wait up to RETRY_MAX_MS
+ * with jitter so that many bridges do not retry in step. */
+void mqtt_tick(struct mqtt *m) {
+    if (mqtt_ready(m)) m->retry_ms = RETRY_MIN_MS;
+    if (!__atomic_load_n(&m->need_connect, __ATOMIC_ACQUIRE)) return;
+    if (m->retry_at.tv_sec == 0) {
+        long wait = m->retry_ms / 2 + rand() % (m->retry_ms / 2 + 1);
+        clock_gettime(CLOCK_MONOTONIC, &m->retry_at);
+        m->retry_at.tv_sec += wait / 1000;
+        m->retry_at.tv_nsec += (wait % 1000) * 1000000L;
+        if (m->retry_at.tv_nsec >= 1000000000L) {
+            m->retry_at.tv_sec++;
+            m->retry_at.tv_nsec -= 1000000000L;
+        }
+        m->retry_ms = m->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : m->retry_ms * 2;
+        return;
+    }
+    if (ms_until(&m->retry_at) > 0) return;
+    m->retry_at.tv_sec = 0;
+    __atomic_store_n(&m->need_connect, 0, __ATOMIC_RELEASE);
+    mqtt_connect(m);
+}
+
+int mqtt_ready(const struct mqtt *m) {
+    return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE);
+}
+
+/* ==================== Publishing ==================== */
+
+int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
+                 size_t len, int qos, int retain, const void *correlation,
+                 size_t correlation_len) {
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    MQTTAsync_responseOptions *rop = NULL;
+    if (m->opts.version >= 5) {
+        /* Paho 1.3 takes MQTT 5 publish properties from the response
+         * options only; the message's own properties are ignored. */
+        if (correlation) {
+            MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
+            p.value.data.data = (char *)correlation;
+            p.value.data.len = (int)correlation_len;
+            if (MQTTProperties_add(&ro.properties, &p) != 0) return MQTTASYNC_FAILURE;
+        }
+        rop = &ro;
+    }
+    int rc = MQTTAsync_send(m->client, topic, (int)len, payload, qos, retain, rop);
+    MQTTProperties_free(&ro.properties);
+    return rc;
+}
+
+int mqtt_pending(const struct mqtt *m) {
+    MQTTAsync_token *tokens = NULL;
+    int n = 0;
+    if (MQTTAsync_getPendingTokens(m->client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
+        while (tokens[n] != -1) n++;
+        MQTTAsync_free(tokens);
+    }
+    return n;
+}
+
+/* Disconnect cleanly, letting Paho finish in-flight publishes first. */
+void mqtt_stop(struct mqtt *m, int timeout_ms) {
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
+    if (m->opts.version >= 5) d = d5;
+    d.timeout = timeout_ms;
+    __atomic_store_n(&m->ready, 0, __ATOMIC_RELEASE);
+    if (MQTTAsync_isConnected(m->client))
+        MQTTAsync_disconnect(m->client, &d);
+    for (int i = 0; i < timeout_ms / 10 && MQTTAsync_isConnected(m->client); i++) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+const char *mqtt_strerror(int rc) {
+    return MQTTAsync_strerror(rc);
+}

@@ -1,0 +1,79 @@
+/* mqtt.h -- the MQTT session: one Paho MQTTAsync client that connects,
+ * keeps a persistent session, subscribes, hands every incoming message to
+ * one handler, and publishes. Knows nothing of Redis or of the payloads.
+ *
+ * Threads: the handler runs on Paho's callback thread and must not wait on
+ * anything slow; mqtt_publish() may be called from any thread. Paho sends
+ * the PUBACK of a QoS 1 message as soon as the handler returns. */
+#ifndef CB_MQTT_H
+#define CB_MQTT_H
+
+#include <stddef.h>
+
+/* One incoming message. Pointers are valid only during the handler call;
+ * response_topic and correlation are the MQTT 5 properties (NULL if absent,
+ * not NUL-terminated). */
+struct mqtt_in {
+    const char *topic;
+    size_t topic_len;
+    const char *payload;
+    size_t payload_len;
+    const char *response_topic;
+    size_t response_topic_len;
+    const char *correlation;
+    size_t correlation_len;
+};
+
+typedef void (*mqtt_handler)(void *arg, const struct mqtt_in *in);
+
+struct mqtt_opts {
+    const char *uri;
+    const char *client_id;
+    const char *username;          /* NULL: none */
+    const char *password;          /* NULL: none */
+    int version;                   /* 5, or 4 for MQTT 3.1.1 */
+    int keepalive;                 /* seconds */
+    int session_expiry;            /* seconds; 0 = clean session */
+    int connect_timeout;           /* seconds */
+    int qos;                       /* of the subscriptions */
+    int max_buffered;              /* publishes kept while disconnected */
+    const char *const *filters;    /* topic filters to subscribe */
+    int nfilters;
+};
+
+struct mqtt;
+
+/* A client for these options (copied). NULL when Paho refuses them, with
+ * the reason in err[0..errlen). Nothing is sent before mqtt_start(). */
+struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
+                      void *arg, char *err, size_t errlen);
+void mqtt_free(struct mqtt *m);
+
+/* Begin connecting. Reconnection after a loss is automatic (Paho, with
+ * backoff); a first connect that fails is retried by mqtt_tick(). */
+int mqtt_start(struct mqtt *m);
+
+/* Called about every 100 ms by the main loop: retries a failed first
+ * connect with capped exponential backoff. */
+void mqtt_tick(struct mqtt *m);
+
+/* 1 when connected and every subscription was granted. */
+int mqtt_ready(const struct mqtt *m);
+
+/* Queue a publish (kept while disconnected, up to max_buffered). On MQTT 5
+ * the correlation data, when given, goes out as the Correlation Data
+ * property. Returns 0, or Paho's negative code (see mqtt_strerror). */
+int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
+                 size_t len, int qos, int retain, const void *correlation,
+                 size_t correlation_len);
+
+/* Publishes Paho has accepted but not yet completed. */
+int mqtt_pending(const struct mqtt *m);
+
+/* Disconnect, giving in-flight publishes up to timeout_ms to complete. */
+void mqtt_stop(struct mqtt *m, int timeout_ms);
+
+/* Paho's text for a return code. */
+const char *mqtt_strerror(int rc);
+
+#endif

@@ -1,0 +1,111 @@
+/* store.h -- the Redis store: the chat schema, its Lua scripts, and one
+ * hiredis connection. Knows nothing of MQTT or JSON.
+ *
+ * Schema, for prefix P (redis.key_prefix), room R, user U, message id N:
+ *   P:R:messages         string  INCR counter giving the room's ids, from 1
+ *   P:R                  hash    U -> N, each user's last message id
+ *   P:R:U                hash    N -> text, each user's messages
+ *   P:R:N                hash    content, timestamp (Unix ms), user
+ *                                [, client_msg_id]
+ *   P:R:messages:ids     zset    every live id of the room (score = id)
+ *   P:R:U:ids            zset    every live id of U in R (score = id)
+ * The two sorted sets are indexes for history (O(log n + limit)); the
+ * hashes are the seed's layout, unchanged. Names never contain ':' and
+ * user names are never all digits nor "messages", so keys cannot collide.
+ *
+ * Every write of one message, or of one delete, is one Lua script run
+ * (EVALSHA; scripts loaded at connect, reloaded on NOSCRIPT), so a reader
+ * never sees half a message. Operations are executed in batches: all the
+ * script calls of a batch are pipelined, then their replies read.
+ *
+ * Errors are returned as values; the detail is in store_errstr(). */
+#ifndef CB_STORE_H
+#define CB_STORE_H
+
+#include <stddef.h>
+
+struct store;
+
+struct store_opts {
+    const char *host;
+    int port;
+    const char *password;      /* NULL: no AUTH */
+    const char *key_prefix;
+    int timeout_ms;            /* connect, read and write timeout */
+};
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_ERR_IO = -1,         /* connection failed or lost: reconnect */
+    STORE_ERR_PROTO = -2,      /* Redis answered something unexpected */
+    STORE_ERR_OOM = -3
+};
+
+enum store_op_kind { STORE_SEND = 1, STORE_HISTORY = 2, STORE_DELETE = 3 };
+
+/* Outcome of one operation of a batch. */
+enum store_result {
+    STORE_PENDING = 0,         /* not executed, or outcome unknown (I/O error) */
+    STORE_DONE = 1,            /* executed; see the result fields */
+    STORE_NOT_FOUND = 2,       /* delete: no such message */
+    STORE_FORBIDDEN = 3,       /* delete: not the author */
+    STORE_RETRY = 4,           /* Redis refused for now (LOADING, BUSY, OOM...) */
+    STORE_FAILED = 5           /* Redis refused for good; see store_errstr */
+};
+
+/* One stored message as history returns it. Strings point into the reply
+ * held by the operation and live until store_op_clear(). */
+struct store_msg {
+    long long id;
+    const char *user;
+    const char *text;
+    long long ts;
+    const char *client_msg_id;   /* NULL when absent */
+};
+
+/* One operation. The caller fills the inputs; store_exec() fills the
+ * outputs. Strings are NUL-terminated and must be valid names (names.h). */
+struct store_op {
+    int kind;                    /* store_op_kind */
+    const char *room;
+    const char *user;            /* send, delete; history filter, "" = all */
+    const char *text;            /* send */
+    size_t text_len;
+    long long ts;                /* send: Unix ms */
+    const char *client_msg_id;   /* send: "" or NULL when absent */
+    long long id;                /* delete */
+    long long before;            /* history: 0 = newest */
+    int limit;                   /* history */
+    /* outputs */
+    int result;                  /* store_result */
+    long long new_id;            /* send: the id given */
+    struct store_msg *msgs;      /* history: newest first */
+    size_t nmsgs;
+    long long next_before;       /* history: 0 when nothing older */
+    void *reply;                 /* private */
+};
+
+/* A store for these options (copied), not yet connected; NULL on OOM. */
+struct store *store_new(const struct store_opts *opts);
+void store_free(struct store *s);
+
+/* Connect, authenticate, load the scripts. STORE_OK or STORE_ERR_IO. */
+int store_connect(struct store *s);
+int store_connected(const struct store *s);
+void store_disconnect(struct store *s);
+
+/* Execute ops[0..n) in one pipeline, in order. Returns STORE_OK when every
+ * reply was read (each op's result says how it went), STORE_ERR_IO when the
+ * connection broke: the ops still STORE_PENDING may or may not have been
+ * applied, and the store must be reconnected. Ops already holding a result
+ * are skipped, so a batch can be passed again after reconnecting. */
+int store_exec(struct store *s, struct store_op *ops, size_t n);
+
+/* Release what store_exec attached to op (history results) and reset its
+ * outputs. */
+void store_op_clear(struct store_op *op);
+
+/* The last error, for the log. */
+const char *store_errstr(const struct store *s);
+
+#endif
