@@ -260,10 +260,13 @@ static void bridge_done_send(struct bridge *b, const struct job *j, const struct
     struct codec_msg m = { op->new_id, j->room, j->req.user, j->req.text,
                            j->ts, j->req.client_msg_id };
     STAT_INC(b, stored);
-    bridge_room_publish(b, j->room, codec_encode_msg(&m, &len), len);
+    char *doc = codec_encode_msg(&m, &len);
+    bridge_room_publish(b, j->room, doc, len);
     STAT_INC(b, republished);
-    if (j->reply_topic)
-        bridge_reply(b, j, codec_encode_ok(op->new_id, j->req.correlation, &len), len);
+    if (j->reply_topic) {
+        doc = codec_encode_ok(op->new_id, j->req.correlation, &len);
+        bridge_reply(b, j, doc, len);
+    }
 }
 
 /* A history page: the store gives newest first, the reply is oldest first. */
@@ -289,9 +292,12 @@ static void bridge_done_history(struct bridge *b, const struct job *j, const str
 static void bridge_done_delete(struct bridge *b, const struct job *j) {
     size_t len;
     STAT_INC(b, deleted);
-    bridge_room_publish(b, j->room, codec_encode_deleted(j->room, j->req.id, &len), len);
-    if (j->reply_topic)
-        bridge_reply(b, j, codec_encode_ok(j->req.id, j->req.correlation, &len), len);
+    char *doc = codec_encode_deleted(j->room, j->req.id, &len);
+    bridge_room_publish(b, j->room, doc, len);
+    if (j->reply_topic) {
+        doc = codec_encode_ok(j->req.id, j->req.correlation, &len);
+        bridge_reply(b, j, doc, len);
+    }
 }
 
 /* Answer one job according to what the store did with it. */

@@ -1,0 +1,424 @@
+/* test_chat.c -- the whole chat path against a real mosquitto and a real
+ * redis-server: send, store, republish, history, delete, refusals.
+ * Each test uses rooms of its own, so tests share one set of servers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "harness.h"
+
+#define WAIT_MS 5000
+
+static struct h_env env;
+
+/* ==================== Helpers ==================== */
+
+/* Parse a received document; fails the test when it is not JSON. */
+static json_t *parse(const char *doc) {
+    assert_non_null(doc);
+    json_error_t err;
+    json_t *j = json_loads(doc, 0, &err);
+    if (j == NULL) fail_msg("not JSON: %s (%s)", doc, err.text);
+    return j;
+}
+
+static long long jint(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v)) fail_msg("%s is not an integer", key);
+    return json_integer_value(v);
+}
+
+static const char *jstr(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v)) fail_msg("%s is not a string", key);
+    return json_string_value(v);
+}
+
+/* A client subscribed to filter. */
+static MQTTClient client(const char *id, const char *filter) {
+    MQTTClient c = h_mqtt_connect(&env, id, 5);
+    assert_non_null(c);
+    if (filter) assert_int_equal(h_subscribe(c, filter), 0);
+    return c;
+}
+
+/* Publish a request with an MQTT 5 reply topic and wait for the reply. */
+static json_t *request(MQTTClient c, const char *topic, const char *payload,
+                       const char *reply_topic) {
+    assert_int_equal(h_publish(c, topic, payload, reply_topic, "corr-1"), 0);
+    char *corr = NULL, *doc = h_receive(c, WAIT_MS, NULL, &corr);
+    if (doc == NULL) fail_msg("no reply to %s on %s", payload, topic);
+    assert_non_null(corr);
+    assert_string_equal(corr, "corr-1");
+    free(corr);
+    json_t *j = parse(doc);
+    free(doc);
+    return j;
+}
+
+/* Send a chat message and return its id, from the {"ok":true} reply. */
+static long long send_msg(MQTTClient c, const char *room, const char *user,
+                          const char *text, const char *reply_topic) {
+    char topic[128], payload[512];
+    snprintf(topic, sizeof(topic), "chat/%s/send", room);
+    snprintf(payload, sizeof(payload), "{\"user\":\"%s\",\"text\":\"%s\"}", user, text);
+    json_t *r = request(c, topic, payload, reply_topic);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    long long id = jint(r, "id");
+    json_decref(r);
+    return id;
+}
+
+static char *redis_str(const char *fmt, const char *a, const char *b) {
+    redisReply *r = h_redis(&env, fmt, a, b);
+    char *s = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    if (r) freeReplyObject(r);
+    return s;
+}
+
+static void assert_redis_str(const char *expect, const char *fmt, const char *a, const char *b) {
+    char *s = redis_str(fmt, a, b);
+    if (expect == NULL) {
+        assert_null(s);
+        return;
+    }
+    assert_non_null(s);
+    assert_string_equal(s, expect);
+    free(s);
+}
+
+/* ==================== Sending ==================== */
+
+/* One message: the exact keys of the schema, then the republished JSON. */
+static void test_send_stores_schema(void **state) {
+    (void)state;
+    MQTTClient c = client("t-send", "chat/lobby/msgs");
+    assert_int_equal(h_publish(c, "chat/lobby/send",
+        "{\"user\":\"alice\",\"text\":\"hello\",\"client_msg_id\":\"c-1\"}", NULL, NULL), 0);
+    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
+    json_t *m = parse(doc);
+    assert_int_equal(jint(m, "id"), 1);
+    assert_string_equal(jstr(m, "room"), "lobby");
+    assert_string_equal(jstr(m, "user"), "alice");
+    assert_string_equal(jstr(m, "text"), "hello");
+    assert_string_equal(jstr(m, "client_msg_id"), "c-1");
+    char ts[32];
+    snprintf(ts, sizeof(ts), "%lld", jint(m, "ts"));
+    assert_true(jint(m, "ts") > 1700000000000LL);
+
+    assert_redis_str("1", "GET %s", "chatroom:lobby:messages", NULL);
+    assert_redis_str("1", "HGET %s %s", "chatroom:lobby", "alice");
+    assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:alice", "1");
+    assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:1", "content");
+    assert_redis_str("alice", "HGET %s %s", "chatroom:lobby:1", "user");
+    assert_redis_str(ts, "HGET %s %s", "chatroom:lobby:1", "timestamp");
+    assert_redis_str("c-1", "HGET %s %s", "chatroom:lobby:1", "client_msg_id");
+    redisReply *r = h_redis(&env, "HLEN chatroom:lobby:1");
+    assert_int_equal(r->integer, 4);
+    freeReplyObject(r);
+    json_decref(m);
+    free(doc);
+    h_mqtt_close(c);
+}
+
+/* Ids count up per room, and rooms do not share counters. */
+static void test_ids_per_room(void **state) {
+    (void)state;
+    MQTTClient c = client("t-ids", "reply/ids");
+    long long a1 = send_msg(c, "ida", "alice", "a1", "reply/ids");
+    long long b1 = send_msg(c, "idb", "bob", "b1", "reply/ids");
+    long long a2 = send_msg(c, "ida", "bob", "a2", "reply/ids");
+    long long a3 = send_msg(c, "ida", "alice", "a3", "reply/ids");
+    long long b2 = send_msg(c, "idb", "bob", "b2", "reply/ids");
+    assert_int_equal(a1, 1);
+    assert_int_equal(a2, 2);
+    assert_int_equal(a3, 3);
+    assert_int_equal(b1, 1);
+    assert_int_equal(b2, 2);
+    assert_redis_str("3", "HGET %s %s", "chatroom:ida", "alice");
+    assert_redis_str("a2", "HGET %s %s", "chatroom:ida:bob", "2");
+    assert_redis_str("b2", "HGET %s %s", "chatroom:idb:2", "content");
+    h_mqtt_close(c);
+}
+
+/* A 3.1.1 client puts reply_to and correlation in the JSON. */
+static void test_mqtt311_reply_to(void **state) {
+    (void)state;
+    MQTTClient c = h_mqtt_connect(&env, "t-311", 4);
+    assert_non_null(c);
+    assert_int_equal(h_subscribe(c, "reply/v311"), 0);
+    assert_int_equal(h_publish(c, "chat/v311/send",
+        "{\"user\":\"carol\",\"text\":\"hi\",\"reply_to\":\"reply/v311\",\"correlation\":\"k9\"}",
+        NULL, NULL), 0);
+    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
+    json_t *r = parse(doc);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_int_equal(jint(r, "id"), 1);
+    assert_string_equal(jstr(r, "correlation"), "k9");
+    json_decref(r);
+    free(doc);
+
+    assert_int_equal(h_publish(c, "chat/v311/history",
+        "{\"reply_to\":\"reply/v311\",\"correlation\":\"k10\"}", NULL, NULL), 0);
+    doc = h_receive(c, WAIT_MS, NULL, NULL);
+    r = parse(doc);
+    assert_string_equal(jstr(r, "correlation"), "k10");
+    assert_int_equal(json_array_size(json_object_get(r, "messages")), 1);
+    json_decref(r);
+    free(doc);
+    h_mqtt_close(c);
+}
+
+/* ==================== History ==================== */
+
+/* Ask for history and check the ids of the page and next_before. */
+static void expect_page(MQTTClient c, const char *payload, const long long *ids,
+                        size_t n, long long next_before) {
+    json_t *r = request(c, "chat/hist/history", payload, "reply/hist");
+    json_t *msgs = json_object_get(r, "messages");
+    assert_string_equal(jstr(r, "room"), "hist");
+    if (json_array_size(msgs) != n)
+        fail_msg("%s: %zu messages, expected %zu", payload, json_array_size(msgs), n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        assert_int_equal(jint(m, "id"), ids[i]);
+        assert_string_equal(jstr(m, "room"), "hist");
+        assert_string_equal(jstr(m, "user"), ids[i] % 2 ? "alice" : "bob");
+    }
+    json_t *nb = json_object_get(r, "next_before");
+    if (next_before == 0) assert_true(json_is_null(nb));
+    else assert_int_equal(json_integer_value(nb), next_before);
+    json_decref(r);
+}
+
+static void test_history_paging(void **state) {
+    (void)state;
+    MQTTClient c = client("t-hist", "reply/hist");
+    for (int i = 1; i <= 7; i++)
+        assert_int_equal(send_msg(c, "hist", i % 2 ? "alice" : "bob", "m", "reply/hist"), i);
+    expect_page(c, "{\"limit\":3}", (long long[]){ 5, 6, 7 }, 3, 5);
+    expect_page(c, "{\"limit\":3,\"before\":5}", (long long[]){ 2, 3, 4 }, 3, 2);
+    expect_page(c, "{\"limit\":3,\"before\":2}", (long long[]){ 1 }, 1, 0);
+    expect_page(c, "{}", (long long[]){ 1, 2, 3, 4, 5, 6, 7 }, 7, 0);
+    expect_page(c, "{\"user\":\"alice\",\"limit\":2}", (long long[]){ 5, 7 }, 2, 5);
+    expect_page(c, "{\"user\":\"alice\",\"limit\":2,\"before\":5}", (long long[]){ 1, 3 }, 2, 0);
+    expect_page(c, "{\"user\":\"nobody\"}", NULL, 0, 0);
+
+    /* After deletes, history skips the holes. */
+    json_t *r = request(c, "chat/hist/delete", "{\"user\":\"alice\",\"id\":7}", "reply/hist");
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    r = request(c, "chat/hist/delete", "{\"user\":\"bob\",\"id\":4}", "reply/hist");
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    expect_page(c, "{\"limit\":3}", (long long[]){ 3, 5, 6 }, 3, 3);
+    expect_page(c, "{\"limit\":3,\"before\":3}", (long long[]){ 1, 2 }, 2, 0);
+    expect_page(c, "{\"user\":\"alice\"}", (long long[]){ 1, 3, 5 }, 3, 0);
+    assert_redis_str("5", "HGET %s %s", "chatroom:hist", "alice");
+    h_mqtt_close(c);
+}
+
+/* mosquitto_rr, as a person at a terminal would use it. */
+static void test_mosquitto_rr(void **state) {
+    (void)state;
+    char port[16], out[4096];
+    MQTTClient c = client("t-rr", "reply/rr-setup");
+    send_msg(c, "rr", "dave", "for rr", "reply/rr-setup");
+    h_mqtt_close(c);
+    snprintf(port, sizeof(port), "%d", env.mqtt_port);
+    char *argv[] = { "mosquitto_rr", "-h", "127.0.0.1", "-p", port, "-t",
+        "chat/rr/history", "-e", "reply/rr", "-m", "{\"limit\":5}", "-W", "10", NULL };
+    assert_int_equal(h_run(argv, out, sizeof(out), 15000), 0);
+    json_t *r = parse(out);
+    assert_string_equal(jstr(r, "room"), "rr");
+    json_t *m = json_array_get(json_object_get(r, "messages"), 0);
+    assert_string_equal(jstr(m, "text"), "for rr");
+    assert_string_equal(jstr(m, "user"), "dave");
+    json_decref(r);
+}
+
+/* ==================== Delete ==================== */
+
+static void expect_error(json_t *r, const char *code) {
+    assert_true(json_is_false(json_object_get(r, "ok")));
+    assert_string_equal(jstr(r, "error"), code);
+    assert_true(strlen(jstr(r, "message")) > 0);
+    json_decref(r);
+}
+
+static void test_delete(void **state) {
+    (void)state;
+    MQTTClient c = client("t-del", "reply/del");
+    MQTTClient sub = client("t-del-sub", "chat/del/msgs");
+    assert_int_equal(send_msg(c, "del", "alice", "mine", "reply/del"), 1);
+    assert_int_equal(send_msg(c, "del", "bob", "his", "reply/del"), 2);
+    for (int i = 0; i < 2; i++) free(h_receive(sub, WAIT_MS, NULL, NULL));
+
+    expect_error(request(c, "chat/del/delete", "{\"user\":\"bob\",\"id\":1}", "reply/del"),
+                 "forbidden");
+    assert_redis_str("mine", "HGET %s %s", "chatroom:del:1", "content");
+
+    /* The author deletes: the ok reply, and the room's deleted notice. */
+    json_t *r = request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del");
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_int_equal(jint(r, "id"), 1);
+    json_decref(r);
+    char *doc = h_receive(sub, WAIT_MS, NULL, NULL);
+    json_t *notice = parse(doc);
+    assert_true(json_is_true(json_object_get(notice, "deleted")));
+    assert_int_equal(jint(notice, "id"), 1);
+    assert_string_equal(jstr(notice, "room"), "del");
+    json_decref(notice);
+    free(doc);
+
+    assert_int_equal(h_redis_count(&env, "chatroom:del:1"), 0);
+    assert_redis_str(NULL, "HGET %s %s", "chatroom:del:alice", "1");
+    assert_redis_str(NULL, "HGET %s %s", "chatroom:del", "alice");
+    assert_redis_str("2", "HGET %s %s", "chatroom:del", "bob");
+
+    expect_error(request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del"),
+                 "not_found");
+    expect_error(request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":99}", "reply/del"),
+                 "not_found");
+    h_mqtt_close(sub);
+    h_mqtt_close(c);
+}
+
+/* ==================== Refusals ==================== */
+
+struct bad_case {
+    const char *topic;
+    const char *payload;
+    const char *code;
+};
+
+/* Every refusal gets its error code on the reply topic and writes nothing. */
+static void test_bad_input(void **state) {
+    (void)state;
+    static char long_text[4200], long_user[200], long_cmid[200];
+    snprintf(long_text, sizeof(long_text), "{\"user\":\"alice\",\"text\":\"%4097s\"}", "x");
+    snprintf(long_user, sizeof(long_user), "{\"user\":\"%65s\",\"text\":\"hi\"}", "u");
+    snprintf(long_cmid, sizeof(long_cmid),
+             "{\"user\":\"alice\",\"text\":\"hi\",\"client_msg_id\":\"%65s\"}", "c");
+    for (char *p = long_user; *p; p++) if (*p == ' ') *p = 'u';
+    for (char *p = long_cmid; *p; p++) if (*p == ' ') *p = 'c';
+    const struct bad_case cases[] = {
+        { "chat/bad/send", "not json", "invalid_json" },
+        { "chat/bad/send", "", "invalid_json" },
+        { "chat/bad/send", "{\"user\":\"alice\",\"text\":\"\xff\xfe\"}", "invalid_utf8" },
+        { "chat/bad/send", "{\"user\":\"al\xc0\xafice\",\"text\":\"x\"}", "invalid_utf8" },
+        { "chat/bad/send", "[1,2]", "not_object" },
+        { "chat/bad/send", "\"text\"", "not_object" },
+        { "chat/bad/send", "{\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":5,\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"12345\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"messages\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"a:b\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"a b\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"a{b}\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"a\\u0001b\",\"text\":\"hi\"}", "invalid_user" },
+        { "chat/bad/send", long_user, "invalid_user" },
+        { "chat/bad/send", "{\"user\":\"alice\"}", "invalid_text" },
+        { "chat/bad/send", "{\"user\":\"alice\",\"text\":7}", "invalid_text" },
+        { "chat/bad/send", "{\"user\":\"alice\",\"text\":\"\"}", "empty_text" },
+        { "chat/bad/send", long_text, "text_too_long" },
+        { "chat/bad/send", long_cmid, "invalid_client_msg_id" },
+        { "chat/bad/send", "{\"user\":\"alice\",\"text\":\"a\\u0000b\"}", "invalid_json" },
+        { "chat/bad/send", "{\"user\":\"alice\",\"user\":\"bob\",\"text\":\"x\"}", "invalid_json" },
+        { "chat/ba:d/send", "{\"user\":\"alice\",\"text\":\"hi\"}", "invalid_room" },
+        { "chat/ba*d/send", "{\"user\":\"alice\",\"text\":\"hi\"}", "invalid_room" },
+        { "chat/bad/history", "{\"limit\":\"x\"}", "invalid_limit" },
+        { "chat/bad/history", "{\"limit\":0}", "invalid_limit" },
+        { "chat/bad/history", "{\"before\":-3}", "invalid_before" },
+        { "chat/bad/history", "{\"user\":\"a/b\"}", "invalid_user" },
+        { "chat/bad/delete", "{\"user\":\"alice\"}", "invalid_id" },
+        { "chat/bad/delete", "{\"user\":\"alice\",\"id\":\"1\"}", "invalid_id" },
+        { "chat/bad/delete", "{\"id\":1}", "invalid_user" },
+    };
+    MQTTClient c = client("t-bad", "reply/bad");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *r = request(c, cases[i].topic, cases[i].payload, "reply/bad");
+        const char *code = jstr(r, "error");
+        if (strcmp(code, cases[i].code) != 0)
+            fail_msg("case %zu (%s): got %s, expected %s", i, cases[i].topic, code,
+                     cases[i].code);
+        expect_error(r, cases[i].code);
+    }
+    /* Without a reply topic a refusal is only logged; a topic with extra
+     * levels is not even delivered; a reply topic into the bridge's own
+     * topics gets no answer at all. None of them stores anything. */
+    assert_int_equal(h_publish(c, "chat/bad/send", "garbage", NULL, NULL), 0);
+    assert_int_equal(h_publish(c, "chat/bad/x/send", "{\"user\":\"alice\",\"text\":\"hi\"}",
+                               NULL, NULL), 0);
+    assert_int_equal(h_publish(c, "chat/bad/send", "{\"user\":\"alice\",\"text\":\"hi\"}",
+                               "chat/bad/send", NULL), 0);
+    assert_int_equal(h_publish(c, "chat/bad/send",
+        "{\"user\":\"alice\",\"text\":\"hi\",\"reply_to\":\"chat/lobby/msgs\"}", NULL, NULL), 0);
+    /* The bridge is still up and the room still empty: the next good
+     * message gets id 1. */
+    assert_int_equal(send_msg(c, "bad", "alice", "good", "reply/bad"), 1);
+    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 6);   /* the one good message */
+    assert_int_equal(h_redis_count(&env, "chatroom:ba:d*"), 0);
+    h_mqtt_close(c);
+}
+
+/* --check-config prints each problem with its line and exits 2. */
+static void test_check_config(void **state) {
+    (void)state;
+    char path[300], out[4096];
+    snprintf(path, sizeof(path), "%s/broken.yaml", env.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("mqtt:\n  uri: tcp://127.0.0.1:1883\n  colour: blue\nredis:\n  port: 99999\n", f);
+    fclose(f);
+    char *bridge = getenv("CB_BRIDGE") ? getenv("CB_BRIDGE") : "build/chat-bridge";
+    char *argv[] = { bridge, "--check-config", "-c", path, NULL };
+    assert_int_equal(h_run(argv, out, sizeof(out), 10000), 2);
+    assert_non_null(strstr(out, ":3:"));
+    assert_non_null(strstr(out, "colour"));
+    assert_non_null(strstr(out, ":5:"));
+    assert_non_null(strstr(out, "redis.port"));
+
+    char good[300];
+    snprintf(good, sizeof(good), "%s/bridge.yaml", env.dir);
+    char *argv2[] = { bridge, "--check-config", "-c", good, NULL };
+    assert_int_equal(h_run(argv2, out, sizeof(out), 10000), 0);
+}
+
+/* ==================== Set-up ==================== */
+
+static int setup(void **state) {
+    (void)state;
+    if (h_start_servers(&env) < 0) return -1;
+    return h_start_bridge(&env, NULL);
+}
+
+/* Stopping the bridge must be clean: exit 0 (under valgrind, 99 means
+ * memory errors or leaks). */
+static int teardown(void **state) {
+    (void)state;
+    int rc = h_stop_bridge(&env);
+    if (rc != 0) fprintf(stderr, "bridge exited with %d (see %s/bridge.log)\n", rc, env.dir);
+    if (rc != 0) setenv("CB_KEEP", "1", 1);
+    h_stop_servers(&env);
+    return rc == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_send_stores_schema),
+        cmocka_unit_test(test_ids_per_room),
+        cmocka_unit_test(test_mqtt311_reply_to),
+        cmocka_unit_test(test_history_paging),
+        cmocka_unit_test(test_mosquitto_rr),
+        cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_check_config),
+    };
+    return cmocka_run_group_tests_name("integration", tests, setup, teardown);
+}
