@@ -46,7 +46,7 @@ enum codec_err {
     CODEC_ERR_NOT_FOUND,     /* "not_found": no such message */
     CODEC_ERR_FORBIDDEN,     /* "forbidden": not the author */
     CODEC_ERR_UNAVAILABLE,   /* "unavailable": the store could not be reached */
-    CODEC_ERR_INTERNAL,      /* "internal" */
+    CODEC_ERR_INTERNAL,      /* "internal": also the codec's out of memory */
     CODEC_ERR_COUNT
 };
 

@@ -428,8 +428,10 @@ static void set_file(struct load *ld, int idx, int line, const char *path) {
                   errno == EFBIG ? "larger than 4096 bytes" : strerror(errno));
         return;
     }
-    if (len && buf[len - 1] == '\n') buf[--len] = '\0';
-    if (len && buf[len - 1] == '\r') buf[--len] = '\0';
+    if (len && buf[len - 1] == '\n') {
+        buf[--len] = '\0';
+        if (len && buf[len - 1] == '\r') buf[--len] = '\0';
+    }
     if (len == 0 || memchr(buf, '\0', len)) {
         add_error(ld, line, o->key, "%s: %s", shown(path, tmp),
                   len ? "contains a NUL byte" : "is empty");

@@ -42,7 +42,9 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
 int topic_filter(char *buf, size_t size, const char *prefix, int kind);
 
 /* 1 when a reply may be published to 'topic': non-empty, at most 65535
- * bytes, valid UTF-8 without NUL, no wildcards + #, not starting with '$',
+ * bytes, valid UTF-8 without control characters or Unicode noncharacters
+ * (mosquitto drops the connection of a client that publishes those), no
+ * wildcards + #, not starting with '$',
  * and not one of the bridge's own topics (<prefix>/<any>/send|history|
  * delete|msgs): those would loop back into it or forge a room's stream.
  * 0 otherwise. */

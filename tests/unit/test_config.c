@@ -535,6 +535,8 @@ static void test_password_file(void **state) {
         { "no-newline", "no-newline" },
         { "two\n\n", "two\n" },
         { " spaces kept \n", " spaces kept " },
+        { "lone-cr\r", "lone-cr\r" },
+        { "x\r\n\r\n", "x\r\n" },
     };
     char path[64], text[256];
     struct config c;
