@@ -98,7 +98,7 @@ deps:
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)sh config/run.sh build/chat-bridge config/chat-bridge.yaml
+	$(Q)bash config/run.sh build/chat-bridge config/chat-bridge.yaml
 
 unit: $(UNIT_BINS)
 	$(Q)rc=0; for t in $(UNIT_BINS); do $(TEST_WRAPPER) $$t || rc=1; done; exit $$rc

@@ -10,6 +10,7 @@
 #include "codec.h"
 #include "log.h"
 #include "mqtt.h"
+#include "outbox.h"
 #include "queue.h"
 #include "store.h"
 #include "topic.h"
@@ -33,15 +34,18 @@ struct bridge {
     struct codec_limits limits;
     struct mqtt *mqtt;
     struct store *store;
-    struct queue *queue;
-    pthread_t worker;
-    int worker_started;
+    struct queue *queue;          /* Paho callback -> store worker */
+    struct outbox *outbox;        /* store worker -> publisher thread */
+    size_t outbox_limit;          /* the worker waits above this many */
+    pthread_t worker, publisher;
+    int worker_started, publisher_started;
     int stopping;                 /* atomic */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
     struct log_ratelimit reject_rl;
     struct log_ratelimit publish_rl;
     void **items;                 /* the worker's batch: jobs ... */
     struct store_op *ops;         /* ... and their store operations */
+    int redis_tried;              /* worker only: a connect was attempted */
     struct bridge_stats st;       /* counters updated atomically */
 };
 
@@ -63,22 +67,44 @@ static void job_free(struct job *j) {
 
 /* ==================== Publishing ==================== */
 
-/* Publish one document; a refusal by Paho (buffer full) is counted and
- * logged rate-limited, never fatal. Takes ownership of doc. */
+/* Hand one document to the publisher thread; never waits on Paho, so it
+ * is safe on Paho's callback thread and on the store worker alike (see
+ * outbox.h). Takes ownership of doc. */
 static void bridge_publish(struct bridge *b, const char *topic, char *doc,
                            size_t len, const struct job *j) {
-    if (doc == NULL) {
-        log_error("out of memory encoding a reply");
+    struct outbox_msg *m = outbox_msg_new(topic, doc, len, j ? j->corr : NULL,
+                                          j ? j->corr_len : 0);
+    if (m == NULL) {
+        STAT_INC(b, publish_errors);
+        log_error("out of memory for a publish to %s", topic);
         return;
     }
-    int rc = mqtt_publish(b->mqtt, topic, doc, len, b->cfg->mqtt_qos, 0,
-                          j ? j->corr : NULL, j ? j->corr_len : 0);
-    if (rc != 0) {
-        STAT_INC(b, publish_errors);
-        if (log_ratelimit_ok(&b->publish_rl))
-            log_error("mqtt: publish to %s failed: %s", topic, mqtt_strerror(rc));
+    outbox_put(b->outbox, m);
+}
+
+/* The publisher thread: drains the outbox into Paho, in order. A refusal
+ * by Paho (its buffer full while disconnected) is counted and logged
+ * rate-limited. Ends once the outbox is closed and empty. */
+static void *bridge_publisher(void *arg) {
+    struct bridge *b = arg;
+    for (;;) {
+        struct outbox_msg *m = outbox_take_all(b->outbox, 200);
+        if (m == NULL && outbox_closed(b->outbox) && outbox_len(b->outbox) == 0)
+            break;
+        while (m) {
+            struct outbox_msg *next = m->next;
+            int rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len,
+                                  b->cfg->mqtt_qos, 0, m->corr, m->corr_len);
+            if (rc != 0) {
+                STAT_INC(b, publish_errors);
+                if (log_ratelimit_ok(&b->publish_rl))
+                    log_error("mqtt: publish to %s failed: %s", m->topic, mqtt_strerror(rc));
+            }
+            outbox_msg_free(m);
+            m = next;
+        }
     }
-    free(doc);
+    return NULL;
 }
 
 /* Send a reply to the job's reply topic, if it named one. */
@@ -232,26 +258,38 @@ static int ops_unfinished(struct store_op *ops, size_t n) {
     return left;
 }
 
+/* Connect to Redis when not connected. The connection state is published
+ * for bridge_stats; a change is logged once, not at every attempt. */
+static int bridge_redis_up(struct bridge *b) {
+    if (store_connected(b->store)) return 1;
+    int was = __atomic_load_n(&b->st.redis_connected, __ATOMIC_RELAXED);
+    int up = store_connect(b->store) == STORE_OK;
+    if (up) log_info("redis: connected to %s:%d", b->cfg->redis_host, b->cfg->redis_port);
+    else if (was || !b->redis_tried) log_warn("%s", store_errstr(b->store));
+    b->redis_tried = 1;
+    __atomic_store_n(&b->st.redis_connected, up, __ATOMIC_RELAXED);
+    return up;
+}
+
 /* Run the batch until every op has an outcome, reconnecting to Redis as
  * needed. After an I/O error the ops without a reply are sent again: a
  * message may then be stored twice (at-least-once), never lost. Gives up
  * only when stopping and past the deadline. */
 static void bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
     long wait = BACKOFF_MIN_MS;
-    int logged = 0;
+    int retries = 0;
     while (ops_unfinished(ops, n) && !bridge_giving_up(b)) {
-        if (!store_connected(b->store) && store_connect(b->store) == STORE_OK)
-            log_info("redis: connected to %s:%d", b->cfg->redis_host, b->cfg->redis_port);
-        if (store_connected(b->store) && store_exec(b->store, ops, n) == STORE_OK &&
+        if (bridge_redis_up(b) && store_exec(b->store, ops, n) == STORE_OK &&
             !ops_unfinished(ops, n))
             break;
-        if (!logged++)
-            log_warn("%s; retrying", store_errstr(b->store));
+        if (!store_connected(b->store))
+            __atomic_store_n(&b->st.redis_connected, 0, __ATOMIC_RELAXED);
+        if (retries++ == 0) log_warn("%s; retrying", store_errstr(b->store));
         STAT_INC(b, redis_retries);
         backoff(&wait);
     }
-    if (logged && !ops_unfinished(ops, n))
-        log_info("redis: batch applied after %d retries", logged);
+    if (retries && !ops_unfinished(ops, n))
+        log_info("redis: batch applied after %d retries", retries);
 }
 
 /* A stored message: republish it to the room, then answer the sender. */
@@ -321,6 +359,15 @@ static void bridge_respond(struct bridge *b, const struct job *j, const struct s
     }
 }
 
+/* Let the publisher catch up before taking more work, but never while the
+ * inbound queue is full: then Paho's callback may be waiting for us with
+ * Paho's lock held, and the publisher cannot move until we do. */
+static void bridge_wait_outbox(struct bridge *b) {
+    while (!outbox_wait_below(b->outbox, b->outbox_limit, 10) &&
+           queue_depth(b->queue) < (size_t)b->cfg->queue_size)
+        ;
+}
+
 /* The store worker: batches off the queue, one pipeline per batch, then
  * the publishes. Ends when the queue is closed and drained. */
 static void *bridge_worker(void *arg) {
@@ -328,7 +375,15 @@ static void *bridge_worker(void *arg) {
     size_t max = (size_t)b->cfg->batch_size;
     void **items = b->items;
     struct store_op *ops = b->ops;
+    long wait = BACKOFF_MIN_MS;
     for (;;) {
+        /* Connect before the first message too: readiness needs Redis. */
+        if (!bridge_redis_up(b) && !__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) &&
+            queue_depth(b->queue) == 0) {
+            backoff(&wait);
+            continue;
+        }
+        wait = BACKOFF_MIN_MS;
         size_t n = queue_pop_batch(b->queue, items, max, 200);
         if (n == 0 && __atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) &&
             queue_depth(b->queue) == 0)
@@ -340,6 +395,7 @@ static void *bridge_worker(void *arg) {
             store_op_clear(&ops[i]);
             job_free(items[i]);
         }
+        bridge_wait_outbox(b);
     }
     store_disconnect(b->store);
     return NULL;
@@ -388,10 +444,12 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->reject_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->publish_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->queue = queue_new((size_t)cfg->queue_size);
+    b->outbox = outbox_new();
+    b->outbox_limit = 4 * (size_t)cfg->batch_size;
     b->store = bridge_store_new(cfg);
     b->items = calloc((size_t)cfg->batch_size, sizeof(void *));
     b->ops = calloc((size_t)cfg->batch_size, sizeof(struct store_op));
-    if (b->queue && b->store && b->items && b->ops)
+    if (b->queue && b->outbox && b->store && b->items && b->ops)
         b->mqtt = bridge_mqtt_new(b, err, errlen);
     if (b->mqtt == NULL) {
         bridge_free(b);
@@ -401,6 +459,11 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
 }
 
 int bridge_start(struct bridge *b, char *err, size_t errlen) {
+    if (pthread_create(&b->publisher, NULL, bridge_publisher, b) != 0) {
+        snprintf(err, errlen, "cannot start the publisher thread");
+        return -1;
+    }
+    b->publisher_started = 1;
     if (pthread_create(&b->worker, NULL, bridge_worker, b) != 0) {
         snprintf(err, errlen, "cannot start the store worker");
         return -1;
@@ -424,6 +487,9 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
     queue_close(b->queue);
     if (b->worker_started) pthread_join(b->worker, NULL);
     b->worker_started = 0;
+    outbox_close(b->outbox);
+    if (b->publisher_started) pthread_join(b->publisher, NULL);
+    b->publisher_started = 0;
     for (int i = 0; i < 100 && mqtt_ready(b->mqtt) && mqtt_pending(b->mqtt) > 0; i++)
         sleep_ms(20);
     mqtt_stop(b->mqtt, 1000);
@@ -435,20 +501,22 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
 
 void bridge_free(struct bridge *b) {
     if (b == NULL) return;
+    if (b->worker_started || b->publisher_started) bridge_stop(b, 0);
     mqtt_free(b->mqtt);
     store_free(b->store);
     queue_free(b->queue);
+    outbox_free(b->outbox);
     free(b->items);
     free(b->ops);
     free(b);
 }
 
 void bridge_stats(struct bridge *b, struct bridge_stats *out) {
-    const unsigned long *src = &b->st.received;
-    unsigned long *dst = &out->received;
-    size_t n = offsetof(struct bridge_stats, queued) / sizeof(unsigned long);
-    for (size_t i = 0; i < n; i++) dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+#define LOAD(field) out->field = __atomic_load_n(&b->st.field, __ATOMIC_RELAXED)
+    LOAD(received); LOAD(stored); LOAD(republished); LOAD(replies);
+    LOAD(rejected); LOAD(history); LOAD(deleted); LOAD(redis_retries);
+    LOAD(publish_errors); LOAD(lost); LOAD(redis_connected);
+#undef LOAD
     out->queued = queue_depth(b->queue);
     out->mqtt_ready = mqtt_ready(b->mqtt);
-    out->redis_connected = store_connected(b->store);
 }

@@ -75,7 +75,8 @@ static void on_connected(void *ctx, char *cause) {
     struct mqtt *m = ctx;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     __atomic_store_n(&m->connecting, 0, __ATOMIC_RELEASE);
-    log_info("mqtt: connected to %s (%s)", m->opts.uri, cause ? cause : "connect");
+    (void)cause;      /* Paho says "automatic reconnect" even the first time */
+    log_info("mqtt: connected to %s", m->opts.uri);
     ro.context = m;
     if (m->opts.version >= 5) {
         ro.onSuccess5 = on_subscribe;

@@ -390,6 +390,48 @@ static void test_check_config(void **state) {
     assert_int_equal(h_run(argv2, out, sizeof(out), 10000), 0);
 }
 
+/* ==================== Backpressure ==================== */
+
+/* A tiny inbound queue under a burst: Paho's callback blocks on the full
+ * queue while the worker publishes. Every message must still be stored
+ * once and republished once, without the bridge locking up. */
+static void test_backpressure_burst(void **state) {
+    (void)state;
+    enum { N = 400 };
+    char path[300], port[16];
+    assert_int_equal(h_stop_bridge(&env), 0);
+    assert_int_equal(h_start_bridge(&env, "limits:\n  queue_size: 2\n  batch_size: 1\n"), 0);
+    MQTTClient sub = client("t-bp-sub", "chat/bp/msgs");
+
+    snprintf(path, sizeof(path), "%s/burst.txt", env.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N; i++)
+        fprintf(f, "{\"user\":\"u%d\",\"text\":\"burst %d\"}\n", i % 7, i);
+    fclose(f);
+    snprintf(port, sizeof(port), "%d", env.mqtt_port);
+    char *argv[] = { "sh", "-c", "mosquitto_pub -h 127.0.0.1 -p \"$0\" -q 1 "
+        "-t chat/bp/send -l < \"$1\"", port, path, NULL };
+    char out[1024];
+    assert_int_equal(h_run(argv, out, sizeof(out), 60000), 0);
+
+    int seen = 0;
+    for (char *doc; seen < N && (doc = h_receive(sub, 20000, NULL, NULL)) != NULL; seen++) {
+        json_t *m = parse(doc);
+        assert_int_equal(jint(m, "id"), seen + 1);
+        json_decref(m);
+        free(doc);
+    }
+    assert_int_equal(seen, N);
+    char count[16];
+    snprintf(count, sizeof(count), "%d", N);
+    assert_redis_str(count, "GET %s", "chatroom:bp:messages", NULL);
+    redisReply *r = h_redis(&env, "ZCARD chatroom:bp:messages:ids");
+    assert_int_equal(r->integer, N);
+    freeReplyObject(r);
+    h_mqtt_close(sub);
+}
+
 /* ==================== Set-up ==================== */
 
 static int setup(void **state) {
@@ -403,8 +445,10 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     int rc = h_stop_bridge(&env);
-    if (rc != 0) fprintf(stderr, "bridge exited with %d (see %s/bridge.log)\n", rc, env.dir);
-    if (rc != 0) setenv("CB_KEEP", "1", 1);
+    if (rc != 0) {
+        fprintf(stderr, "bridge exited with %d (see %s/bridge.log)\n", rc, env.dir);
+        setenv("CB_KEEP", "1", 1);
+    }
     h_stop_servers(&env);
     return rc == 0 ? 0 : -1;
 }
@@ -419,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_backpressure_burst),   /* restarts the bridge: last */
     };
     return cmocka_run_group_tests_name("integration", tests, setup, teardown);
 }

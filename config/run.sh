@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# run.sh BRIDGE CONFIG -- what `make run` does after building.
+#
+# Starts the bridge on CONFIG. When nothing listens on the configured
+# broker or Redis address and that address is on this machine, starts a
+# private mosquitto / redis-server there first, with their data under
+# ./state/, and says so. Prints the commands to try a chat. Ctrl-C stops
+# the bridge and whatever this script started, by PID.
+set -u
+bridge=$1
+config=$2
+state=$PWD/state
+pids=()
+
+cleanup() {
+    trap - INT TERM EXIT
+    [ -n "${bridge_pid:-}" ] && kill -TERM "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+}
+trap cleanup INT TERM EXIT
+
+# The effective settings, from the bridge's own reading of the file.
+dump=$("$bridge" -c "$config" --dump-config) || exit 2
+get() { printf '%s\n' "$dump" | sed -n "s/^$1 = //p"; }
+uri=$(get mqtt.uri)
+mqtt_hostport=${uri#*://}
+mqtt_host=${mqtt_hostport%:*}
+mqtt_port=${mqtt_hostport##*:}
+[ "$mqtt_port" = "$mqtt_hostport" ] && mqtt_port=1883
+redis_host=$(get redis.host)
+redis_port=$(get redis.port)
+prefix=$(get mqtt.topic_prefix)
+key_prefix=$(get redis.key_prefix)
+
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+is_local() { case $1 in 127.*|localhost|::1) return 0;; esac; return 1; }
+wait_port() {
+    for _ in $(seq 1 100); do listening "$1" "$2" && return 0; sleep 0.1; done
+    echo "run: nothing came up on $1:$2" >&2; return 1
+}
+
+start_mosquitto() {
+    mkdir -p "$state/mosquitto"
+    cat > "$state/mosquitto/mosquitto.conf" <<CONF
+# Written by config/run.sh for a private development broker.
+listener $mqtt_port $mqtt_host
+allow_anonymous true
+user $(id -un)
+persistence true
+persistence_location $state/mosquitto/
+# The bridge's persistent session may have to hold a backlog while it is down.
+max_queued_messages 100000
+CONF
+    mosquitto -c "$state/mosquitto/mosquitto.conf" >"$state/mosquitto/mosquitto.log" 2>&1 &
+    pids+=($!)
+    echo "run: started a private mosquitto on $mqtt_host:$mqtt_port (log: state/mosquitto/mosquitto.log)"
+    wait_port "$mqtt_host" "$mqtt_port"
+}
+
+start_redis() {
+    mkdir -p "$state/redis"
+    redis-server --bind "$redis_host" --port "$redis_port" --dir "$state/redis" \
+        --appendonly yes --appendfsync everysec --save "" \
+        >"$state/redis/redis.log" 2>&1 &
+    pids+=($!)
+    echo "run: started a private redis-server on $redis_host:$redis_port (log: state/redis/redis.log)"
+    wait_port "$redis_host" "$redis_port"
+}
+
+if ! listening "$mqtt_host" "$mqtt_port"; then
+    if is_local "$mqtt_host"; then start_mosquitto || exit 1
+    else echo "run: nothing answers on $mqtt_host:$mqtt_port yet; the bridge will keep trying"; fi
+fi
+if ! listening "$redis_host" "$redis_port"; then
+    if is_local "$redis_host"; then start_redis || exit 1
+    else echo "run: nothing answers on $redis_host:$redis_port yet; the bridge will keep trying"; fi
+fi
+
+cat <<TRY
+
+Try a chat from another terminal:
+  mosquitto_sub -h $mqtt_host -p $mqtt_port -t '$prefix/+/msgs' -v
+  mosquitto_pub -h $mqtt_host -p $mqtt_port -t $prefix/lobby/send -m '{"user":"alice","text":"hello"}'
+  mosquitto_rr  -h $mqtt_host -p $mqtt_port -t $prefix/lobby/history -e reply/alice -m '{"limit":10}'
+  mosquitto_rr  -h $mqtt_host -p $mqtt_port -t $prefix/lobby/delete -e reply/alice -m '{"user":"alice","id":1}'
+  redis-cli -h $redis_host -p $redis_port hgetall $key_prefix:lobby:1
+Ctrl-C stops everything.
+
+TRY
+
+"$bridge" -c "$config" &
+bridge_pid=$!
+wait "$bridge_pid"
+rc=$?
+bridge_pid=
+exit $rc
