@@ -1,6 +1,12 @@
-/* bridge.c -- wiring: MQTT in, queue, store worker, MQTT out (bridge.h). */
+/* bridge.c -- wiring: MQTT in, journal, store worker, outbox, MQTT out.
+ *
+ *   Paho's thread   message -> route, decode, validate -> journal_append
+ *                   (refusals are answered at once; nothing waits on Redis)
+ *   store worker    journal_read -> one pipelined batch -> outbox
+ *                   -> journal_stored; checkpoint once the broker has
+ *                   acknowledged every publish of a batch
+ *   publisher       outbox -> Paho, in order, retrying while Paho is full */
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +14,11 @@
 
 #include "bridge.h"
 #include "codec.h"
+#include "journal.h"
 #include "log.h"
 #include "mqtt.h"
 #include "outbox.h"
-#include "queue.h"
+#include "record.h"
 #include "store.h"
 #include "topic.h"
 
@@ -19,14 +26,15 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-/* One accepted request on its way through the queue. */
-struct job {
-    struct codec_req req;
-    char room[NAME_MAX_BYTES + 1];
-    long long ts;                 /* arrival, Unix ms */
-    char *reply_topic;            /* NULL: no reply wanted */
-    char *corr;                   /* MQTT 5 correlation data, NULL if none */
-    size_t corr_len;
+/* The publishes of one batch. The checkpoint may pass the batch's last
+ * seq once 'pending' reaches 0: every publish done, and the worker's own
+ * hold released. Tickets complete in any order; the checkpoint advances
+ * over the completed prefix of the list only. */
+struct ticket {
+    struct mqtt_done done;        /* first: Paho calls back through it */
+    struct ticket *next;
+    unsigned long long seq;
+    int pending;                  /* atomic */
 };
 
 struct bridge {
@@ -34,18 +42,23 @@ struct bridge {
     struct codec_limits limits;
     struct mqtt *mqtt;
     struct store *store;
-    struct queue *queue;          /* Paho callback -> store worker */
+    struct journal *journal;      /* Paho callback -> store worker */
     struct outbox *outbox;        /* store worker -> publisher thread */
     size_t outbox_limit;          /* the worker waits above this many */
     pthread_t worker, publisher;
     int worker_started, publisher_started;
     int stopping;                 /* atomic */
+    unsigned long long stop_seq;  /* the worker stops after this record */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
-    struct log_ratelimit reject_rl;
-    struct log_ratelimit publish_rl;
-    void **items;                 /* the worker's batch: jobs ... */
+    pthread_mutex_t tickets_lock;
+    struct ticket *tickets, *tickets_tail;
+    struct record_buf recbuf;     /* Paho's thread only */
+    struct log_ratelimit reject_rl, publish_rl, journal_rl;
+    struct journal_entry *entries;/* the worker's batch: records ... */
+    struct record *recs;          /* ... decoded ... */
     struct store_op *ops;         /* ... and their store operations */
     int redis_tried;              /* worker only: a connect was attempted */
+    int journal_warned;           /* the 80% warning is up */
     struct bridge_stats st;       /* counters updated atomically */
 };
 
@@ -57,34 +70,96 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void job_free(struct job *j) {
-    if (j == NULL) return;
-    codec_req_free(&j->req);
-    free(j->reply_topic);
-    free(j->corr);
-    free(j);
+static void sleep_ms(long ms) {
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* ==================== Tickets ==================== */
+
+static void ticket_done(struct mqtt_done *d, int ok) {
+    struct ticket *t = (struct ticket *)d;
+    (void)ok;        /* a publish Paho gave up on is not retried either way */
+    __atomic_sub_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);
+}
+
+/* A ticket for a batch ending at seq, held by the worker until released. */
+static struct ticket *ticket_new(struct bridge *b, unsigned long long seq) {
+    struct ticket *t = calloc(1, sizeof(*t));
+    if (t == NULL) return NULL;
+    t->done.fn = ticket_done;
+    t->seq = seq;
+    t->pending = 1;
+    pthread_mutex_lock(&b->tickets_lock);
+    if (b->tickets_tail) b->tickets_tail->next = t;
+    else b->tickets = t;
+    b->tickets_tail = t;
+    pthread_mutex_unlock(&b->tickets_lock);
+    return t;
+}
+
+/* Move the journal checkpoint over every completed ticket at the head. */
+static void bridge_checkpoint(struct bridge *b) {
+    unsigned long long seq = 0;
+    pthread_mutex_lock(&b->tickets_lock);
+    while (b->tickets && __atomic_load_n(&b->tickets->pending, __ATOMIC_ACQUIRE) == 0) {
+        struct ticket *t = b->tickets;
+        seq = t->seq;
+        b->tickets = t->next;
+        if (b->tickets == NULL) b->tickets_tail = NULL;
+        free(t);
+    }
+    pthread_mutex_unlock(&b->tickets_lock);
+    if (seq && journal_checkpoint(b->journal, seq) < 0 && log_ratelimit_ok(&b->journal_rl))
+        log_error("%s", journal_errstr(b->journal));
+    if (seq) store_set_checkpoint(b->store, seq);
+}
+
+static void tickets_free(struct bridge *b) {
+    while (b->tickets) {
+        struct ticket *t = b->tickets;
+        b->tickets = t->next;
+        free(t);
+    }
+    b->tickets_tail = NULL;
 }
 
 /* ==================== Publishing ==================== */
 
 /* Hand one document to the publisher thread; never waits on Paho, so it
  * is safe on Paho's callback thread and on the store worker alike (see
- * outbox.h). Takes ownership of doc. */
-static void bridge_publish(struct bridge *b, const char *topic, char *doc,
-                           size_t len, const struct job *j) {
-    struct outbox_msg *m = outbox_msg_new(topic, doc, len, j ? j->corr : NULL,
-                                          j ? j->corr_len : 0);
+ * outbox.h). Takes ownership of doc. The ticket, if any, counts it. */
+static void bridge_publish(struct bridge *b, const char *topic, char *doc, size_t len,
+                           const struct record *r, struct ticket *t) {
+    struct outbox_msg *m = outbox_msg_new(topic, doc, len, r ? r->corr : NULL,
+                                          r ? r->corr_len : 0, t);
     if (m == NULL) {
         STAT_INC(b, publish_errors);
         log_error("out of memory for a publish to %s", topic);
         return;
     }
+    if (t) __atomic_add_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);
     outbox_put(b->outbox, m);
 }
 
-/* The publisher thread: drains the outbox into Paho, in order. A refusal
- * by Paho (its buffer full while disconnected) is counted and logged
- * rate-limited. Ends once the outbox is closed and empty. */
+/* Publish one message, waiting while Paho cannot take it (disconnected
+ * with its buffer full): a stored message's republish is never dropped. */
+static void bridge_send(struct bridge *b, struct outbox_msg *m) {
+    struct ticket *t = m->tag;
+    int rc;
+    while ((rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len, b->cfg->mqtt_qos,
+                              0, m->corr, m->corr_len, t ? &t->done : NULL)) != 0 &&
+           mqtt_retryable(rc) && !outbox_closed(b->outbox))
+        sleep_ms(50);
+    if (rc == 0) return;
+    STAT_INC(b, publish_errors);
+    if (log_ratelimit_ok(&b->publish_rl))
+        log_error("mqtt: publish to %s failed: %s", m->topic, mqtt_strerror(rc));
+    if (t) ticket_done(&t->done, 0);
+}
+
+/* The publisher thread: drains the outbox into Paho, in order. Ends once
+ * the outbox is closed and empty. */
 static void *bridge_publisher(void *arg) {
     struct bridge *b = arg;
     for (;;) {
@@ -93,13 +168,7 @@ static void *bridge_publisher(void *arg) {
             break;
         while (m) {
             struct outbox_msg *next = m->next;
-            int rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len,
-                                  b->cfg->mqtt_qos, 0, m->corr, m->corr_len);
-            if (rc != 0) {
-                STAT_INC(b, publish_errors);
-                if (log_ratelimit_ok(&b->publish_rl))
-                    log_error("mqtt: publish to %s failed: %s", m->topic, mqtt_strerror(rc));
-            }
+            bridge_send(b, m);
             outbox_msg_free(m);
             m = next;
         }
@@ -107,30 +176,33 @@ static void *bridge_publisher(void *arg) {
     return NULL;
 }
 
-/* Send a reply to the job's reply topic, if it named one. */
-static void bridge_reply(struct bridge *b, const struct job *j, char *doc, size_t len) {
-    if (j->reply_topic == NULL) {
+/* Send a reply to the record's reply topic, if it named one. */
+static void bridge_reply(struct bridge *b, const struct record *r, char *doc,
+                         size_t len, struct ticket *t) {
+    if (r->reply_topic == NULL) {
         free(doc);
         return;
     }
     STAT_INC(b, replies);
-    bridge_publish(b, j->reply_topic, doc, len, j);
+    bridge_publish(b, r->reply_topic, doc, len, r, t);
 }
 
-static void bridge_reply_error(struct bridge *b, const struct job *j, int err) {
+static void bridge_reply_error(struct bridge *b, const struct record *r, int err,
+                               struct ticket *t) {
     size_t len;
-    char *doc = codec_encode_error(err, j->req.correlation, &len);
-    bridge_reply(b, j, doc, len);
+    char *doc = codec_encode_error(err, r->correlation, &len);
+    bridge_reply(b, r, doc, len, t);
 }
 
 /* Publish on the room's msgs topic. */
-static void bridge_room_publish(struct bridge *b, const char *room, char *doc, size_t len) {
+static void bridge_room_publish(struct bridge *b, const char *room, char *doc,
+                                size_t len, struct ticket *t) {
     char topic[TOPIC_MAX];
     if (topic_build(topic, sizeof(topic), b->cfg->topic_prefix, room, "msgs") < 0) {
         free(doc);
         return;
     }
-    bridge_publish(b, topic, doc, len, NULL);
+    bridge_publish(b, topic, doc, len, NULL, t);
 }
 
 /* ==================== Inbound (Paho's thread) ==================== */
@@ -153,80 +225,105 @@ static char *dup_bytes(const char *s, size_t n) {
 }
 
 /* Take the reply address: the MQTT 5 Response Topic and Correlation Data
- * when present, else the JSON "reply_to" of the 3.1.1 fallback. Returns 0,
- * or -1 when the topic is not one the bridge may publish to (the request
- * is then dropped without an answer). */
-static int bridge_reply_address(struct bridge *b, const struct mqtt_in *in, struct job *j) {
+ * when present, else the JSON "reply_to" of the 3.1.1 fallback. *topic is
+ * malloc'd. Returns 0, or -1 when the topic is not one the bridge may
+ * publish to (the request is then dropped without an answer). */
+static int bridge_reply_address(struct bridge *b, const struct mqtt_in *in,
+                                const struct codec_req *req, struct record *r,
+                                char **topic) {
     const char *prefix = b->cfg->topic_prefix;
+    *topic = NULL;
     if (in->response_topic) {
         if (!topic_reply_allowed(prefix, in->response_topic, in->response_topic_len))
             return -1;
-        j->reply_topic = dup_bytes(in->response_topic, in->response_topic_len);
-        if (in->correlation)
-            j->corr = dup_bytes(in->correlation, in->correlation_len);
-        j->corr_len = in->correlation_len;
-    } else if (j->req.reply_to) {
-        if (!topic_reply_allowed(prefix, j->req.reply_to, strlen(j->req.reply_to)))
+        *topic = dup_bytes(in->response_topic, in->response_topic_len);
+        r->corr = in->correlation;
+        r->corr_len = in->correlation_len;
+    } else if (req->reply_to) {
+        if (!topic_reply_allowed(prefix, req->reply_to, strlen(req->reply_to)))
             return -1;
-        j->reply_topic = strdup(j->req.reply_to);
+        *topic = strdup(req->reply_to);
     }
+    r->reply_topic = *topic;
+    r->correlation = req->correlation;
     return 0;
 }
 
-/* Turn an incoming message into a job: route, decode, validate. Returns
- * CODEC_OK, or the error to answer with. */
-static int bridge_decode(struct bridge *b, const struct mqtt_in *in, struct job *j) {
-    int kind = topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, j->room);
+/* Route and decode one message into req and r. Returns CODEC_OK or the
+ * error to answer with. */
+static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
+                         struct codec_req *req, struct record *r) {
+    int kind = topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, room);
     int err = codec_decode(kind > 0 ? kind : CODEC_SEND, in->payload,
-                           in->payload_len, &b->limits, &j->req);
+                           in->payload_len, &b->limits, req);
     if (kind == TOPIC_ERR_ROOM) return CODEC_ERR_ROOM;
     if (kind < 0) return CODEC_ERR_TOPIC;
+    *r = (struct record){ .kind = kind, .limit = req->limit, .ts = now_ms(),
+        .id = req->id, .before = req->before, .room = room, .user = req->user,
+        .client_msg_id = req->client_msg_id, .text = req->text,
+        .text_len = req->text_len };
     if (err == CODEC_OK && kind == TOPIC_HISTORY && in->response_topic == NULL &&
-        j->req.reply_to == NULL)
+        req->reply_to == NULL)
         return CODEC_ERR_REPLY_TO;    /* a history nobody will read */
     return err;
 }
 
-static void bridge_on_message(void *arg, const struct mqtt_in *in) {
-    struct bridge *b = arg;
-    struct job *j = calloc(1, sizeof(*j));
-    STAT_INC(b, received);
-    if (j == NULL) {
+/* Append a record to the journal. Only a closed journal (shutting down)
+ * makes it give up; a failing disk is retried, holding the broker back,
+ * since returning would acknowledge a message that is nowhere. */
+static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const struct record *r) {
+    if (record_encode(&b->recbuf, r) < 0) {
         bridge_log_reject(b, in, "out of memory");
         return;
     }
-    int err = bridge_decode(b, in, j);
-    if (bridge_reply_address(b, in, j) < 0) {
+    for (;;) {
+        if (journal_append(b->journal, b->recbuf.data, b->recbuf.len) > 0) return;
+        if (__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) > 1) break;
+        if (log_ratelimit_ok(&b->journal_rl))
+            log_error("%s; retrying", journal_errstr(b->journal));
+        sleep_ms(100);
+    }
+    STAT_INC(b, lost);
+    log_error("journal closed: a message on %.*s was not kept",
+              (int)(in->topic_len > 128 ? 128 : in->topic_len), in->topic);
+}
+
+static void bridge_on_message(void *arg, const struct mqtt_in *in) {
+    struct bridge *b = arg;
+    struct codec_req req;
+    struct record r = { 0 };
+    char room[NAME_MAX_BYTES + 1] = "", *reply = NULL;
+    STAT_INC(b, received);
+    int err = bridge_decode(b, in, room, &req, &r);
+    if (bridge_reply_address(b, in, &req, &r, &reply) < 0) {
         bridge_log_reject(b, in, "reply topic refused");
-        goto done;
-    }
-    if (err != CODEC_OK) {
+    } else if (err != CODEC_OK) {
         bridge_log_reject(b, in, codec_err_text(err));
-        bridge_reply_error(b, j, err);
-        goto done;
+        bridge_reply_error(b, &r, err, NULL);
+    } else {
+        bridge_journal(b, in, &r);
     }
-    j->ts = now_ms();
-    if (queue_push(b->queue, j) == 0) return;
-    bridge_log_reject(b, in, "shutting down");
-done:
-    job_free(j);
+    free(reply);
+    codec_req_free(&req);
 }
 
 /* ==================== Store worker ==================== */
 
-/* Describe a job to the store. Pointers stay valid while the job lives. */
-static void job_to_op(const struct job *j, struct store_op *op) {
+/* Describe a record to the store. Pointers stay valid for the batch. */
+static void record_to_op(const struct record *r, unsigned long long seq,
+                         struct store_op *op) {
     memset(op, 0, sizeof(*op));
-    op->kind = j->req.kind;
-    op->room = j->room;
-    op->user = j->req.user;
-    op->text = j->req.text;
-    op->text_len = j->req.text_len;
-    op->ts = j->ts;
-    op->client_msg_id = j->req.client_msg_id;
-    op->id = j->req.id;
-    op->before = j->req.before;
-    op->limit = j->req.limit;
+    op->kind = r->kind;
+    op->room = r->room;
+    op->user = r->user;
+    op->text = r->text;
+    op->text_len = r->text_len;
+    op->ts = r->ts;
+    op->client_msg_id = r->client_msg_id;
+    op->seq = seq;
+    op->id = r->id;
+    op->before = r->before;
+    op->limit = r->limit;
 }
 
 static int bridge_giving_up(struct bridge *b) {
@@ -235,11 +332,6 @@ static int bridge_giving_up(struct bridge *b) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec > b->give_up_at.tv_sec ||
            (now.tv_sec == b->give_up_at.tv_sec && now.tv_nsec >= b->give_up_at.tv_nsec);
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
 }
 
 /* Wait before the next attempt: exponential, capped, with jitter. */
@@ -272,10 +364,10 @@ static int bridge_redis_up(struct bridge *b) {
 }
 
 /* Run the batch until every op has an outcome, reconnecting to Redis as
- * needed. After an I/O error the ops without a reply are sent again: a
- * message may then be stored twice (at-least-once), never lost. Gives up
- * only when stopping and past the deadline. */
-static void bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
+ * needed. After an I/O error the ops without a reply run again; the send
+ * script's replay guard makes that safe. Gives up only when stopping and
+ * past the deadline: the records then stay in the journal. */
+static int bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
     long wait = BACKOFF_MIN_MS;
     int retries = 0;
     while (ops_unfinished(ops, n) && !bridge_giving_up(b)) {
@@ -290,111 +382,149 @@ static void bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
     }
     if (retries && !ops_unfinished(ops, n))
         log_info("redis: batch applied after %d retries", retries);
+    return !ops_unfinished(ops, n);
 }
 
-/* A stored message: republish it to the room, then answer the sender. */
-static void bridge_done_send(struct bridge *b, const struct job *j, const struct store_op *op) {
+/* A stored message: republish it to the room, then answer the sender. A
+ * record replayed after a restart is republished again (its first
+ * republish may not have reached the broker); a client's repeat of a
+ * client_msg_id only gets the original id back. */
+static void bridge_done_send(struct bridge *b, const struct record *r,
+                             const struct store_op *op, struct ticket *t) {
     size_t len;
-    struct codec_msg m = { op->new_id, j->room, j->req.user, j->req.text,
-                           j->ts, j->req.client_msg_id };
-    STAT_INC(b, stored);
-    char *doc = codec_encode_msg(&m, &len);
-    bridge_room_publish(b, j->room, doc, len);
-    STAT_INC(b, republished);
-    if (j->reply_topic) {
-        doc = codec_encode_ok(op->new_id, j->req.correlation, &len);
-        bridge_reply(b, j, doc, len);
+    if (op->how == STORE_DUPLICATE) {
+        STAT_INC(b, duplicates);
+    } else {
+        struct codec_msg m = { op->new_id, r->room, r->user, r->text, r->ts,
+                               r->client_msg_id };
+        char *doc = codec_encode_msg(&m, &len);
+        if (op->how == STORE_NEW) STAT_INC(b, stored);
+        else STAT_INC(b, replayed);
+        bridge_room_publish(b, r->room, doc, len, t);
+        STAT_INC(b, republished);
+    }
+    if (r->reply_topic) {
+        char *doc = codec_encode_ok(op->new_id, r->correlation, &len);
+        bridge_reply(b, r, doc, len, t);
     }
 }
 
 /* A history page: the store gives newest first, the reply is oldest first. */
-static void bridge_done_history(struct bridge *b, const struct job *j, const struct store_op *op) {
+static void bridge_done_history(struct bridge *b, const struct record *r,
+                                const struct store_op *op, struct ticket *t) {
     size_t len, n = op->nmsgs;
     struct codec_msg *msgs = n ? calloc(n, sizeof(*msgs)) : NULL;
     STAT_INC(b, history);
     if (n && msgs == NULL) {
-        bridge_reply_error(b, j, CODEC_ERR_INTERNAL);
+        bridge_reply_error(b, r, CODEC_ERR_INTERNAL, t);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         const struct store_msg *s = &op->msgs[n - 1 - i];
-        msgs[i] = (struct codec_msg){ s->id, j->room, s->user, s->text, s->ts,
+        msgs[i] = (struct codec_msg){ s->id, r->room, s->user, s->text, s->ts,
                                       s->client_msg_id };
     }
-    char *doc = codec_encode_history(j->room, msgs, n, op->next_before,
-                                     j->req.correlation, &len);
+    char *doc = codec_encode_history(r->room, msgs, n, op->next_before,
+                                     r->correlation, &len);
     free(msgs);
-    bridge_reply(b, j, doc, len);
+    bridge_reply(b, r, doc, len, t);
 }
 
-static void bridge_done_delete(struct bridge *b, const struct job *j) {
+static void bridge_done_delete(struct bridge *b, const struct record *r, struct ticket *t) {
     size_t len;
     STAT_INC(b, deleted);
-    char *doc = codec_encode_deleted(j->room, j->req.id, &len);
-    bridge_room_publish(b, j->room, doc, len);
-    if (j->reply_topic) {
-        doc = codec_encode_ok(j->req.id, j->req.correlation, &len);
-        bridge_reply(b, j, doc, len);
+    char *doc = codec_encode_deleted(r->room, r->id, &len);
+    bridge_room_publish(b, r->room, doc, len, t);
+    if (r->reply_topic) {
+        doc = codec_encode_ok(r->id, r->correlation, &len);
+        bridge_reply(b, r, doc, len, t);
     }
 }
 
-/* Answer one job according to what the store did with it. */
-static void bridge_respond(struct bridge *b, const struct job *j, const struct store_op *op) {
+/* Answer one record according to what the store did with it. */
+static void bridge_respond(struct bridge *b, const struct record *r,
+                           const struct store_op *op, struct ticket *t) {
     switch (op->result) {
     case STORE_DONE:
-        if (op->kind == STORE_SEND) bridge_done_send(b, j, op);
-        else if (op->kind == STORE_HISTORY) bridge_done_history(b, j, op);
-        else bridge_done_delete(b, j);
+        if (op->kind == STORE_SEND) bridge_done_send(b, r, op, t);
+        else if (op->kind == STORE_HISTORY) bridge_done_history(b, r, op, t);
+        else bridge_done_delete(b, r, t);
         break;
-    case STORE_NOT_FOUND: bridge_reply_error(b, j, CODEC_ERR_NOT_FOUND); break;
-    case STORE_FORBIDDEN: bridge_reply_error(b, j, CODEC_ERR_FORBIDDEN); break;
-    case STORE_FAILED:
-        log_error("request in room %s failed: %s", j->room, store_errstr(b->store));
-        bridge_reply_error(b, j, CODEC_ERR_INTERNAL);
-        break;
-    default:          /* given up at shutdown */
-        STAT_INC(b, lost);
-        bridge_reply_error(b, j, CODEC_ERR_UNAVAILABLE);
+    case STORE_NOT_FOUND: bridge_reply_error(b, r, CODEC_ERR_NOT_FOUND, t); break;
+    case STORE_FORBIDDEN: bridge_reply_error(b, r, CODEC_ERR_FORBIDDEN, t); break;
+    default:
+        log_error("request in room %s failed: %s", r->room, store_errstr(b->store));
+        bridge_reply_error(b, r, CODEC_ERR_INTERNAL, t);
         break;
     }
 }
 
-/* Let the publisher catch up before taking more work, but never while the
- * inbound queue is full: then Paho's callback may be waiting for us with
- * Paho's lock held, and the publisher cannot move until we do. */
+/* Let the publisher catch up before taking more work, but never while an
+ * append waits for journal space: Paho's callback then holds Paho's lock,
+ * and the publisher cannot move until we store more. */
 static void bridge_wait_outbox(struct bridge *b) {
     while (!outbox_wait_below(b->outbox, b->outbox_limit, 10) &&
-           queue_depth(b->queue) < (size_t)b->cfg->queue_size)
+           !journal_append_waiting(b->journal))
         ;
 }
 
-/* The store worker: batches off the queue, one pipeline per batch, then
- * the publishes. Ends when the queue is closed and drained. */
+/* Decode a batch of journal entries into records and store ops. A record
+ * that does not decode (it cannot be, unless the disk lies) is skipped. */
+static size_t bridge_prepare(struct bridge *b, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (record_decode(b->entries[i].data, b->entries[i].len, &b->recs[k]) < 0) {
+            log_error("journal: record %llu does not decode; skipped",
+                      (unsigned long long)b->entries[i].seq);
+            continue;
+        }
+        record_to_op(&b->recs[k], b->entries[i].seq, &b->ops[k]);
+        k++;
+    }
+    return k;
+}
+
+/* Store one batch and hand its publishes to the outbox. Returns 0, or -1
+ * when it gave up at shutdown (the records stay in the journal). */
+static int bridge_batch(struct bridge *b, size_t n) {
+    size_t k = bridge_prepare(b, n);
+    if (k && !bridge_exec(b, b->ops, k)) {
+        for (size_t i = 0; i < k; i++) store_op_clear(&b->ops[i]);
+        return -1;
+    }
+    struct ticket *t = ticket_new(b, b->entries[n - 1].seq);
+    for (size_t i = 0; i < k; i++) {
+        bridge_respond(b, &b->recs[i], &b->ops[i], t);
+        store_op_clear(&b->ops[i]);
+    }
+    journal_stored(b->journal, b->entries[n - 1].pos);
+    if (t) ticket_done(&t->done, 1);          /* the worker's own hold */
+    bridge_checkpoint(b);
+    return 0;
+}
+
+/* The store worker: journal records in batches, one pipeline per batch.
+ * When stopping, it ends once it has reached the record that was last
+ * when the stop began, or at the deadline. */
 static void *bridge_worker(void *arg) {
     struct bridge *b = arg;
     size_t max = (size_t)b->cfg->batch_size;
-    void **items = b->items;
-    struct store_op *ops = b->ops;
     long wait = BACKOFF_MIN_MS;
     for (;;) {
-        /* Connect before the first message too: readiness needs Redis. */
-        if (!bridge_redis_up(b) && !__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) &&
-            queue_depth(b->queue) == 0) {
+        int stopping = __atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE);
+        if (!bridge_redis_up(b) && !stopping) {   /* readiness needs Redis too */
             backoff(&wait);
             continue;
         }
         wait = BACKOFF_MIN_MS;
-        size_t n = queue_pop_batch(b->queue, items, max, 200);
-        if (n == 0 && __atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) &&
-            queue_depth(b->queue) == 0)
-            break;
-        for (size_t i = 0; i < n; i++) job_to_op(items[i], &ops[i]);
-        if (n) bridge_exec(b, ops, n);
-        for (size_t i = 0; i < n; i++) {
-            bridge_respond(b, items[i], &ops[i]);
-            store_op_clear(&ops[i]);
-            job_free(items[i]);
+        size_t n = journal_read(b->journal, b->entries, max, stopping ? 20 : 200);
+        if (n == 0) {
+            bridge_checkpoint(b);
+            if (stopping) break;
+            continue;
         }
+        if (bridge_batch(b, n) < 0 || (stopping && b->entries[n - 1].seq >= b->stop_seq))
+            break;
         bridge_wait_outbox(b);
     }
     store_disconnect(b->store);
@@ -429,9 +559,50 @@ static struct store *bridge_store_new(const struct config *c) {
     struct store_opts o = {
         .host = c->redis_host, .port = c->redis_port,
         .password = c->redis_password, .key_prefix = c->key_prefix,
+        .bridge_id = c->mqtt_client_id,
+        .dedup_window_ms = (long long)c->dedup_window * 1000,
         .timeout_ms = c->redis_timeout_ms,
     };
     return store_new(&o);
+}
+
+/* The journal directory: journal.dir, else $STATE_DIRECTORY/journal (the
+ * first of systemd's list), else ./state/journal. */
+static void journal_dir(const struct config *c, char *buf, size_t size) {
+    const char *state = getenv("STATE_DIRECTORY");
+    if (c->journal_dir && c->journal_dir[0])
+        snprintf(buf, size, "%s", c->journal_dir);
+    else if (state && state[0])
+        snprintf(buf, size, "%.*s/journal", (int)strcspn(state, ":"), state);
+    else
+        snprintf(buf, size, "state/journal");
+}
+
+/* Open the journal and say what recovery found. */
+static struct journal *bridge_journal_open(const struct config *c, char *err, size_t errlen) {
+    char dir[512];
+    struct journal_recovery rec;
+    journal_dir(c, dir, sizeof(dir));
+    struct journal_opts o = { dir, c->journal_fsync, c->journal_fsync_ms,
+        (uint64_t)c->journal_max_bytes, (uint64_t)c->journal_segment_bytes };
+    struct journal *j = journal_open(&o, &rec, err, errlen);
+    if (j == NULL) return NULL;
+    if (rec.cut_bytes)
+        log_warn("journal: cut %llu bytes of a torn or corrupt record from %s",
+                 (unsigned long long)rec.cut_bytes, rec.cut_file);
+    log_info("journal %s: %llu records in %d segments, %llu to replay", dir,
+             (unsigned long long)rec.records, rec.segments,
+             (unsigned long long)rec.pending);
+    return j;
+}
+
+/* The per-batch arrays of the worker. */
+static int bridge_alloc_batch(struct bridge *b) {
+    size_t n = (size_t)b->cfg->batch_size;
+    b->entries = calloc(n, sizeof(*b->entries));
+    b->recs = calloc(n, sizeof(*b->recs));
+    b->ops = calloc(n, sizeof(*b->ops));
+    return b->entries && b->recs && b->ops ? 0 : -1;
 }
 
 struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
@@ -443,13 +614,13 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
                                        cfg->history_default, cfg->history_max };
     b->reject_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->publish_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
-    b->queue = queue_new((size_t)cfg->queue_size);
-    b->outbox = outbox_new();
+    b->journal_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10);
     b->outbox_limit = 4 * (size_t)cfg->batch_size;
+    pthread_mutex_init(&b->tickets_lock, NULL);
+    b->outbox = outbox_new();
     b->store = bridge_store_new(cfg);
-    b->items = calloc((size_t)cfg->batch_size, sizeof(void *));
-    b->ops = calloc((size_t)cfg->batch_size, sizeof(struct store_op));
-    if (b->queue && b->outbox && b->store && b->items && b->ops)
+    if (b->outbox && b->store && bridge_alloc_batch(b) == 0 &&
+        (b->journal = bridge_journal_open(cfg, err, errlen)) != NULL)
         b->mqtt = bridge_mqtt_new(b, err, errlen);
     if (b->mqtt == NULL) {
         bridge_free(b);
@@ -473,30 +644,57 @@ int bridge_start(struct bridge *b, char *err, size_t errlen) {
     return 0;
 }
 
-void bridge_tick(struct bridge *b) {
-    mqtt_tick(b->mqtt);
+/* Warn once when the backlog passes 80% of the journal's bound. */
+static void bridge_watch_journal(struct bridge *b) {
+    struct journal_stats js;
+    journal_get_stats(b->journal, &js);
+    int high = js.unstored_bytes * 5 > js.max_bytes * 4;
+    if (high && !b->journal_warned)
+        log_warn("journal: %llu of %llu bytes not yet stored in Redis (over 80%%)",
+                 (unsigned long long)js.unstored_bytes, (unsigned long long)js.max_bytes);
+    else if (!high && b->journal_warned && js.unstored_bytes * 2 < js.max_bytes)
+        log_info("journal: backlog back under 50%%");
+    else
+        return;
+    b->journal_warned = high;
 }
 
-/* Stop in order: no new messages (the queue refuses them), the worker
- * drains the queue (bounded by timeout_ms when Redis is away), then the
- * broker gets what is still to publish and the session is closed. */
+void bridge_tick(struct bridge *b) {
+    mqtt_tick(b->mqtt);
+    journal_tick(b->journal);
+    bridge_checkpoint(b);
+    bridge_watch_journal(b);
+}
+
+/* Stop in order: the worker stores what the journal held when the stop
+ * began (giving up on Redis after timeout_ms), the publisher hands the
+ * last publishes to Paho and the broker acknowledges them, the checkpoint
+ * moves, then the session closes. Messages arriving meanwhile are still
+ * journaled (the bound is lifted so the callback can always return); what
+ * was not stored stays in the journal for the next start. */
 void bridge_stop(struct bridge *b, int timeout_ms) {
+    struct journal_stats js;
+    journal_get_stats(b->journal, &js);
+    b->stop_seq = js.last_seq;
     clock_gettime(CLOCK_MONOTONIC, &b->give_up_at);
     b->give_up_at.tv_sec += timeout_ms / 1000;
+    b->give_up_at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     __atomic_store_n(&b->stopping, 1, __ATOMIC_RELEASE);
-    queue_close(b->queue);
+    journal_unbound(b->journal);
     if (b->worker_started) pthread_join(b->worker, NULL);
-    b->worker_started = 0;
     outbox_close(b->outbox);
     if (b->publisher_started) pthread_join(b->publisher, NULL);
-    b->publisher_started = 0;
+    b->worker_started = b->publisher_started = 0;
     for (int i = 0; i < 100 && mqtt_ready(b->mqtt) && mqtt_pending(b->mqtt) > 0; i++)
         sleep_ms(20);
+    bridge_checkpoint(b);
     mqtt_stop(b->mqtt, 1000);
-    struct bridge_stats st;
-    bridge_stats(b, &st);
-    log_info("stopped: %lu stored, %lu rejected, %lu history, %lu deleted, %lu lost",
-             st.stored, st.rejected, st.history, st.deleted, st.lost);
+    __atomic_store_n(&b->stopping, 2, __ATOMIC_RELEASE);
+    journal_close(b->journal);
+    journal_get_stats(b->journal, &js);
+    log_info("stopped: %lu stored, %lu duplicates, %lu rejected; %llu bytes of "
+             "journal kept for the next start", b->st.stored, b->st.duplicates,
+             b->st.rejected, (unsigned long long)js.unstored_bytes);
 }
 
 void bridge_free(struct bridge *b) {
@@ -504,19 +702,29 @@ void bridge_free(struct bridge *b) {
     if (b->worker_started || b->publisher_started) bridge_stop(b, 0);
     mqtt_free(b->mqtt);
     store_free(b->store);
-    queue_free(b->queue);
+    journal_free(b->journal);
     outbox_free(b->outbox);
-    free(b->items);
+    tickets_free(b);
+    pthread_mutex_destroy(&b->tickets_lock);
+    record_buf_free(&b->recbuf);
+    free(b->entries);
+    free(b->recs);
     free(b->ops);
     free(b);
 }
 
 void bridge_stats(struct bridge *b, struct bridge_stats *out) {
+    struct journal_stats js;
 #define LOAD(field) out->field = __atomic_load_n(&b->st.field, __ATOMIC_RELAXED)
-    LOAD(received); LOAD(stored); LOAD(republished); LOAD(replies);
-    LOAD(rejected); LOAD(history); LOAD(deleted); LOAD(redis_retries);
-    LOAD(publish_errors); LOAD(lost); LOAD(redis_connected);
+    LOAD(received); LOAD(stored); LOAD(replayed); LOAD(duplicates);
+    LOAD(republished); LOAD(replies); LOAD(rejected); LOAD(history);
+    LOAD(deleted); LOAD(redis_retries); LOAD(publish_errors); LOAD(lost);
+    LOAD(redis_connected);
 #undef LOAD
-    out->queued = queue_depth(b->queue);
+    journal_get_stats(b->journal, &js);
+    out->journal_bytes = js.disk_bytes;
+    out->journal_unstored = js.unstored_bytes;
+    out->journal_max = js.max_bytes;
+    out->outbox = outbox_len(b->outbox);
     out->mqtt_ready = mqtt_ready(b->mqtt);
 }

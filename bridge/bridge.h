@@ -1,10 +1,11 @@
 /* bridge.h -- the chat bridge itself: the only module that knows both the
- * MQTT side and the store, and wires them through the queue.
+ * MQTT side and the store, and wires them through the journal.
  *
- *   Paho thread:   message -> topic_parse -> codec_decode -> queue_push
+ *   Paho thread:   message -> topic_parse -> codec_decode -> journal_append
  *                  (refusals are answered at once; nothing waits on Redis)
- *   store worker:  queue_pop_batch -> store_exec (one pipeline per batch)
- *                  -> republish on <prefix>/<room>/msgs, reply, free
+ *   store worker:  journal_read -> store_exec (one pipeline per batch)
+ *                  -> outbox (republish on <prefix>/<room>/msgs, replies)
+ *   publisher:     outbox -> Paho
  *
  * The main thread only starts, ticks and stops it. */
 #ifndef CB_BRIDGE_H
@@ -19,6 +20,8 @@ struct bridge;
 struct bridge_stats {
     unsigned long received;     /* messages handed over by the broker */
     unsigned long stored;       /* chat messages stored */
+    unsigned long replayed;     /* journal records found already stored */
+    unsigned long duplicates;   /* repeated client_msg_id, not stored again */
     unsigned long republished;  /* stored messages published on .../msgs */
     unsigned long replies;      /* replies published */
     unsigned long rejected;     /* requests refused (bad topic or payload) */
@@ -26,8 +29,12 @@ struct bridge_stats {
     unsigned long deleted;      /* messages deleted */
     unsigned long redis_retries;/* batches retried after a Redis failure */
     unsigned long publish_errors; /* publishes Paho refused */
-    unsigned long lost;         /* accepted requests given up at shutdown */
-    size_t queued;              /* requests waiting for the store worker */
+    unsigned long lost;         /* acknowledged but not journaled (journal
+                                   closed at shutdown): should stay 0 */
+    unsigned long long journal_bytes;    /* on disk */
+    unsigned long long journal_unstored; /* not yet stored in Redis */
+    unsigned long long journal_max;      /* journal.max_bytes */
+    size_t outbox;              /* publishes waiting for Paho */
     int mqtt_ready;
     int redis_connected;
 };
@@ -42,8 +49,8 @@ int bridge_start(struct bridge *b, char *err, size_t errlen);
 /* Periodic work for the main loop (about every 100 ms). */
 void bridge_tick(struct bridge *b);
 
-/* Stop taking messages, let the worker finish what is queued (giving up
- * on Redis after timeout_ms), flush publishes, disconnect. */
+/* Store what the journal holds (giving up on Redis after timeout_ms),
+ * flush publishes, disconnect; the rest stays in the journal. */
 void bridge_stop(struct bridge *b, int timeout_ms);
 void bridge_free(struct bridge *b);
 

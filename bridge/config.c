@@ -25,6 +25,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)  /* largest config file we read */
@@ -72,6 +73,9 @@ static const struct enum_def version_enum = {
 static const struct enum_def level_enum = {
     log_level_parse, log_level_name, "error, warn, info, debug"
 };
+static const struct enum_def fsync_enum = {
+    journal_fsync_parse, journal_fsync_name, "never, batch, always"
+};
 
 #define F(field) offsetof(struct config, field)
 #define STR(k, field, def, chk) { k, OPT_STRING, 0, 0, 0, def, F(field), chk, NULL }
@@ -102,9 +106,16 @@ static const struct option options[] = {
     INT("limits.max_text_bytes", max_text_bytes, 1, 1048576, 4096),
     INT("limits.history_default", history_default, 1, 10000, 50),
     INT("limits.history_max", history_max, 1, 10000, 200),
-    INT("limits.queue_size", queue_size, 1, 1000000, 10000),
     INT("limits.batch_size", batch_size, 1, 10000, 256),
+    INT("limits.dedup_window", dedup_window, 0, 2592000, 86400),
+    INT("limits.stop_timeout_ms", stop_timeout_ms, 0, 600000, 10000),
+    STR("journal.dir", journal_dir, "", NULL),
+    ENUM("journal.fsync", journal_fsync, &fsync_enum, JOURNAL_FSYNC_BATCH),
+    INT("journal.fsync_ms", journal_fsync_ms, 1, 60000, 100),
+    INT("journal.max_bytes", journal_max_bytes, 65536, INT_MAX, 268435456),
+    INT("journal.segment_bytes", journal_segment_bytes, 4096, INT_MAX, 16777216),
     ENUM("log.level", log_level, &level_enum, LOG_LEVEL_INFO),
+    INT("log.status_interval", status_interval, 0, 86400, 60),
 };
 
 #define NOPTIONS ((int)(sizeof(options) / sizeof(options[0])))
@@ -522,7 +533,7 @@ static void walk_root(struct load *ld) {
     if (root == NULL || is_null(root)) return;
     if (root->type != YAML_MAPPING_NODE) {
         add_error(ld, node_line(root), "(top level)",
-                  "must be a mapping of sections (mqtt, redis, limits, log)");
+                  "must be a mapping of sections (mqtt, redis, limits, journal, log)");
         return;
     }
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
@@ -575,6 +586,8 @@ static void check_secret_pairs(struct load *ld) {
 static void check_cross(struct load *ld) {
     int hd = find_option("limits.history_default");
     int hm = find_option("limits.history_max");
+    int jm = find_option("journal.max_bytes");
+    int js = find_option("journal.segment_bytes");
 
     check_secret_pairs(ld);
     if (!ld->bad[hd] && !ld->bad[hm] &&
@@ -582,6 +595,11 @@ static void check_cross(struct load *ld) {
         add_error(ld, ld->seen[hd] ? ld->seen[hd] : ld->seen[hm],
                   options[hd].key, "%d is larger than limits.history_max (%d)",
                   ld->c->history_default, ld->c->history_max);
+    if (!ld->bad[jm] && !ld->bad[js] &&
+        ld->c->journal_segment_bytes > ld->c->journal_max_bytes)
+        add_error(ld, ld->seen[js] ? ld->seen[js] : ld->seen[jm],
+                  options[js].key, "%d is larger than journal.max_bytes (%d)",
+                  ld->c->journal_segment_bytes, ld->c->journal_max_bytes);
 }
 
 /* The 1-based line of byte offset off in the text, for reader errors

@@ -1,6 +1,6 @@
 /* config.h -- the bridge's configuration: one struct, one table, one loader.
  *
- * The YAML file has two levels: sections (mqtt, redis, limits, log) holding
+ * The YAML file has two levels: sections (mqtt, redis, limits, journal, log) holding
  * scalar keys.  config.c keeps one table of options (key, type, range,
  * default, field of struct config) and walks the YAML tree against it, so
  * there is exactly one place that knows each option.  Unknown keys, wrong
@@ -40,10 +40,22 @@ struct config {
     int max_text_bytes;      /* limits.max_text_bytes 1..1048576, default 4096 */
     int history_default;     /* limits.history_default 1..history_max, default 50 */
     int history_max;         /* limits.history_max 1..10000, default 200 */
-    int queue_size;          /* limits.queue_size 1..1000000, default 10000 */
     int batch_size;          /* limits.batch_size 1..10000, default 256 */
+    int dedup_window;        /* limits.dedup_window seconds 0..30 days, default
+                                86400: a repeated client_msg_id is not stored */
+    int stop_timeout_ms;     /* limits.stop_timeout_ms 0..600000, default 10000 */
+    /* journal: */
+    char *journal_dir;       /* journal.dir; "" (default): $STATE_DIRECTORY/journal
+                                under systemd, else ./state/journal */
+    int journal_fsync;       /* journal.fsync never|batch|always, default batch */
+    int journal_fsync_ms;    /* journal.fsync_ms 1..60000, default 100 */
+    int journal_max_bytes;   /* journal.max_bytes 64 KiB..2 GiB, default 256 MiB */
+    int journal_segment_bytes; /* journal.segment_bytes 4 KiB..max_bytes,
+                                default 16 MiB */
     /* log: */
     int log_level;           /* log.level error|warn|info|debug, default info */
+    int status_interval;     /* log.status_interval seconds 0..86400, default
+                                60: a status line in the log; 0 = off */
 };
 
 struct config_errors {

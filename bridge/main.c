@@ -17,7 +17,6 @@
 #include "log.h"
 
 #define CB_VERSION "0.1.0"
-#define STOP_TIMEOUT_MS 10000
 
 static volatile sig_atomic_t got_stop;
 static volatile sig_atomic_t got_hup;
@@ -108,9 +107,27 @@ static void notify_ready(struct bridge *b, int *ready) {
     sd_notify(0, "READY=1\nSTATUS=subscribed, Redis connected");
 }
 
+/* One line with the connection states, the journal and the counts, every
+ * log.status_interval seconds. */
+static void log_status(struct bridge *b, const struct config *cfg, time_t *next) {
+    struct bridge_stats st;
+    time_t now = time(NULL);
+    if (cfg->status_interval == 0 || now < *next) return;
+    *next = now + cfg->status_interval;
+    bridge_stats(b, &st);
+    log_info("status: mqtt %s, redis %s, journal %llu bytes (%llu not stored, max %llu), "
+             "stored %lu, duplicates %lu, replayed %lu, rejected %lu, history %lu, "
+             "deleted %lu, redis retries %lu, publish errors %lu",
+             st.mqtt_ready ? "up" : "down", st.redis_connected ? "up" : "down",
+             st.journal_bytes, st.journal_unstored, st.journal_max, st.stored,
+             st.duplicates, st.replayed, st.rejected, st.history, st.deleted,
+             st.redis_retries, st.publish_errors);
+}
+
 static int run(const struct config *cfg) {
     char err[256];
     int ready = 0;
+    time_t next_status = time(NULL) + cfg->status_interval;
     struct bridge *b = bridge_new(cfg, err, sizeof(err));
     if (b == NULL || bridge_start(b, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -122,6 +139,7 @@ static int run(const struct config *cfg) {
         nanosleep(&tick, NULL);
         bridge_tick(b);
         notify_ready(b, &ready);
+        log_status(b, cfg, &next_status);
         if (got_hup) {
             got_hup = 0;
             log_warn("SIGHUP: live reload is not supported yet; restart to apply changes");
@@ -129,7 +147,7 @@ static int run(const struct config *cfg) {
     }
     log_info("stopping");
     sd_notify(0, "STOPPING=1");
-    bridge_stop(b, STOP_TIMEOUT_MS);
+    bridge_stop(b, cfg->stop_timeout_ms);
     bridge_free(b);
     return 0;
 }

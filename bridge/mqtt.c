@@ -307,11 +307,50 @@ int mqtt_ready(const struct mqtt *m) {
 
 /* ==================== Publishing ==================== */
 
+static void on_published5(void *ctx, MQTTAsync_successData5 *resp) {
+    struct mqtt_done *d = ctx;
+    (void)resp;
+    d->fn(d, 1);
+}
+
+static void on_publish_fail5(void *ctx, MQTTAsync_failureData5 *resp) {
+    struct mqtt_done *d = ctx;
+    (void)resp;
+    d->fn(d, 0);
+}
+
+static void on_published(void *ctx, MQTTAsync_successData *resp) {
+    struct mqtt_done *d = ctx;
+    (void)resp;
+    d->fn(d, 1);
+}
+
+static void on_publish_fail(void *ctx, MQTTAsync_failureData *resp) {
+    struct mqtt_done *d = ctx;
+    (void)resp;
+    d->fn(d, 0);
+}
+
+/* Point the response options at the completion callbacks of the version. */
+static void set_done(const struct mqtt *m, MQTTAsync_responseOptions *ro,
+                     struct mqtt_done *done) {
+    ro->context = done;
+    if (done == NULL) return;
+    if (m->opts.version >= 5) {
+        ro->onSuccess5 = on_published5;
+        ro->onFailure5 = on_publish_fail5;
+    } else {
+        ro->onSuccess = on_published;
+        ro->onFailure = on_publish_fail;
+    }
+}
+
 int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
                  size_t len, int qos, int retain, const void *correlation,
-                 size_t correlation_len) {
+                 size_t correlation_len, struct mqtt_done *done) {
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    MQTTAsync_responseOptions *rop = NULL;
+    MQTTAsync_responseOptions *rop = done ? &ro : NULL;
+    set_done(m, &ro, done);
     if (m->opts.version >= 5) {
         /* Paho 1.3 takes MQTT 5 publish properties from the response
          * options only; the message's own properties are ignored. */
@@ -351,6 +390,11 @@ void mqtt_stop(struct mqtt *m, int timeout_ms) {
         struct timespec ts = { 0, 10 * 1000000L };
         nanosleep(&ts, NULL);
     }
+}
+
+int mqtt_retryable(int rc) {
+    return rc == MQTTASYNC_MAX_BUFFERED_MESSAGES || rc == MQTTASYNC_DISCONNECTED ||
+           rc == MQTTASYNC_NO_MORE_MSGIDS;
 }
 
 const char *mqtt_strerror(int rc) {

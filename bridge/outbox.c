@@ -40,7 +40,7 @@ void outbox_free(struct outbox *o) {
 }
 
 struct outbox_msg *outbox_msg_new(const char *topic, char *payload, size_t len,
-                                  const char *corr, size_t corr_len) {
+                                  const char *corr, size_t corr_len, void *tag) {
     size_t tlen = strlen(topic) + 1;
     struct outbox_msg *m = malloc(sizeof(*m) + tlen + (corr ? corr_len : 0));
     if (m == NULL || payload == NULL) {
@@ -49,6 +49,7 @@ struct outbox_msg *outbox_msg_new(const char *topic, char *payload, size_t len,
         return NULL;
     }
     m->next = NULL;
+    m->tag = tag;
     m->topic = (char *)(m + 1);
     memcpy(m->topic, topic, tlen);
     m->payload = payload;

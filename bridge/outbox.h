@@ -25,6 +25,7 @@ struct outbox_msg {
     size_t len;
     char *corr;               /* MQTT 5 correlation data, NULL if none */
     size_t corr_len;
+    void *tag;                /* the caller's, e.g. what to tell when sent */
 };
 
 struct outbox;
@@ -35,7 +36,7 @@ void outbox_free(struct outbox *o);      /* frees messages still queued */
 /* A message for topic carrying payload (owned from now on, even on
  * failure). NULL when out of memory. */
 struct outbox_msg *outbox_msg_new(const char *topic, char *payload, size_t len,
-                                  const char *corr, size_t corr_len);
+                                  const char *corr, size_t corr_len, void *tag);
 void outbox_msg_free(struct outbox_msg *m);
 
 /* Append; never waits. */

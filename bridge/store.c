@@ -31,6 +31,9 @@ struct store {
     char *host;
     char *password;
     char *prefix;
+    char *bridge_id;
+    long long dedup_window_ms;
+    unsigned long long checkpoint;
     int port;
     int timeout_ms;
     redisContext *ctx;
@@ -65,12 +68,13 @@ struct store *store_new(const struct store_opts *opts) {
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) return NULL;
     if (dup_opt(&s->host, opts->host) || dup_opt(&s->password, opts->password) ||
-        dup_opt(&s->prefix, opts->key_prefix)) {
+        dup_opt(&s->prefix, opts->key_prefix) || dup_opt(&s->bridge_id, opts->bridge_id)) {
         store_free(s);
         return NULL;
     }
     s->port = opts->port;
     s->timeout_ms = opts->timeout_ms;
+    s->dedup_window_ms = opts->dedup_window_ms;
     return s;
 }
 
@@ -80,6 +84,7 @@ void store_free(struct store *s) {
     free(s->host);
     free(s->password);
     free(s->prefix);
+    free(s->bridge_id);
     free(s);
 }
 
@@ -162,22 +167,30 @@ fail:
 /* Append the EVALSHA of one operation to the pipeline. Key names are built
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
-    char k[5][KEY_MAX], mprefix[KEY_MAX], ts[24];
+    char k[8][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
     const char *p = s->prefix, *r = op->room, *u = op->user;
     snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s", p, r);
     snprintf(k[2], KEY_MAX, "%s:%s:%s", p, r, u);
     snprintf(k[3], KEY_MAX, "%s:%s:messages:ids", p, r);
     snprintf(k[4], KEY_MAX, "%s:%s:%s:ids", p, r, u);
+    snprintf(k[5], KEY_MAX, "%s:%s:messages:dedup", p, r);
+    snprintf(k[6], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
+    snprintf(k[7], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
     snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
     snprintf(ts, sizeof(ts), "%lld", op->ts);
+    snprintf(seq, sizeof(seq), "%llu", op->seq);
+    snprintf(window, sizeof(window), "%lld", s->dedup_window_ms);
+    snprintf(ckpt, sizeof(ckpt), "%llu", __atomic_load_n(&s->checkpoint, __ATOMIC_RELAXED));
     const char *cmid = op->client_msg_id ? op->client_msg_id : "";
-    const char *argv[] = { "EVALSHA", s->sha[SCRIPT_SEND], "5",
-        k[0], k[1], k[2], k[3], k[4], mprefix, u, op->text, ts, cmid };
-    size_t len[13];
-    for (int i = 0; i < 13; i++) len[i] = strlen(argv[i]);
-    len[10] = op->text_len;
-    return redisAppendCommandArgv(s->ctx, 13, argv, len);
+    const char *argv[] = { "EVALSHA", s->sha[SCRIPT_SEND], "8",
+        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7],
+        mprefix, u, op->text, ts, cmid, seq, window, ckpt };
+    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 13 };
+    size_t len[ARGC];
+    for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
+    len[TEXT_ARG] = op->text_len;
+    return redisAppendCommandArgv(s->ctx, ARGC, argv, len);
 }
 
 static int store_append_history(struct store *s, const struct store_op *op) {
@@ -252,6 +265,18 @@ static int store_parse_history(struct store_op *op, redisReply *r) {
     return STORE_OK;
 }
 
+/* send.lua answers { id, how }. */
+static int store_parse_send(struct store_op *op, const redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER)
+        return STORE_ERR_PROTO;
+    op->new_id = r->element[0]->integer;
+    op->how = (int)r->element[1]->integer;
+    op->result = STORE_DONE;
+    return STORE_OK;
+}
+
 /* Record the outcome of one reply in its op. The reply is kept by history
  * ops (their messages point into it) and freed otherwise. */
 static int store_take_reply(struct store *s, struct store_op *op, redisReply *r) {
@@ -268,11 +293,10 @@ static int store_take_reply(struct store *s, struct store_op *op, redisReply *r)
             op->result = STORE_DONE;
             return STORE_OK;
         }
+    } else if (op->kind == STORE_SEND) {
+        rc = store_parse_send(op, r);
     } else if (r->type != REDIS_REPLY_INTEGER) {
         rc = STORE_ERR_PROTO;
-    } else if (op->kind == STORE_SEND) {
-        op->new_id = r->integer;
-        op->result = STORE_DONE;
     } else {
         op->result = r->integer == 1 ? STORE_DONE :
                      r->integer == 0 ? STORE_NOT_FOUND : STORE_FORBIDDEN;
@@ -324,6 +348,10 @@ int store_exec(struct store *s, struct store_op *ops, size_t n) {
     return rc;
 }
 
+void store_set_checkpoint(struct store *s, unsigned long long seq) {
+    __atomic_store_n(&s->checkpoint, seq, __ATOMIC_RELAXED);
+}
+
 void store_op_clear(struct store_op *op) {
     if (op->reply) freeReplyObject(op->reply);
     free(op->msgs);
@@ -332,5 +360,6 @@ void store_op_clear(struct store_op *op) {
     op->nmsgs = 0;
     op->next_before = 0;
     op->new_id = 0;
+    op->how = 0;
     op->result = STORE_PENDING;
 }

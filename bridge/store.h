@@ -9,8 +9,14 @@
  *                                [, client_msg_id]
  *   P:R:messages:ids     zset    every live id of the room (score = id)
  *   P:R:U:ids            zset    every live id of U in R (score = id)
- * The two sorted sets are indexes for history (O(log n + limit)); the
- * hashes are the seed's layout, unchanged. Names never contain ':' and
+ *   P:R:messages:dedup   hash    client_msg_id -> id, within the window
+ *   P:R:messages:dedup:ts zset   client_msg_id scored by arrival (ms)
+ *   P:R:messages:journal:B zset  ids bridge B stored, scored by journal seq,
+ *                                until B's checkpoint passes them
+ * The two first sorted sets are indexes for history (O(log n + limit));
+ * the last three make a send idempotent: a journal record replayed after a
+ * restart, or a client's repeat of a client_msg_id, is not stored twice.
+ * The hashes are the seed's layout, unchanged. Names never contain ':' and
  * user names are never all digits nor "messages", so keys cannot collide.
  *
  * Every write of one message, or of one delete, is one Lua script run
@@ -31,6 +37,8 @@ struct store_opts {
     int port;
     const char *password;      /* NULL: no AUTH */
     const char *key_prefix;
+    const char *bridge_id;     /* names this bridge's replay guard (client id) */
+    long long dedup_window_ms; /* 0: client_msg_id not de-duplicated */
     int timeout_ms;            /* connect, read and write timeout */
 };
 
@@ -53,6 +61,13 @@ enum store_result {
     STORE_FAILED = 5           /* Redis refused for good; see store_errstr */
 };
 
+/* How a send was stored. */
+enum store_how {
+    STORE_NEW = 0,             /* stored now */
+    STORE_REPLAY = 1,          /* this journal record was stored before */
+    STORE_DUPLICATE = 2        /* a repeated client_msg_id: the original id */
+};
+
 /* One stored message as history returns it. Strings point into the reply
  * held by the operation and live until store_op_clear(). */
 struct store_msg {
@@ -73,12 +88,14 @@ struct store_op {
     size_t text_len;
     long long ts;                /* send: Unix ms */
     const char *client_msg_id;   /* send: "" or NULL when absent */
+    unsigned long long seq;      /* send: the journal record's seq */
     long long id;                /* delete */
     long long before;            /* history: 0 = newest */
     int limit;                   /* history */
     /* outputs */
     int result;                  /* store_result */
     long long new_id;            /* send: the id given */
+    int how;                     /* send: STORE_NEW, STORE_REPLAY, STORE_DUPLICATE */
     struct store_msg *msgs;      /* history: newest first */
     size_t nmsgs;
     long long next_before;       /* history: 0 when nothing older */
@@ -100,6 +117,10 @@ void store_disconnect(struct store *s);
  * applied, and the store must be reconnected. Ops already holding a result
  * are skipped, so a batch can be passed again after reconnecting. */
 int store_exec(struct store *s, struct store_op *ops, size_t n);
+
+/* The journal checkpoint: sends pass it on so the replay guard can forget
+ * what can no longer be replayed. */
+void store_set_checkpoint(struct store *s, unsigned long long seq);
 
 /* Release what store_exec attached to op (history results) and reset its
  * outputs. */

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 
 #define EXAMPLE_CONFIG "config/chat-bridge.yaml"
@@ -108,9 +109,16 @@ static void assert_defaults(const struct config *c) {
     assert_int_equal(c->max_text_bytes, 4096);
     assert_int_equal(c->history_default, 50);
     assert_int_equal(c->history_max, 200);
-    assert_int_equal(c->queue_size, 10000);
     assert_int_equal(c->batch_size, 256);
+    assert_int_equal(c->dedup_window, 86400);
+    assert_int_equal(c->stop_timeout_ms, 10000);
+    assert_string_equal(c->journal_dir, "");
+    assert_int_equal(c->journal_fsync, JOURNAL_FSYNC_BATCH);
+    assert_int_equal(c->journal_fsync_ms, 100);
+    assert_int_equal(c->journal_max_bytes, 268435456);
+    assert_int_equal(c->journal_segment_bytes, 16777216);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(c->status_interval, 60);
 }
 
 /* ==================== Defaults and valid files ==================== */
@@ -154,10 +162,18 @@ static void test_full_valid_file(void **state) {
         "  max_text_bytes: 1048576\n"
         "  history_default: 10\n"
         "  history_max: 10000\n"
-        "  queue_size: 5\n"
         "  batch_size: 10000\n"
+        "  dedup_window: 0\n"
+        "  stop_timeout_ms: 500\n"
+        "journal:\n"
+        "  dir: /tmp/j\n"
+        "  fsync: always\n"
+        "  fsync_ms: 7\n"
+        "  max_bytes: 1048576\n"
+        "  segment_bytes: 65536\n"
         "log:\n"
-        "  level: debug\n";
+        "  level: debug\n"
+        "  status_interval: 0\n";
     struct config c;
     struct config_errors e;
 
@@ -183,9 +199,16 @@ static void test_full_valid_file(void **state) {
     assert_int_equal(c.max_text_bytes, 1048576);
     assert_int_equal(c.history_default, 10);
     assert_int_equal(c.history_max, 10000);
-    assert_int_equal(c.queue_size, 5);
     assert_int_equal(c.batch_size, 10000);
+    assert_int_equal(c.dedup_window, 0);
+    assert_int_equal(c.stop_timeout_ms, 500);
+    assert_string_equal(c.journal_dir, "/tmp/j");
+    assert_int_equal(c.journal_fsync, JOURNAL_FSYNC_ALWAYS);
+    assert_int_equal(c.journal_fsync_ms, 7);
+    assert_int_equal(c.journal_max_bytes, 1048576);
+    assert_int_equal(c.journal_segment_bytes, 65536);
     assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
+    assert_int_equal(c.status_interval, 0);
     config_free(&c);
 }
 
@@ -283,10 +306,10 @@ static void test_top_level_not_mapping(void **state) {
     (void)state;
     expect_error("- mqtt\n- redis\n",
                  "t.yaml:1: (top level): must be a mapping of sections "
-                 "(mqtt, redis, limits, log)");
+                 "(mqtt, redis, limits, journal, log)");
     expect_error("\n\njust a string\n",
                  "t.yaml:3: (top level): must be a mapping of sections "
-                 "(mqtt, redis, limits, log)");
+                 "(mqtt, redis, limits, journal, log)");
     expect_error("? [a, b]\n: 1\n",
                  "t.yaml:1: (top level): section name must be a plain name");
 }
@@ -713,9 +736,10 @@ static void test_dump(void **state) {
     assert_contains(out, "\nredis.key_prefix = chatroom\n");
     assert_contains(out, "\nlimits.history_max = 200\n");
     assert_contains(out, "\nlog.level = debug\n");
+    assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 22);     /* 24 options less 2 password_file */
+    assert_int_equal(lines, 29);     /* 31 options less 2 password_file */
     free(out);
     config_free(&c);
 }
