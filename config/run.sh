@@ -10,6 +10,7 @@ set -u
 bridge=$1
 config=$2
 state=$PWD/state
+confdir=$(dirname "$0")
 pids=()
 
 cleanup() {
@@ -42,16 +43,13 @@ wait_port() {
 
 start_mosquitto() {
     mkdir -p "$state/mosquitto"
-    cat > "$state/mosquitto/mosquitto.conf" <<CONF
-# Written by config/run.sh for a private development broker.
-listener $mqtt_port $mqtt_host
-allow_anonymous true
-user $(id -un)
-persistence true
-persistence_location $state/mosquitto/
-# The bridge's persistent session may have to hold a backlog while it is down.
-max_queued_messages 100000
-CONF
+    {
+        echo "# Written by config/run.sh from config/mosquitto.conf."
+        echo "listener $mqtt_port $mqtt_host"
+        echo "user $(id -un)"
+        grep -v '^persistence_location' "$confdir/mosquitto.conf"
+        echo "persistence_location $state/mosquitto/"
+    } > "$state/mosquitto/mosquitto.conf"
     mosquitto -c "$state/mosquitto/mosquitto.conf" >"$state/mosquitto/mosquitto.log" 2>&1 &
     pids+=($!)
     echo "run: started a private mosquitto on $mqtt_host:$mqtt_port (log: state/mosquitto/mosquitto.log)"
@@ -60,9 +58,8 @@ CONF
 
 start_redis() {
     mkdir -p "$state/redis"
-    redis-server --bind "$redis_host" --port "$redis_port" --dir "$state/redis" \
-        --appendonly yes --appendfsync everysec --save "" \
-        >"$state/redis/redis.log" 2>&1 &
+    redis-server "$confdir/redis.conf" --bind "$redis_host" --port "$redis_port" \
+        --dir "$state/redis" >"$state/redis/redis.log" 2>&1 &
     pids+=($!)
     echo "run: started a private redis-server on $redis_host:$redis_port (log: state/redis/redis.log)"
     wait_port "$redis_host" "$redis_port"
