@@ -1,0 +1,105 @@
+/* test_record.c -- the journal's record format: round trips and refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "codec.h"
+#include "record.h"
+
+/* A send with every field set, binary correlation data included. */
+static const struct record full = {
+    .kind = CODEC_SEND, .limit = 50, .ts = 1764000000123LL, .id = -1,
+    .before = 1LL << 40, .room = "lobby", .user = "alice",
+    .client_msg_id = "c-1", .text = "hello", .text_len = 5,
+    .reply_topic = "reply/alice", .corr = "\0\1\2", .corr_len = 3,
+    .correlation = "k9",
+};
+
+static void assert_same_str(const char *a, const char *b) {
+    if (a == NULL || b == NULL) {
+        assert_ptr_equal(a, b);
+        return;
+    }
+    assert_string_equal(a, b);
+}
+
+static void test_round_trip(void **state) {
+    struct record_buf buf = { 0 };
+    struct record r;
+    (void)state;
+    assert_int_equal(record_encode(&buf, &full), 0);
+    assert_int_equal(record_decode(buf.data, buf.len, &r), 0);
+    assert_int_equal(r.kind, full.kind);
+    assert_int_equal(r.limit, full.limit);
+    assert_int_equal(r.ts, full.ts);
+    assert_int_equal(r.id, full.id);
+    assert_int_equal(r.before, full.before);
+    assert_same_str(r.room, full.room);
+    assert_same_str(r.user, full.user);
+    assert_same_str(r.client_msg_id, full.client_msg_id);
+    assert_int_equal(r.text_len, 5);
+    assert_memory_equal(r.text, "hello", 6);
+    assert_same_str(r.reply_topic, full.reply_topic);
+    assert_int_equal(r.corr_len, 3);
+    assert_memory_equal(r.corr, "\0\1\2", 3);
+    assert_same_str(r.correlation, full.correlation);
+    record_buf_free(&buf);
+}
+
+/* Absent optional fields come back NULL, empty strings come back empty;
+ * the buffer is reused for a second, smaller record. */
+static void test_absent_fields(void **state) {
+    struct record_buf buf = { 0 };
+    struct record in = { .kind = CODEC_HISTORY, .limit = 7, .room = "r",
+                         .user = "", .client_msg_id = "" }, r;
+    (void)state;
+    assert_int_equal(record_encode(&buf, &full), 0);
+    assert_int_equal(record_encode(&buf, &in), 0);
+    assert_int_equal(record_decode(buf.data, buf.len, &r), 0);
+    assert_int_equal(r.kind, CODEC_HISTORY);
+    assert_int_equal(r.limit, 7);
+    assert_string_equal(r.user, "");
+    assert_string_equal(r.client_msg_id, "");
+    assert_null(r.text);
+    assert_null(r.reply_topic);
+    assert_null(r.corr);
+    assert_int_equal(r.corr_len, 0);
+    assert_null(r.correlation);
+    record_buf_free(&buf);
+}
+
+/* Every truncation, a missing NUL, trailing bytes and a record without a
+ * room are refused. */
+static void test_malformed(void **state) {
+    struct record_buf buf = { 0 };
+    struct record r, noroom = full;
+    (void)state;
+    assert_int_equal(record_encode(&buf, &full), 0);
+    for (size_t len = 0; len < buf.len; len++)
+        assert_int_equal(record_decode(buf.data, len, &r), -1);
+    char *longer = malloc(buf.len + 1);
+    assert_non_null(longer);
+    memcpy(longer, buf.data, buf.len);
+    longer[buf.len] = 'x';
+    assert_int_equal(record_decode(longer, buf.len + 1, &r), -1);
+    longer[buf.len - 1] = 'x';                 /* the last string's NUL */
+    assert_int_equal(record_decode(longer, buf.len, &r), -1);
+    free(longer);
+    noroom.room = NULL;
+    assert_int_equal(record_encode(&buf, &noroom), 0);
+    assert_int_equal(record_decode(buf.data, buf.len, &r), -1);
+    record_buf_free(&buf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_absent_fields),
+        cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests_name("record", tests, NULL, NULL);
+}
