@@ -379,13 +379,16 @@ static int write_record(struct journal *j, uint64_t seq, const void *data, size_
     put_u64(h + 8, seq);
     put_u32(h + 4, record_crc(h + 8, data, len));
     ssize_t w = writev(j->wfd, iov, 2);
-    if (w != (ssize_t)(HDR_LEN + len)) {
+    if (w != (ssize_t)(HDR_LEN + len))
         jerr(j, "journal: write: %s", w < 0 ? strerror(errno) : "short write");
-        if (ftruncate(j->wfd, (off_t)s->size) < 0) { /* recovery will cut it */ }
-        return -1;
-    }
-    if (j->o.fsync == JOURNAL_FSYNC_ALWAYS && fdatasync(j->wfd) < 0) {
+    else if (j->o.fsync == JOURNAL_FSYNC_ALWAYS && fdatasync(j->wfd) < 0)
         jerr(j, "journal: fdatasync: %s", strerror(errno));
+    else
+        w = 0;
+    if (w != 0) {
+        /* Cut the file back: a record the caller was told failed must not
+         * be read, nor stand between good ones. Recovery cuts it if not. */
+        if (ftruncate(j->wfd, (off_t)s->size) < 0) { /* see above */ }
         return -1;
     }
     s->size += HDR_LEN + len;
@@ -524,6 +527,7 @@ size_t journal_read(struct journal *j, struct journal_entry *out, size_t max,
                     int timeout_ms) {
     uint64_t avail, pos;
     size_t n = 0;
+    if (max == 0) return 0;
     while (n == 0 && reader_wait(j, timeout_ms, &avail, &pos)) {
         ssize_t got = reader_fill(j, avail);
         if (got <= 0) break;
