@@ -19,6 +19,7 @@
 #include "mqtt.h"
 #include "outbox.h"
 #include "record.h"
+#include "stats.h"
 #include "store.h"
 #include "topic.h"
 
@@ -59,6 +60,11 @@ struct bridge {
     struct store_op *ops;         /* ... and their store operations */
     int redis_tried;              /* worker only: a connect was attempted */
     int journal_warned;           /* the 80% warning is up */
+    int status_interval;          /* seconds, live */
+    char status_topic[TOPIC_MAX];
+    time_t started, next_status;
+    struct stats_hist store_lat;  /* per batch, Redis round trip */
+    struct stats_hist e2e_lat;    /* per message, arrival to outbox */
     struct bridge_stats st;       /* counters updated atomically */
 };
 
@@ -148,7 +154,7 @@ static void bridge_send(struct bridge *b, struct outbox_msg *m) {
     struct ticket *t = m->tag;
     int rc;
     while ((rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len, b->cfg->mqtt_qos,
-                              0, m->corr, m->corr_len, t ? &t->done : NULL)) != 0 &&
+                              m->retain, m->corr, m->corr_len, t ? &t->done : NULL)) != 0 &&
            mqtt_retryable(rc) && !outbox_closed(b->outbox))
         sleep_ms(50);
     if (rc == 0) return;
@@ -208,7 +214,10 @@ static void bridge_room_publish(struct bridge *b, const char *room, char *doc,
 /* ==================== Inbound (Paho's thread) ==================== */
 
 /* Log a refused request, rate-limited: input may come as a flood. */
-static void bridge_log_reject(struct bridge *b, const struct mqtt_in *in, const char *why) {
+static void bridge_log_reject(struct bridge *b, const struct mqtt_in *in, int err) {
+    const char *why = err >= 0 ? codec_err_text(err) : "reply topic refused";
+    if (err >= 0 && err < CODEC_ERR_COUNT) STAT_INC(b, rejected_by[err]);
+    else STAT_INC(b, reply_refused);
     STAT_INC(b, rejected);
     if (log_ratelimit_ok(&b->reject_rl))
         log_warn("rejected message on %.*s: %s",
@@ -273,7 +282,7 @@ static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
  * since returning would acknowledge a message that is nowhere. */
 static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const struct record *r) {
     if (record_encode(&b->recbuf, r) < 0) {
-        bridge_log_reject(b, in, "out of memory");
+        bridge_log_reject(b, in, CODEC_ERR_INTERNAL);
         return;
     }
     for (;;) {
@@ -296,9 +305,9 @@ static void bridge_on_message(void *arg, const struct mqtt_in *in) {
     STAT_INC(b, received);
     int err = bridge_decode(b, in, room, &req, &r);
     if (bridge_reply_address(b, in, &req, &r, &reply) < 0) {
-        bridge_log_reject(b, in, "reply topic refused");
+        bridge_log_reject(b, in, -1);
     } else if (err != CODEC_OK) {
-        bridge_log_reject(b, in, codec_err_text(err));
+        bridge_log_reject(b, in, err);
         bridge_reply_error(b, &r, err, NULL);
     } else {
         bridge_journal(b, in, &r);
@@ -400,6 +409,8 @@ static void bridge_done_send(struct bridge *b, const struct record *r,
         char *doc = codec_encode_msg(&m, &len);
         if (op->how == STORE_NEW) STAT_INC(b, stored);
         else STAT_INC(b, replayed);
+        long long age = now_ms() - r->ts;
+        stats_hist_add(&b->e2e_lat, age > 0 ? (uint64_t)age * 1000 : 0);
         bridge_room_publish(b, r->room, doc, len, t);
         STAT_INC(b, republished);
     }
@@ -488,7 +499,13 @@ static size_t bridge_prepare(struct bridge *b, size_t n) {
  * when it gave up at shutdown (the records stay in the journal). */
 static int bridge_batch(struct bridge *b, size_t n) {
     size_t k = bridge_prepare(b, n);
-    if (k && !bridge_exec(b, b->ops, k)) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int done = k == 0 || bridge_exec(b, b->ops, k);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    stats_hist_add(&b->store_lat, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                              (t1.tv_nsec - t0.tv_nsec) / 1000));
+    if (!done) {
         for (size_t i = 0; i < k; i++) store_op_clear(&b->ops[i]);
         return -1;
     }
@@ -544,6 +561,8 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
             return NULL;
         }
     }
+    size_t len;
+    char *will = bridge_offline_doc(c, &len);
     struct mqtt_opts o = {
         .uri = c->mqtt_uri, .client_id = c->mqtt_client_id,
         .username = c->mqtt_username, .password = c->mqtt_password,
@@ -551,8 +570,21 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         .session_expiry = c->mqtt_session_expiry,
         .connect_timeout = c->mqtt_connect_timeout, .qos = c->mqtt_qos,
         .max_buffered = c->mqtt_max_buffered, .filters = fp, .nfilters = 3,
+        .will_topic = will ? b->status_topic : NULL, .will_payload = will,
     };
-    return mqtt_new(&o, bridge_on_message, b, err, errlen);
+    struct mqtt *m = mqtt_new(&o, bridge_on_message, b, err, errlen);
+    free(will);
+    return m;
+}
+
+/* The status topic: mqtt.status_topic, else <prefix>/$bridge/<client_id>/status. */
+static int bridge_status_topic(struct bridge *b) {
+    const struct config *c = b->cfg;
+    int n = c->status_topic && c->status_topic[0]
+        ? snprintf(b->status_topic, TOPIC_MAX, "%s", c->status_topic)
+        : snprintf(b->status_topic, TOPIC_MAX, "%s/$bridge/%s/status",
+                   c->topic_prefix, c->mqtt_client_id);
+    return n > 0 && n < TOPIC_MAX ? 0 : -1;
 }
 
 static struct store *bridge_store_new(const struct config *c) {
@@ -616,7 +648,14 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->publish_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->journal_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10);
     b->outbox_limit = 4 * (size_t)cfg->batch_size;
+    b->status_interval = cfg->mqtt_status_interval;
+    b->started = time(NULL);
     pthread_mutex_init(&b->tickets_lock, NULL);
+    if (bridge_status_topic(b) < 0) {
+        snprintf(err, errlen, "status topic too long");
+        bridge_free(b);
+        return NULL;
+    }
     b->outbox = outbox_new();
     b->store = bridge_store_new(cfg);
     if (b->outbox && b->store && bridge_alloc_batch(b) == 0 &&
@@ -659,11 +698,38 @@ static void bridge_watch_journal(struct bridge *b) {
     b->journal_warned = high;
 }
 
+/* Publish the status document, retained, every status_interval seconds
+ * (and once as soon as the session is up). */
+static void bridge_publish_status(struct bridge *b, int online) {
+    struct bridge_stats st;
+    size_t len;
+    bridge_stats(b, &st);
+    char *doc = bridge_status_doc(b->cfg, &st, online, &len);
+    struct outbox_msg *m = doc ? outbox_msg_new(b->status_topic, doc, len, NULL, 0, NULL) : NULL;
+    if (m == NULL) return;
+    m->retain = 1;
+    outbox_put(b->outbox, m);
+}
+
 void bridge_tick(struct bridge *b) {
+    time_t now = time(NULL);
+    int interval = __atomic_load_n(&b->status_interval, __ATOMIC_RELAXED);
     mqtt_tick(b->mqtt);
     journal_tick(b->journal);
     bridge_checkpoint(b);
     bridge_watch_journal(b);
+    if (interval > 0 && now >= b->next_status && mqtt_ready(b->mqtt)) {
+        b->next_status = now + interval;
+        bridge_publish_status(b, 1);
+    }
+}
+
+void bridge_set_live(struct bridge *b, const struct config *cfg) {
+    __atomic_store_n(&b->limits.max_text_bytes, (size_t)cfg->max_text_bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->limits.history_default, cfg->history_default, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->limits.history_max, cfg->history_max, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->status_interval, cfg->mqtt_status_interval, __ATOMIC_RELAXED);
+    b->next_status = 0;
 }
 
 /* Stop in order: the worker stores what the journal held when the stop
@@ -682,6 +748,7 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
     __atomic_store_n(&b->stopping, 1, __ATOMIC_RELEASE);
     journal_unbound(b->journal);
     if (b->worker_started) pthread_join(b->worker, NULL);
+    if (b->publisher_started && b->status_interval > 0) bridge_publish_status(b, 0);
     outbox_close(b->outbox);
     if (b->publisher_started) pthread_join(b->publisher, NULL);
     b->worker_started = b->publisher_started = 0;
@@ -719,8 +786,13 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
     LOAD(received); LOAD(stored); LOAD(replayed); LOAD(duplicates);
     LOAD(republished); LOAD(replies); LOAD(rejected); LOAD(history);
     LOAD(deleted); LOAD(redis_retries); LOAD(publish_errors); LOAD(lost);
-    LOAD(redis_connected);
+    LOAD(redis_connected); LOAD(reply_refused);
+    for (int i = 0; i < CODEC_ERR_COUNT; i++) LOAD(rejected_by[i]);
 #undef LOAD
+    static const double p[3] = { 0.5, 0.99, 1.0 };
+    stats_hist_percentiles(&b->store_lat, p, out->store_ms, 3);
+    stats_hist_percentiles(&b->e2e_lat, p, out->e2e_ms, 3);
+    out->uptime_s = (long)(time(NULL) - b->started);
     journal_get_stats(b->journal, &js);
     out->journal_bytes = js.disk_bytes;
     out->journal_unstored = js.unstored_bytes;

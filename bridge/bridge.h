@@ -12,6 +12,7 @@
 #define CB_BRIDGE_H
 
 #include <stddef.h>
+#include "codec.h"
 #include "config.h"
 
 struct bridge;
@@ -25,6 +26,8 @@ struct bridge_stats {
     unsigned long republished;  /* stored messages published on .../msgs */
     unsigned long replies;      /* replies published */
     unsigned long rejected;     /* requests refused (bad topic or payload) */
+    unsigned long rejected_by[CODEC_ERR_COUNT]; /* the same, by error code */
+    unsigned long reply_refused;/* dropped: their reply topic was refused */
     unsigned long history;      /* history requests answered */
     unsigned long deleted;      /* messages deleted */
     unsigned long redis_retries;/* batches retried after a Redis failure */
@@ -35,6 +38,9 @@ struct bridge_stats {
     unsigned long long journal_unstored; /* not yet stored in Redis */
     unsigned long long journal_max;      /* journal.max_bytes */
     size_t outbox;              /* publishes waiting for Paho */
+    double store_ms[3];         /* store round trip per batch: p50, p99, max */
+    double e2e_ms[3];           /* arrival to republish handed over: same */
+    long uptime_s;
     int mqtt_ready;
     int redis_connected;
 };
@@ -55,5 +61,16 @@ void bridge_stop(struct bridge *b, int timeout_ms);
 void bridge_free(struct bridge *b);
 
 void bridge_stats(struct bridge *b, struct bridge_stats *out);
+
+/* Apply the options a reload may change in place (limits, intervals). */
+void bridge_set_live(struct bridge *b, const struct config *cfg);
+
+/* The status document (JSON) for these stats; malloc'd, NULL when out of
+ * memory. online = 0 gives the document published as the bridge leaves. */
+char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
+                        int online, size_t *len);
+
+/* The last will: {"version":1,"client_id":..,"online":false}; malloc'd. */
+char *bridge_offline_doc(const struct config *cfg, size_t *len);
 
 #endif

@@ -58,6 +58,7 @@ struct option {
     size_t off;               /* offsetof(struct config, field) */
     const char *(*check)(const char *s); /* NULL or the reason s is bad */
     const struct enum_def *en;           /* OPT_ENUM only */
+    int live;                 /* 1: a reload applies it without reconnecting */
 };
 
 static const char *check_nonempty(const char *s);
@@ -78,11 +79,13 @@ static const struct enum_def fsync_enum = {
 };
 
 #define F(field) offsetof(struct config, field)
-#define STR(k, field, def, chk) { k, OPT_STRING, 0, 0, 0, def, F(field), chk, NULL }
-#define SECRET(k, field) { k, OPT_SECRET, 0, 0, 0, NULL, F(field), NULL, NULL }
-#define SFILE(k, field) { k, OPT_FILE, 0, 0, 0, NULL, F(field), NULL, NULL }
-#define INT(k, field, lo, hi, def) { k, OPT_INT, lo, hi, def, NULL, F(field), NULL, NULL }
-#define ENUM(k, field, en, def) { k, OPT_ENUM, 0, 0, def, NULL, F(field), NULL, en }
+#define STR(k, field, def, chk) { k, OPT_STRING, 0, 0, 0, def, F(field), chk, NULL, 0 }
+#define SECRET(k, field) { k, OPT_SECRET, 0, 0, 0, NULL, F(field), NULL, NULL, 0 }
+#define SFILE(k, field) { k, OPT_FILE, 0, 0, 0, NULL, F(field), NULL, NULL, 0 }
+#define INT(k, field, lo, hi, def) { k, OPT_INT, lo, hi, def, NULL, F(field), NULL, NULL, 0 }
+#define ENUM(k, field, en, def) { k, OPT_ENUM, 0, 0, def, NULL, F(field), NULL, en, 0 }
+#define LIVE_INT(k, field, lo, hi, def) { k, OPT_INT, lo, hi, def, NULL, F(field), NULL, NULL, 1 }
+#define LIVE_ENUM(k, field, en, def) { k, OPT_ENUM, 0, 0, def, NULL, F(field), NULL, en, 1 }
 
 static const struct option options[] = {
     STR("mqtt.uri", mqtt_uri, "tcp://127.0.0.1:1883", check_uri),
@@ -97,25 +100,27 @@ static const struct option options[] = {
     INT("mqtt.session_expiry", mqtt_session_expiry, 0, INT_MAX, 3600),
     INT("mqtt.connect_timeout", mqtt_connect_timeout, 1, 300, 10),
     INT("mqtt.max_buffered", mqtt_max_buffered, 1, 1000000, 100000),
+    STR("mqtt.status_topic", status_topic, "", NULL),
+    LIVE_INT("mqtt.status_interval", mqtt_status_interval, 0, 86400, 30),
     STR("redis.host", redis_host, "127.0.0.1", check_nonempty),
     INT("redis.port", redis_port, 1, 65535, 6379),
     SECRET("redis.password", redis_password),
     SFILE("redis.password_file", redis_password),
     STR("redis.key_prefix", key_prefix, "chatroom", check_key_prefix),
     INT("redis.timeout_ms", redis_timeout_ms, 100, 600000, 5000),
-    INT("limits.max_text_bytes", max_text_bytes, 1, 1048576, 4096),
-    INT("limits.history_default", history_default, 1, 10000, 50),
-    INT("limits.history_max", history_max, 1, 10000, 200),
+    LIVE_INT("limits.max_text_bytes", max_text_bytes, 1, 1048576, 4096),
+    LIVE_INT("limits.history_default", history_default, 1, 10000, 50),
+    LIVE_INT("limits.history_max", history_max, 1, 10000, 200),
     INT("limits.batch_size", batch_size, 1, 10000, 256),
     INT("limits.dedup_window", dedup_window, 0, 2592000, 86400),
-    INT("limits.stop_timeout_ms", stop_timeout_ms, 0, 600000, 10000),
+    LIVE_INT("limits.stop_timeout_ms", stop_timeout_ms, 0, 600000, 10000),
     STR("journal.dir", journal_dir, "", NULL),
     ENUM("journal.fsync", journal_fsync, &fsync_enum, JOURNAL_FSYNC_BATCH),
     INT("journal.fsync_ms", journal_fsync_ms, 1, 60000, 100),
     INT("journal.max_bytes", journal_max_bytes, 65536, INT_MAX, 268435456),
     INT("journal.segment_bytes", journal_segment_bytes, 4096, INT_MAX, 16777216),
-    ENUM("log.level", log_level, &level_enum, LOG_LEVEL_INFO),
-    INT("log.status_interval", status_interval, 0, 86400, 60),
+    LIVE_ENUM("log.level", log_level, &level_enum, LOG_LEVEL_INFO),
+    LIVE_INT("log.status_interval", status_interval, 0, 86400, 60),
 };
 
 #define NOPTIONS ((int)(sizeof(options) / sizeof(options[0])))
@@ -743,4 +748,21 @@ void config_dump(const struct config *c, FILE *out) {
             break;
         }
     }
+}
+
+/* 1 when option i has the same value in a and b. */
+static int option_same(int i, const struct config *a, const struct config *b) {
+    const struct option *o = &options[i];
+    if (o->type == OPT_INT || o->type == OPT_ENUM)
+        return *(const int *)((const char *)a + o->off) ==
+               *(const int *)((const char *)b + o->off);
+    const char *x = *(char *const *)((const char *)a + o->off);
+    const char *y = *(char *const *)((const char *)b + o->off);
+    return x == y || (x && y && strcmp(x, y) == 0);
+}
+
+int config_needs_restart(const struct config *a, const struct config *b) {
+    for (int i = 0; i < NOPTIONS; i++)
+        if (!options[i].live && !option_same(i, a, b)) return 1;
+    return 0;
 }

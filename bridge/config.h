@@ -30,6 +30,10 @@ struct config {
     int mqtt_connect_timeout;/* mqtt.connect_timeout seconds 1..300, default 10 */
     int mqtt_max_buffered;   /* mqtt.max_buffered publishes kept while
                                 disconnected, 1..1000000, default 100000 */
+    char *status_topic;      /* mqtt.status_topic; "" (default):
+                                <prefix>/$bridge/<client_id>/status */
+    int mqtt_status_interval;/* mqtt.status_interval seconds 0..86400,
+                                default 30; 0 = no status document */
     /* redis: */
     char *redis_host;        /* redis.host, default 127.0.0.1 */
     int redis_port;          /* redis.port 1..65535, default 6379 */
@@ -77,6 +81,11 @@ int config_load_buffer(struct config *c, const char *buf, size_t len,
 
 /* Free the strings of c (not c itself). Safe on a zeroed struct. */
 void config_free(struct config *c);
+
+/* 1 when b differs from a in an option a reload cannot apply in place
+ * (addresses, credentials, prefixes, journal...): the bridge must then be
+ * restarted on b. Live options are the limits, log level and intervals. */
+int config_needs_restart(const struct config *a, const struct config *b);
 
 /* Write the effective configuration as "section.key = value" lines,
  * secrets shown as "(set)". */

@@ -1,8 +1,9 @@
 /* main.c -- chat-bridge: command line, signals, and the main loop.
  *
  * Everything real happens in bridge.c; main only loads the configuration,
- * starts the bridge, ticks it every 100 ms until a signal asks it to stop,
- * and tells systemd where it stands. Signal handlers only set flags. */
+ * starts the bridge, ticks it every 100 ms until a signal asks it to stop
+ * or to reload, and tells systemd where it stands. Signal handlers only
+ * set flags. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,11 +11,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <systemd/sd-daemon.h>
 
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
+#include "service.h"
 
 #define CB_VERSION "0.1.0"
 
@@ -96,25 +97,50 @@ static void install_signals(void) {
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* Tell systemd once when the bridge is subscribed and Redis answers. */
-static void notify_ready(struct bridge *b, int *ready) {
-    struct bridge_stats st;
-    if (*ready) return;
-    bridge_stats(b, &st);
-    if (!st.mqtt_ready || !st.redis_connected) return;
-    *ready = 1;
-    log_info("ready: subscribed and connected to Redis");
-    sd_notify(0, "READY=1\nSTATUS=subscribed, Redis connected");
+/* ==================== Running ==================== */
+
+/* What the main loop carries: the bridge, the configuration it was built
+ * on, and the latest configuration accepted by a reload. */
+struct daemon {
+    const char *path;
+    struct bridge *bridge;
+    struct config *built;        /* the bridge points into it */
+    struct config *current;      /* == built, or a newer live-only change */
+    int ready;
+    int verbose;                 /* -v: debug whatever the file says */
+    time_t next_status;
+};
+
+static void config_destroy(struct config *c) {
+    if (c == NULL) return;
+    config_free(c);
+    free(c);
 }
 
-/* One line with the connection states, the journal and the counts, every
- * log.status_interval seconds. */
-static void log_status(struct bridge *b, const struct config *cfg, time_t *next) {
+/* Tell systemd once when the bridge is subscribed and Redis answers. */
+static void notify_ready(struct daemon *d) {
+    struct bridge_stats st;
+    if (d->ready) return;
+    bridge_stats(d->bridge, &st);
+    if (!st.mqtt_ready || !st.redis_connected) return;
+    d->ready = 1;
+    log_info("ready: subscribed and connected to Redis");
+    service_ready();
+}
+
+/* The connection states, the journal and the counts: in the log every
+ * log.status_interval seconds, and as systemd's STATUS= every tick. */
+static void report_status(struct daemon *d) {
     struct bridge_stats st;
     time_t now = time(NULL);
-    if (cfg->status_interval == 0 || now < *next) return;
-    *next = now + cfg->status_interval;
-    bridge_stats(b, &st);
+    const struct config *cfg = d->current;
+    bridge_stats(d->bridge, &st);
+    service_status("mqtt %s, redis %s, journal %llu bytes not stored; stored %lu, "
+                   "duplicates %lu, rejected %lu", st.mqtt_ready ? "up" : "down",
+                   st.redis_connected ? "up" : "down", st.journal_unstored,
+                   st.stored, st.duplicates, st.rejected);
+    if (cfg->status_interval == 0 || now < d->next_status) return;
+    d->next_status = now + cfg->status_interval;
     log_info("status: mqtt %s, redis %s, journal %llu bytes (%llu not stored, max %llu), "
              "stored %lu, duplicates %lu, replayed %lu, rejected %lu, history %lu, "
              "deleted %lu, redis retries %lu, publish errors %lu",
@@ -124,55 +150,101 @@ static void log_status(struct bridge *b, const struct config *cfg, time_t *next)
              st.redis_retries, st.publish_errors);
 }
 
-static int run(const struct config *cfg) {
+/* Build and start a bridge on d->built. */
+static int start_bridge(struct daemon *d) {
     char err[256];
-    int ready = 0;
-    time_t next_status = time(NULL) + cfg->status_interval;
-    struct bridge *b = bridge_new(cfg, err, sizeof(err));
-    if (b == NULL || bridge_start(b, err, sizeof(err)) < 0) {
+    d->bridge = bridge_new(d->built, err, sizeof(err));
+    if (d->bridge == NULL || bridge_start(d->bridge, err, sizeof(err)) < 0) {
         log_error("%s", err);
-        bridge_free(b);
-        return 1;
+        bridge_free(d->bridge);
+        d->bridge = NULL;
+        return -1;
     }
-    while (!got_stop) {
+    d->ready = 0;
+    return 0;
+}
+
+/* SIGHUP: read the file again. A bad file changes nothing. Limits, log
+ * level and intervals apply at once; anything else (addresses, prefixes,
+ * credentials, journal) restarts the bridge on the new settings, which
+ * loses nothing: the journal and the broker's session carry the messages
+ * across. */
+static void reload(struct daemon *d) {
+    struct config *next = calloc(1, sizeof(*next));
+    service_reloading();
+    log_info("reloading %s", d->path);
+    if (next == NULL || load_config(d->path, next) < 0) {
+        log_error("reload: the new configuration is refused; keeping the old one");
+        config_destroy(next);
+        service_ready();
+        return;
+    }
+    log_set_level(d->verbose ? LOG_LEVEL_DEBUG : next->log_level);
+    if (!config_needs_restart(d->built, next)) {
+        bridge_set_live(d->bridge, next);
+        if (d->current != d->built) config_destroy(d->current);
+        d->current = next;
+        log_info("reload: applied in place");
+        service_ready();
+        return;
+    }
+    log_info("reload: connection settings changed; restarting the bridge");
+    bridge_stop(d->bridge, d->current->stop_timeout_ms);
+    bridge_free(d->bridge);
+    if (d->current != d->built) config_destroy(d->current);
+    config_destroy(d->built);
+    d->built = d->current = next;
+    start_bridge(d);             /* READY=1 again once it is up */
+}
+
+static int run(struct daemon *d) {
+    if (start_bridge(d) < 0) return 1;
+    while (!got_stop && d->bridge) {
         struct timespec tick = { 0, 100 * 1000000L };
         nanosleep(&tick, NULL);
-        bridge_tick(b);
-        notify_ready(b, &ready);
-        log_status(b, cfg, &next_status);
+        bridge_tick(d->bridge);
+        notify_ready(d);
+        report_status(d);
+        service_watchdog();
         if (got_hup) {
             got_hup = 0;
-            log_warn("SIGHUP: live reload is not supported yet; restart to apply changes");
+            reload(d);
         }
     }
+    if (d->bridge == NULL) return 1;
     log_info("stopping");
-    sd_notify(0, "STOPPING=1");
-    bridge_stop(b, cfg->stop_timeout_ms);
-    bridge_free(b);
+    service_stopping();
+    bridge_stop(d->bridge, d->current->stop_timeout_ms);
+    bridge_free(d->bridge);
     return 0;
 }
 
 int main(int argc, char **argv) {
     struct args a = { 0 };
-    struct config cfg = { 0 };
+    struct daemon d = { 0 };
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) return rc < 0 ? 0 : rc;
     log_init(LOG_LEVEL_INFO, getenv("JOURNAL_STREAM") != NULL);
-    if (load_config(a.config, &cfg) < 0) {
-        config_free(&cfg);
+    d.path = a.config;
+    d.verbose = a.verbose;
+    d.built = d.current = calloc(1, sizeof(*d.built));
+    if (d.built == NULL || load_config(a.config, d.built) < 0) {
+        config_destroy(d.built);
         return 2;
     }
     if (a.check || a.dump) {
-        if (a.dump) config_dump(&cfg, stdout);
+        if (a.dump) config_dump(d.built, stdout);
         else printf("%s: configuration is valid\n", a.config);
-        config_free(&cfg);
+        config_destroy(d.built);
         return 0;
     }
-    log_set_level(a.verbose ? LOG_LEVEL_DEBUG : cfg.log_level);
+    log_set_level(a.verbose ? LOG_LEVEL_DEBUG : d.built->log_level);
     install_signals();
+    service_init();
     log_info("chat-bridge %s starting: broker %s, redis %s:%d", CB_VERSION,
-             cfg.mqtt_uri, cfg.redis_host, cfg.redis_port);
-    rc = run(&cfg);
-    config_free(&cfg);
+             d.built->mqtt_uri, d.built->redis_host, d.built->redis_port);
+    rc = run(&d);
+    if (d.current != d.built) config_destroy(d.current);
+    config_destroy(d.built);
     return rc;
 }

@@ -18,7 +18,8 @@
 struct mqtt {
     MQTTAsync client;
     struct mqtt_opts opts;         /* strings point into the owned copies */
-    char *strings[4];              /* uri, client_id, username, password */
+    char *strings[6];              /* uri, client_id, username, password,
+                                      will topic, will payload */
     char **filters;
     int *qoss;
     mqtt_handler handler;
@@ -147,14 +148,17 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 /* Keep our own copies of the option strings: the caller's config may be
  * replaced while the client lives. */
 static int mqtt_copy_opts(struct mqtt *m, const struct mqtt_opts *o) {
-    const char *src[4] = { o->uri, o->client_id, o->username, o->password };
+    const char *src[6] = { o->uri, o->client_id, o->username, o->password,
+                           o->will_topic, o->will_payload };
     m->opts = *o;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 6; i++)
         if (src[i] && (m->strings[i] = strdup(src[i])) == NULL) return -1;
     m->opts.uri = m->strings[0];
     m->opts.client_id = m->strings[1];
     m->opts.username = m->strings[2];
     m->opts.password = m->strings[3];
+    m->opts.will_topic = m->strings[4];
+    m->opts.will_payload = m->strings[5];
     m->filters = calloc((size_t)o->nfilters, sizeof(char *));
     m->qoss = calloc((size_t)o->nfilters, sizeof(int));
     if (m->filters == NULL || m->qoss == NULL) return -1;
@@ -206,7 +210,7 @@ struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
 void mqtt_free(struct mqtt *m) {
     if (m == NULL) return;
     if (m->client) MQTTAsync_destroy(&m->client);
-    for (int i = 0; i < 4; i++) free(m->strings[i]);
+    for (int i = 0; i < 6; i++) free(m->strings[i]);
     for (int i = 0; m->filters && i < m->opts.nfilters; i++) free(m->filters[i]);
     free(m->filters);
     free(m->qoss);
@@ -241,6 +245,7 @@ static int mqtt_connect(struct mqtt *m) {
     MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
     MQTTAsync_connectOptions co5 = MQTTAsync_connectOptions_initializer5;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     MQTTProperties props = MQTTProperties_initializer;
     if (m->opts.version >= 5) co = co5;
     co.keepAliveInterval = m->opts.keepalive;
@@ -255,6 +260,13 @@ static int mqtt_connect(struct mqtt *m) {
         ssl.enableServerCertAuth = 1;
         ssl.verify = 1;
         co.ssl = &ssl;
+    }
+    if (m->opts.will_topic && m->opts.will_payload) {
+        will.topicName = m->opts.will_topic;
+        will.message = m->opts.will_payload;
+        will.retained = 1;
+        will.qos = 1;
+        co.will = &will;
     }
     mqtt_connect_version(m, &co, &props);
     __atomic_store_n(&m->connecting, 1, __ATOMIC_RELEASE);

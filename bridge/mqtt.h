@@ -39,6 +39,8 @@ struct mqtt_opts {
     int max_buffered;              /* publishes kept while disconnected */
     const char *const *filters;    /* topic filters to subscribe */
     int nfilters;
+    const char *will_topic;        /* NULL: no last will */
+    const char *will_payload;      /* published retained, QoS 1, if we die */
 };
 
 struct mqtt;

@@ -50,6 +50,7 @@ struct outbox_msg *outbox_msg_new(const char *topic, char *payload, size_t len,
     }
     m->next = NULL;
     m->tag = tag;
+    m->retain = 0;
     m->topic = (char *)(m + 1);
     memcpy(m->topic, topic, tlen);
     m->payload = payload;

@@ -26,6 +26,7 @@ struct outbox_msg {
     char *corr;               /* MQTT 5 correlation data, NULL if none */
     size_t corr_len;
     void *tag;                /* the caller's, e.g. what to tell when sent */
+    int retain;               /* 0 unless set after outbox_msg_new() */
 };
 
 struct outbox;

@@ -136,14 +136,16 @@ static int has_unsafe_char(const char *s, size_t len) {
 }
 
 /* Is topic[0..len) one of the bridge's own topics, "<prefix>/<any one
- * level>/send|history|delete|msgs"? The level may be empty: the bridge's
- * '+' filters match "<prefix>//send" too. */
+ * level>/send|history|delete|msgs" or anything under "<prefix>/$" (the
+ * status topics)? The level may be empty: the bridge's '+' filters match
+ * "<prefix>//send" too. */
 static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     size_t head = prefix_head(prefix, topic, len);
     if (head == 0) return 0;
 
     const char *rest = topic + head;
     size_t rlen = len - head;
+    if (rlen > 0 && rest[0] == '$') return 1;
     size_t slash = last_slash(rest, rlen);
     if (slash == rlen || memchr(rest, '/', slash) != NULL) return 0;
 

@@ -46,7 +46,8 @@ int topic_filter(char *buf, size_t size, const char *prefix, int kind);
  * (mosquitto drops the connection of a client that publishes those), no
  * wildcards + #, not starting with '$',
  * and not one of the bridge's own topics (<prefix>/<any>/send|history|
- * delete|msgs): those would loop back into it or forge a room's stream.
+ * delete|msgs, or anything under <prefix>/$ such as the status topic):
+ * those would loop back into it or forge a room's stream or status.
  * 0 otherwise. */
 int topic_reply_allowed(const char *prefix, const char *topic, size_t len);
 

@@ -119,6 +119,8 @@ static void assert_defaults(const struct config *c) {
     assert_int_equal(c->journal_segment_bytes, 16777216);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     assert_int_equal(c->status_interval, 60);
+    assert_string_equal(c->status_topic, "");
+    assert_int_equal(c->mqtt_status_interval, 30);
 }
 
 /* ==================== Defaults and valid files ==================== */
@@ -739,9 +741,29 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 29);     /* 31 options less 2 password_file */
+    assert_int_equal(lines, 31);     /* 33 options less 2 password_file */
     free(out);
     config_free(&c);
+}
+
+/* Limits, log level and intervals reload in place; anything else needs a
+ * new bridge. */
+static void test_needs_restart(void **state) {
+    struct config a, b;
+    struct config_errors e;
+    (void)state;
+    assert_int_equal(load_text(&a, &e, "limits:\n  history_max: 100\n"), 0);
+    assert_int_equal(load_text(&b, &e, "limits:\n  history_max: 300\n"
+                                       "log:\n  level: debug\n"), 0);
+    assert_int_equal(config_needs_restart(&a, &b), 0);
+    config_free(&b);
+    assert_int_equal(load_text(&b, &e, "redis:\n  port: 6380\n"), 0);
+    assert_int_equal(config_needs_restart(&a, &b), 1);
+    config_free(&b);
+    assert_int_equal(load_text(&b, &e, "mqtt:\n  password: x\n"), 0);
+    assert_int_equal(config_needs_restart(&a, &b), 1);
+    config_free(&b);
+    config_free(&a);
 }
 
 /* A tiny deterministic PRNG, so a failure can be replayed. */
@@ -832,6 +854,7 @@ int main(void) {
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_needs_restart),
         cmocka_unit_test(test_binary_garbage),
     };
 

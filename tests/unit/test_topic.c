@@ -156,6 +156,8 @@ static void test_reply_allowed_loops(void **state) {
     assert_false(allowed("chat//send"));         /* '+' matches empty */
     assert_false(allowed("chat/no:such:room/msgs"));
     assert_false(topic_reply_allowed("acme/chat", "acme/chat/x/msgs", 16));
+    assert_false(topic_reply_allowed("chat", "chat/$bridge/b1/status", 22));
+    assert_true(topic_reply_allowed("chat", "chat/x$/status", 14));
     assert_true(topic_reply_allowed("acme/chat", "chat/x/msgs", 11));
 }
 

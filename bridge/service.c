@@ -1,0 +1,50 @@
+/* service.c -- sd_notify for readiness, status, watchdog (see service.h). */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+#include <systemd/sd-daemon.h>
+
+#include "service.h"
+
+static uint64_t watchdog_usec;       /* 0: no watchdog */
+static uint64_t last_ping;
+
+static uint64_t mono_usec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void service_init(void) {
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0) watchdog_usec = usec;
+}
+
+void service_ready(void) {
+    sd_notify(0, "READY=1");
+}
+
+void service_reloading(void) {
+    sd_notify(0, "RELOADING=1");
+}
+
+void service_stopping(void) {
+    sd_notify(0, "STOPPING=1");
+}
+
+void service_status(const char *fmt, ...) {
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    sd_notifyf(0, "STATUS=%s", text);
+}
+
+void service_watchdog(void) {
+    uint64_t now = mono_usec();
+    if (watchdog_usec == 0 || now - last_ping < watchdog_usec / 2) return;
+    last_ping = now;
+    sd_notify(0, "WATCHDOG=1");
+}

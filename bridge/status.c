@@ -1,0 +1,67 @@
+/* status.c -- the bridge's status document, published retained on the
+ * status topic: connection states, journal, counts and latencies. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+
+#include "bridge.h"
+
+#define CB_STATUS_VERSION 1
+
+/* {"p50": .., "p99": .., "max": ..} in milliseconds. */
+static json_t *latency(const double *ms) {
+    return json_pack("{s:f, s:f, s:f}", "p50", ms[0], "p99", ms[1], "max", ms[2]);
+}
+
+/* Refusals by error code, only the codes that occurred. */
+static json_t *rejections(const struct bridge_stats *st) {
+    json_t *o = json_object();
+    for (int i = 1; o && i < CODEC_ERR_COUNT; i++)
+        if (st->rejected_by[i])
+            json_object_set_new(o, codec_err_code(i), json_integer((json_int_t)st->rejected_by[i]));
+    if (o && st->reply_refused)
+        json_object_set_new(o, "reply_topic_refused", json_integer((json_int_t)st->reply_refused));
+    return o;
+}
+
+static json_t *counts(const struct bridge_stats *st) {
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+        "received", (json_int_t)st->received, "stored", (json_int_t)st->stored,
+        "republished", (json_int_t)st->republished, "replies", (json_int_t)st->replies,
+        "duplicates", (json_int_t)st->duplicates, "replayed", (json_int_t)st->replayed,
+        "history", (json_int_t)st->history, "deleted", (json_int_t)st->deleted,
+        "redis_retries", (json_int_t)st->redis_retries,
+        "publish_errors", (json_int_t)st->publish_errors,
+        "rejected", (json_int_t)st->rejected, "rejected_by", rejections(st));
+}
+
+char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
+                        int online, size_t *len) {
+    json_t *doc = json_pack("{s:i, s:s, s:b, s:I, s:I, s:s, s:s, s:{s:I, s:I, s:I}, "
+                            "s:I, s:o, s:{s:o, s:o}}",
+        "version", CB_STATUS_VERSION, "client_id", cfg->mqtt_client_id,
+        "online", online, "ts", (json_int_t)time(NULL) * 1000,
+        "uptime_s", (json_int_t)st->uptime_s,
+        "mqtt", online && st->mqtt_ready ? "up" : "down",
+        "redis", online && st->redis_connected ? "up" : "down",
+        "journal", "bytes", (json_int_t)st->journal_bytes,
+        "unstored", (json_int_t)st->journal_unstored, "max", (json_int_t)st->journal_max,
+        "outbox", (json_int_t)st->outbox, "counts", counts(st),
+        "latency_ms", "store", latency(st->store_ms), "end_to_end", latency(st->e2e_ms));
+    if (doc == NULL) return NULL;
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (s) *len = strlen(s);
+    return s;
+}
+
+char *bridge_offline_doc(const struct config *cfg, size_t *len) {
+    json_t *doc = json_pack("{s:i, s:s, s:b}", "version", CB_STATUS_VERSION,
+                            "client_id", cfg->mqtt_client_id, "online", 0);
+    if (doc == NULL) return NULL;
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (s) *len = strlen(s);
+    return s;
+}
