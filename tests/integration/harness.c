@@ -1,5 +1,6 @@
 /* harness.c -- real servers for integration tests (see harness.h). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,7 +17,7 @@
 
 #include "harness.h"
 
-static void h_sleep_ms(long ms) {
+void h_sleep_ms(long ms) {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
 }
@@ -85,47 +86,184 @@ static int h_write_file(const char *path, const char *text) {
     return fclose(f);
 }
 
-int h_start_servers(struct h_env *e) {
-    char path[300], conf[600], port[16];
-    snprintf(e->dir, sizeof(e->dir), "/tmp/chat-bridge-test.XXXXXX");
-    if (mkdtemp(e->dir) == NULL) return -1;
-    e->redis_port = h_free_port();
-    e->mqtt_port = h_free_port();
+/* Start redis-server on e->redis_port in e->dir, with e->opts. */
+static void h_spawn_redis(struct h_env *e) {
+    char path[300], port[16];
     snprintf(port, sizeof(port), "%d", e->redis_port);
     char *redis_argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
-        "--dir", e->dir, "--save", "", "--appendonly", "no", NULL };
+        "--dir", e->dir, "--save", "", "--appendonly", "no", NULL, NULL, NULL };
+    if (e->opts.redis_aof) {
+        redis_argv[10] = "yes";
+        redis_argv[11] = "--appendfsync";
+        redis_argv[12] = "always";
+    }
     snprintf(path, sizeof(path), "%s/redis.log", e->dir);
     e->redis_pid = h_spawn(redis_argv, path);
+}
 
-    snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\nallow_anonymous true\n"
-             "persistence false\nmax_queued_messages 100000\n", e->mqtt_port);
+/* Write mosquitto.conf for e->mqtt_port and e->opts. 0 or -1. */
+static int h_write_mqtt_conf(struct h_env *e) {
+    char path[300], conf[1024];
+    int n = snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\nallow_anonymous true\n",
+                     e->mqtt_port);
+    /* As root, mosquitto would drop to its own user, which cannot write
+     * its database into our private directory: stay root then. */
+    if (e->opts.mqtt_persist)
+        n += snprintf(conf + n, sizeof(conf) - (size_t)n, "persistence true\n"
+                      "persistence_location %s/\nautosave_interval 1\n%s", e->dir,
+                      geteuid() == 0 ? "user root\n" : "");
+    else
+        n += snprintf(conf + n, sizeof(conf) - (size_t)n, "persistence false\n");
+    snprintf(conf + n, sizeof(conf) - (size_t)n, "max_queued_messages %d\n",
+             e->opts.mqtt_max_queued > 0 ? e->opts.mqtt_max_queued : 100000);
     snprintf(path, sizeof(path), "%s/mosquitto.conf", e->dir);
-    if (h_write_file(path, conf) < 0) return -1;
-    char *mq_argv[] = { "mosquitto", "-c", path, NULL };
-    char log[300];
-    snprintf(log, sizeof(log), "%s/mosquitto.log", e->dir);
-    e->mqtt_pid = h_spawn(mq_argv, log);
+    return h_write_file(path, conf);
+}
 
-    if (h_wait_port(e->redis_port, 10000) < 0 || h_wait_port(e->mqtt_port, 10000) < 0) {
-        fprintf(stderr, "harness: servers did not start (see %s)\n", e->dir);
-        return -1;
-    }
+/* Start mosquitto on the configuration h_write_mqtt_conf wrote. */
+static void h_spawn_mqtt(struct h_env *e) {
+    char path[300], log[300];
+    snprintf(path, sizeof(path), "%s/mosquitto.conf", e->dir);
+    snprintf(log, sizeof(log), "%s/mosquitto.log", e->dir);
+    char *mq_argv[] = { "mosquitto", "-c", path, NULL };
+    e->mqtt_pid = h_spawn(mq_argv, log);
+}
+
+/* (Re)connect the assertion client e->redis. 0 or -1. */
+int h_redis_reconnect(struct h_env *e) {
     struct timeval tv = { 5, 0 };
+    if (e->redis) redisFree(e->redis);
     e->redis = redisConnectWithTimeout("127.0.0.1", e->redis_port, tv);
     return e->redis && !e->redis->err ? 0 : -1;
 }
 
+int h_start_servers(struct h_env *e) {
+    return h_start_servers_opt(e, NULL);
+}
+
+/* A temporary directory, free ports, both servers; the Redis client. */
+int h_start_servers_opt(struct h_env *e, const struct h_server_opts *o) {
+    snprintf(e->dir, sizeof(e->dir), "/tmp/chat-bridge-test.XXXXXX");
+    if (mkdtemp(e->dir) == NULL) return -1;
+    e->opts = o ? *o : (struct h_server_opts){ 0 };
+    e->redis_port = h_free_port();
+    e->mqtt_port = h_free_port();
+    h_spawn_redis(e);
+    if (h_write_mqtt_conf(e) < 0) return -1;
+    h_spawn_mqtt(e);
+    if (h_wait_port(e->redis_port, 10000) < 0 || h_wait_port(e->mqtt_port, 10000) < 0) {
+        fprintf(stderr, "harness: servers did not start (see %s)\n", e->dir);
+        return -1;
+    }
+    return h_redis_reconnect(e);
+}
+
 void h_stop_servers(struct h_env *e) {
+    h_stop_servers_keep(e, getenv("CB_KEEP") != NULL);
+}
+
+/* Stop both servers by PID; remove the directory unless keep. */
+void h_stop_servers_keep(struct h_env *e, int keep) {
     if (e->redis) redisFree(e->redis);
     e->redis = NULL;
     h_stop_pid(e->mqtt_pid, 5000);
     h_stop_pid(e->redis_pid, 5000);
     e->mqtt_pid = e->redis_pid = 0;
-    if (getenv("CB_KEEP") == NULL) {
+    if (!keep) {
         char cmd[300];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
         if (system(cmd) != 0) fprintf(stderr, "harness: cannot remove %s\n", e->dir);
     }
+}
+
+/* ==================== Faults ==================== */
+
+/* kill -9 redis-server and reap it. */
+void h_redis_kill(struct h_env *e) {
+    if (e->redis) redisFree(e->redis);
+    e->redis = NULL;
+    if (e->redis_pid > 0) {
+        kill(e->redis_pid, SIGKILL);
+        waitpid(e->redis_pid, NULL, 0);
+    }
+    e->redis_pid = 0;
+}
+
+/* SIGTERM redis-server; its exit status. */
+int h_redis_stop(struct h_env *e) {
+    if (e->redis) redisFree(e->redis);
+    e->redis = NULL;
+    int rc = h_stop_pid(e->redis_pid, 10000);
+    e->redis_pid = 0;
+    return rc;
+}
+
+/* redis-server again, same port, directory and options. */
+int h_redis_start(struct h_env *e) {
+    h_spawn_redis(e);
+    if (h_wait_port(e->redis_port, 10000) < 0) {
+        fprintf(stderr, "harness: redis-server did not restart (see %s)\n", e->dir);
+        return -1;
+    }
+    return h_redis_reconnect(e);
+}
+
+/* SIGTERM mosquitto (it saves its persistence); its exit status. */
+int h_mqtt_stop(struct h_env *e) {
+    int rc = h_stop_pid(e->mqtt_pid, 10000);
+    e->mqtt_pid = 0;
+    return rc;
+}
+
+/* mosquitto again on the same configuration and port. */
+int h_mqtt_start(struct h_env *e) {
+    h_spawn_mqtt(e);
+    if (h_wait_port(e->mqtt_port, 10000) < 0) {
+        fprintf(stderr, "harness: mosquitto did not restart (see %s)\n", e->dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* A kB field of /proc/<pid>/status, e.g. VmHWM. */
+long h_proc_kb(pid_t pid, const char *field) {
+    char path[64], line[256];
+    long kb = -1;
+    size_t flen = strlen(field);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (kb < 0 && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+            kb = strtol(line + flen + 1, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* 1 when fd is a socket connected to 127.0.0.1:port. */
+static int h_fd_peer_is(int fd, int port) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    if (getpeername(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET)
+        return 0;
+    return ntohs(a.sin_port) == port && a.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+/* This process's sockets connected to 127.0.0.1:port. */
+int h_tcp_fds(int port, int *fds, int max) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (d == NULL) return 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        if (*end != '\0' || end == de->d_name || fd == dirfd(d)) continue;
+        if (!h_fd_peer_is((int)fd, port)) continue;
+        if (n < max) fds[n] = (int)fd;
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 /* Split $CB_WRAPPER ("valgrind -q ...") and the bridge command into argv. */
@@ -163,16 +301,37 @@ done:
 }
 
 int h_start_bridge(struct h_env *e, const char *extra_yaml) {
-    char conf[300], log[300], yaml[2048], wrapper[512];
-    char *argv[32];
+    return h_start_bridge_ex(e, NULL, extra_yaml);
+}
+
+/* Write the bridge's configuration and start it. */
+int h_start_bridge_ex(struct h_env *e, const char *redis_keys, const char *extra_yaml) {
+    if (h_write_bridge_config(e, redis_keys, extra_yaml) < 0) return -1;
+    return h_restart_bridge(e);
+}
+
+/* Write <dir>/bridge.yaml for these servers, plus the extra sections. */
+int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *extra_yaml) {
+    char conf[300], yaml[2048];
     snprintf(conf, sizeof(conf), "%s/bridge.yaml", e->dir);
-    snprintf(log, sizeof(log), "%s/bridge.log", e->dir);
+    char journal[400] = "";
+    if (extra_yaml == NULL || strstr(extra_yaml, "journal:") == NULL)
+        snprintf(journal, sizeof(journal), "journal:\n  dir: %s/journal\n", e->dir);
     snprintf(yaml, sizeof(yaml),
              "mqtt:\n  uri: tcp://127.0.0.1:%d\n  client_id: chat-bridge-test\n"
              "  topic_prefix: chat\n  qos: 1\n"
-             "redis:\n  host: 127.0.0.1\n  port: %d\n  key_prefix: chatroom\n%s",
-             e->mqtt_port, e->redis_port, extra_yaml ? extra_yaml : "");
-    if (h_write_file(conf, yaml) < 0) return -1;
+             "redis:\n  host: 127.0.0.1\n  port: %d\n  key_prefix: chatroom\n%s%s%s",
+             e->mqtt_port, e->redis_port, redis_keys ? redis_keys : "", journal,
+             extra_yaml ? extra_yaml : "");
+    return h_write_file(conf, yaml);
+}
+
+/* Start the bridge on the configuration last written; wait until ready. */
+int h_restart_bridge(struct h_env *e) {
+    char conf[300], log[300], wrapper[512];
+    char *argv[32];
+    snprintf(conf, sizeof(conf), "%s/bridge.yaml", e->dir);
+    snprintf(log, sizeof(log), "%s/bridge.log", e->dir);
     snprintf(wrapper, sizeof(wrapper), "%s", getenv("CB_WRAPPER") ? getenv("CB_WRAPPER") : "");
     h_bridge_argv(argv, 32, wrapper, conf);
     e->bridge_pid = h_spawn(argv, log);
@@ -187,6 +346,23 @@ int h_stop_bridge(struct h_env *e) {
     int rc = h_stop_pid(e->bridge_pid, 30000);
     e->bridge_pid = 0;
     return rc;
+}
+
+/* kill -9 the bridge and reap it. */
+void h_kill_bridge(struct h_env *e) {
+    if (e->bridge_pid > 0) {
+        kill(e->bridge_pid, SIGKILL);
+        waitpid(e->bridge_pid, NULL, 0);
+    }
+    e->bridge_pid = 0;
+}
+
+/* 1 while the bridge runs; reaps it once it has exited. */
+int h_bridge_alive(struct h_env *e) {
+    if (e->bridge_pid <= 0) return 0;
+    if (waitpid(e->bridge_pid, NULL, WNOHANG) == 0) return 1;
+    e->bridge_pid = 0;
+    return 0;
 }
 
 int h_run(char *const argv[], char *out, size_t outsize, int timeout_ms) {

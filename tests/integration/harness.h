@@ -12,23 +12,68 @@
 #include <hiredis/hiredis.h>
 #include <MQTTClient.h>
 
+/* How h_start_servers_opt starts the servers, and h_redis_start and
+ * h_mqtt_start start them again. All zero: what h_start_servers does. */
+struct h_server_opts {
+    int redis_aof;            /* --appendonly yes --appendfsync always */
+    int mqtt_persist;         /* mosquitto persistence in the temporary
+                                 directory: saved every second and at exit */
+    int mqtt_max_queued;      /* max_queued_messages; 0 = 100000 */
+};
+
 struct h_env {
     char dir[256];            /* the temporary directory */
     int redis_port, mqtt_port;
     pid_t redis_pid, mqtt_pid, bridge_pid;
     redisContext *redis;      /* a client for assertions */
+    struct h_server_opts opts;
 };
 
 /* Start redis-server and mosquitto. 0 or -1 (with a message on stderr). */
 int h_start_servers(struct h_env *e);
+/* The same with options (NULL: none). */
+int h_start_servers_opt(struct h_env *e, const struct h_server_opts *o);
 /* Write a bridge config for these servers ('extra', if given, is appended
  * verbatim: whole extra sections such as "limits:\n  max_text_bytes: 10\n")
  * and start $CB_BRIDGE on it, under $CB_WRAPPER when set (valgrind). Waits
  * until the bridge answers a history request. 0 or -1. */
 int h_start_bridge(struct h_env *e, const char *extra_yaml);
+/* The same, with redis_keys (e.g. "  timeout_ms: 1000\n") added to the
+ * redis section. */
+int h_start_bridge_ex(struct h_env *e, const char *redis_keys, const char *extra_yaml);
+/* Only write the configuration h_start_bridge_ex would start on (for a
+ * reload: write, then send SIGHUP). 0 or -1. */
+int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *extra_yaml);
+/* Start the bridge again on the configuration last written; waits until
+ * it is ready. 0 or -1. */
+int h_restart_bridge(struct h_env *e);
 /* Stop the bridge with SIGTERM; returns its exit status (-1 if killed). */
 int h_stop_bridge(struct h_env *e);
+/* SIGKILL the bridge and reap it. */
+void h_kill_bridge(struct h_env *e);
+/* 1 while the bridge process runs; 0 once it has exited (it is reaped). */
+int h_bridge_alive(struct h_env *e);
 void h_stop_servers(struct h_env *e);
+/* The same, removing the temporary directory only when keep is 0. */
+void h_stop_servers_keep(struct h_env *e, int keep);
+
+/* Faults: kill -9 redis-server (h_redis_kill), or stop it with SIGTERM
+ * (h_redis_stop: its exit status, or -1), then start it again on the same
+ * port and directory with the same options (h_redis_start: waits until it
+ * listens and reconnects e->redis; 0 or -1). The same for mosquitto, whose
+ * persistence, if on, is saved at a SIGTERM. */
+void h_redis_kill(struct h_env *e);
+int h_redis_stop(struct h_env *e);
+int h_redis_start(struct h_env *e);
+int h_mqtt_stop(struct h_env *e);
+int h_mqtt_start(struct h_env *e);
+
+/* A "Name:  1234 kB" field of /proc/<pid>/status, in kB; -1 if absent. */
+long h_proc_kb(pid_t pid, const char *field);
+/* This process's file descriptors of TCP connections to 127.0.0.1:port;
+ * returns how many (at most max are stored). */
+int h_tcp_fds(int port, int *fds, int max);
+void h_sleep_ms(long ms);
 
 /* Run a command with a time limit, capturing stdout+stderr into out.
  * Returns the exit status, or -1. */
@@ -48,6 +93,8 @@ char *h_receive(MQTTClient c, int timeout_ms, char **topic, char **corr);
 
 /* Redis: a command's reply (free with freeReplyObject). */
 redisReply *h_redis(struct h_env *e, const char *fmt, ...);
+/* (Re)connect e->redis, e.g. after a command timed out. 0 or -1. */
+int h_redis_reconnect(struct h_env *e);
 /* Number of keys matching a pattern. */
 long h_redis_count(struct h_env *e, const char *pattern);
 

@@ -2,6 +2,8 @@
  * redis-server: send, store, republish, history, delete, refusals.
  * Each test uses rooms of its own, so tests share one set of servers. */
 #include <setjmp.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -362,7 +364,8 @@ static void test_bad_input(void **state) {
     /* The bridge is still up and the room still empty: the next good
      * message gets id 1. */
     assert_int_equal(send_msg(c, "bad", "alice", "good", "reply/bad"), 1);
-    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 6);   /* the one good message */
+    /* the one good message: 6 keys of the schema and its replay guard */
+    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 7);
     assert_int_equal(h_redis_count(&env, "chatroom:ba:d*"), 0);
     h_mqtt_close(c);
 }
@@ -392,15 +395,18 @@ static void test_check_config(void **state) {
 
 /* ==================== Backpressure ==================== */
 
-/* A tiny inbound queue under a burst: Paho's callback blocks on the full
- * queue while the worker publishes. Every message must still be stored
- * once and republished once, without the bridge locking up. */
+/* A tiny journal under a burst while Redis is paused: the journal fills,
+ * Paho's callback blocks on it (holding Paho's lock) while the worker
+ * publishes. Every message must still be stored once and republished
+ * once, in order, without the bridge locking up. */
 static void test_backpressure_burst(void **state) {
     (void)state;
-    enum { N = 400 };
-    char path[300], port[16];
+    enum { N = 2000 };
+    char path[300], port[16], extra[600];
+    snprintf(extra, sizeof(extra), "limits:\n  batch_size: 1\njournal:\n"
+             "  dir: %s/journal-bp\n  max_bytes: 65536\n  segment_bytes: 4096\n", env.dir);
     assert_int_equal(h_stop_bridge(&env), 0);
-    assert_int_equal(h_start_bridge(&env, "limits:\n  queue_size: 2\n  batch_size: 1\n"), 0);
+    assert_int_equal(h_start_bridge(&env, extra), 0);
     MQTTClient sub = client("t-bp-sub", "chat/bp/msgs");
 
     snprintf(path, sizeof(path), "%s/burst.txt", env.dir);
@@ -410,6 +416,9 @@ static void test_backpressure_burst(void **state) {
         fprintf(f, "{\"user\":\"u%d\",\"text\":\"burst %d\"}\n", i % 7, i);
     fclose(f);
     snprintf(port, sizeof(port), "%d", env.mqtt_port);
+    redisReply *pause = h_redis(&env, "CLIENT PAUSE 2000 ALL");
+    assert_non_null(pause);
+    freeReplyObject(pause);
     char *argv[] = { "sh", "-c", "mosquitto_pub -h 127.0.0.1 -p \"$0\" -q 1 "
         "-t chat/bp/send -l < \"$1\"", port, path, NULL };
     char out[1024];
@@ -430,6 +439,87 @@ static void test_backpressure_burst(void **state) {
     assert_int_equal(r->integer, N);
     freeReplyObject(r);
     h_mqtt_close(sub);
+}
+
+/* ==================== Operations ==================== */
+
+#define STATUS_TOPIC "chat/$bridge/chat-bridge-test/status"
+
+/* The retained status document: states, journal, counts, latencies. */
+static void test_status_document(void **state) {
+    (void)state;
+    MQTTClient c = client("t-status", STATUS_TOPIC);
+    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
+    json_t *st = parse(doc);
+    assert_string_equal(jstr(st, "client_id"), "chat-bridge-test");
+    assert_true(json_is_true(json_object_get(st, "online")));
+    assert_string_equal(jstr(st, "mqtt"), "up");
+    assert_string_equal(jstr(st, "redis"), "up");
+    assert_true(jint(st, "uptime_s") >= 0);
+    json_t *journal = json_object_get(st, "journal");
+    assert_true(jint(journal, "max") > 0);
+    json_t *counts = json_object_get(st, "counts");
+    assert_true(jint(counts, "received") >= 0);
+    json_t *lat = json_object_get(json_object_get(st, "latency_ms"), "end_to_end");
+    assert_true(json_is_number(json_object_get(lat, "p99")));
+    json_decref(st);
+    free(doc);
+    h_mqtt_close(c);
+}
+
+/* Reload: a live limit changes at once, a refused file keeps the old
+ * settings, a connection setting restarts the bridge without losing what
+ * is sent meanwhile. */
+static void test_reload(void **state) {
+    (void)state;
+    MQTTClient c = client("t-reload", "reply/reload");
+    assert_int_equal(h_write_bridge_config(&env, NULL, "limits:\n  max_text_bytes: 8\n"), 0);
+    kill(env.bridge_pid, SIGHUP);
+    json_t *r = NULL;
+    for (int i = 0; i < 50; i++) {           /* until the reload took */
+        r = request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
+                    "reply/reload");
+        if (json_is_false(json_object_get(r, "ok"))) break;
+        json_decref(r);
+        r = NULL;
+        usleep(100000);
+    }
+    assert_non_null(r);
+    expect_error(r, "text_too_long");
+    long long before = send_msg(c, "reload", "ann", "short", "reply/reload");
+
+    assert_int_equal(h_write_bridge_config(&env, NULL, "limits:\n  max_text_bytes: oops\n"), 0);
+    kill(env.bridge_pid, SIGHUP);
+    usleep(300000);
+    expect_error(request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
+                         "reply/reload"), "text_too_long");
+
+    /* A restart-level change, with messages published across it. */
+    assert_int_equal(h_write_bridge_config(&env, "  timeout_ms: 4000\n", NULL), 0);
+    kill(env.bridge_pid, SIGHUP);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(h_publish(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"across\"}",
+                                   NULL, NULL), 0);
+    long long after = send_msg(c, "reload", "ann", "0123456789", "reply/reload");
+    assert_int_equal(after, before + 21);          /* all 20 stored, none lost */
+    h_mqtt_close(c);
+}
+
+/* The last will: killed, the bridge is announced offline on its status
+ * topic. Restarts the bridge afterwards. */
+static void test_last_will(void **state) {
+    (void)state;
+    MQTTClient c = client("t-will", STATUS_TOPIC);
+    free(h_receive(c, WAIT_MS, NULL, NULL));          /* the retained one */
+    h_kill_bridge(&env);
+    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
+    json_t *st = parse(doc);
+    assert_true(json_is_false(json_object_get(st, "online")));
+    assert_string_equal(jstr(st, "client_id"), "chat-bridge-test");
+    json_decref(st);
+    free(doc);
+    h_mqtt_close(c);
+    assert_int_equal(h_restart_bridge(&env), 0);
 }
 
 /* ==================== Set-up ==================== */
@@ -463,6 +553,9 @@ int main(void) {
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_status_document),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_last_will),
         cmocka_unit_test(test_backpressure_burst),   /* restarts the bridge: last */
     };
     return cmocka_run_group_tests_name("integration", tests, setup, teardown);
