@@ -3,6 +3,7 @@
 #   make            build build/chat-bridge
 #   make run        install missing packages, build, run with config/chat-bridge.yaml
 #   make test       install missing packages, build, run unit + integration tests
+#   make test-faults    build, run the fault-injection tests (a few minutes)
 #   make check-memory   the same tests with the bridge and unit tests under valgrind
 #   make lint       cppcheck
 #
@@ -14,7 +15,8 @@ CFLAGS ?= -O2 -g
 PKGS := hiredis jansson yaml-0.1 libsystemd
 DEB_PACKAGES := build-essential pkg-config libpaho-mqtt-dev libhiredis-dev \
 	libyaml-dev libjansson-dev libsystemd-dev libcmocka-dev \
-	mosquitto mosquitto-clients redis-server redis-tools valgrind cppcheck
+	mosquitto mosquitto-clients redis-server redis-tools valgrind cppcheck \
+	systemd man-db groff-base
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -41,8 +43,11 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 ITEST_BIN := $(B)/tests/integration
 ITEST_SRCS := $(wildcard tests/integration/*.c)
 ITEST_OBJS := $(ITEST_SRCS:tests/integration/%.c=$(B)/tests/it_%.o)
+FAULT_BIN := $(B)/tests/faults
+FAULT_SRCS := $(wildcard tests/faults/*.c)
+FAULT_OBJS := $(FAULT_SRCS:tests/faults/%.c=$(B)/tests/ft_%.o) $(B)/tests/it_harness.o
 
-.PHONY: all deps run test unit integration check-memory lint clean
+.PHONY: all deps run test unit integration test-faults check-memory lint clean
 all: $(B)/chat-bridge
 
 $(B) $(B)/tests:
@@ -81,6 +86,14 @@ $(ITEST_BIN): $(ITEST_OBJS)
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
 
+$(B)/tests/ft_%.o: tests/faults/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(FAULT_BIN): $(FAULT_OBJS)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+
 # Install what is missing from Debian's archive: as root directly, otherwise
 # print the one command to run.
 deps:
@@ -106,6 +119,12 @@ unit: $(UNIT_BINS)
 integration: $(B)/chat-bridge $(ITEST_BIN)
 	$(Q)CB_BRIDGE=$(B)/chat-bridge $(ITEST_BIN)
 
+# Fault injection, a few minutes: Redis, the broker and the bridge killed,
+# paused and restarted under load (tests/faults/test_faults.c).
+test-faults: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge $(FAULT_BIN)
+	$(Q)CB_BRIDGE=$(B)/chat-bridge $(FAULT_BIN)
+
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN)
 	$(Q)$(MAKE) --no-print-directory unit integration
@@ -126,3 +145,101 @@ clean:
 	rm -rf $(B)
 
 -include $(wildcard $(B)/*.d $(B)/tests/*.d)
+
+# ==================== bench (tests/bench/) ====================
+# make bench         the full benchmark (several minutes)
+# make bench-quick   the same, short (under a minute, for CI): fails only if
+#                    a message went missing or was not stored, never on timing
+# BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--json-only".
+BENCH_BIN := $(B)/bench/bench
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o)
+BENCH_LIBS := -lpaho-mqtt3a $(shell pkg-config --libs hiredis 2>/dev/null) -pthread
+
+.PHONY: bench bench-quick
+
+$(B)/bench:
+	$(Q)mkdir -p $@
+
+$(B)/bench/%.o: tests/bench/%.c | $(B)/bench
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BENCH_BIN): $(BENCH_OBJS)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS)
+
+bench: $(B)/chat-bridge $(BENCH_BIN)
+	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge $(BENCH_ARGS)
+
+bench-quick: $(B)/chat-bridge $(BENCH_BIN)
+	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --quick $(BENCH_ARGS)
+
+-include $(wildcard $(B)/bench/*.d)
+# ==================== end of bench ====================
+
+# ==================== install (systemd service, man page) ====================
+# make install      PREFIX=/usr/local DESTDIR= : $(PREFIX)/sbin/chat-bridge,
+#                   $(PREFIX)/share/man/man8/chat-bridge.8, the unit in the
+#                   systemd unit directory (ExecStart= pointing at the
+#                   installed binary), /etc/chat-bridge/chat-bridge.yaml. An
+#                   existing chat-bridge.yaml is kept: the shipped one is then
+#                   installed beside it as chat-bridge.yaml.dist.
+# make uninstall    removes them again, except a chat-bridge.yaml that differs
+#                   from the shipped one.
+# make test-service the install layout, systemd-analyze verify, and the
+#                   sd_notify protocol against real mosquitto and redis-server
+#                   (tests/service/, about 15 s).
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+MAN8DIR ?= $(PREFIX)/share/man/man8
+CONFDIR := /etc/chat-bridge
+SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+INSTALL ?= install
+SVC_TEST_BIN := $(B)/tests/service_notify
+SVC_TEST_OBJS := $(B)/tests/svc_test_notify.o $(B)/tests/it_harness.o
+
+.PHONY: install uninstall test-service
+
+install: $(B)/chat-bridge
+	$(Q)$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MAN8DIR) \
+	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(CONFDIR)
+	$(Q)$(INSTALL) -m 755 $(B)/chat-bridge $(DESTDIR)$(SBINDIR)/chat-bridge
+	$(Q)$(INSTALL) -m 644 bridge/chat-bridge.8 $(DESTDIR)$(MAN8DIR)/chat-bridge.8
+	$(Q)sed 's|/usr/local/sbin/chat-bridge|$(SBINDIR)/chat-bridge|g' systemd/chat-bridge.service \
+	  > $(B)/chat-bridge.service
+	$(Q)$(INSTALL) -m 644 $(B)/chat-bridge.service $(DESTDIR)$(SYSTEMDUNITDIR)/chat-bridge.service
+	$(Q)if [ -e $(DESTDIR)$(CONFDIR)/chat-bridge.yaml ]; then \
+	  $(INSTALL) -m 644 config/chat-bridge.yaml $(DESTDIR)$(CONFDIR)/chat-bridge.yaml.dist; \
+	  echo "kept $(DESTDIR)$(CONFDIR)/chat-bridge.yaml; the shipped one is chat-bridge.yaml.dist"; \
+	else \
+	  $(INSTALL) -m 644 config/chat-bridge.yaml $(DESTDIR)$(CONFDIR)/chat-bridge.yaml; \
+	fi
+	@echo "installed; then: systemctl daemon-reload && systemctl enable --now chat-bridge"
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(SBINDIR)/chat-bridge $(DESTDIR)$(MAN8DIR)/chat-bridge.8 \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/chat-bridge.service $(DESTDIR)$(CONFDIR)/chat-bridge.yaml.dist
+	$(Q)if cmp -s config/chat-bridge.yaml $(DESTDIR)$(CONFDIR)/chat-bridge.yaml; then \
+	  rm -f $(DESTDIR)$(CONFDIR)/chat-bridge.yaml; \
+	elif [ -e $(DESTDIR)$(CONFDIR)/chat-bridge.yaml ]; then \
+	  echo "kept $(DESTDIR)$(CONFDIR)/chat-bridge.yaml: it differs from the shipped one"; \
+	fi
+	$(Q)rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true
+
+$(B)/tests/svc_%.o: tests/service/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
+
+$(SVC_TEST_BIN): $(SVC_TEST_OBJS)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+
+test-service: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge $(SVC_TEST_BIN)
+	$(Q)rc=0; \
+	timeout 300 sh tests/service/test_install.sh || rc=1; \
+	CB_BRIDGE=$(B)/chat-bridge timeout 300 $(SVC_TEST_BIN) || rc=1; \
+	exit $$rc
+# ==================== end of install ====================

@@ -75,13 +75,19 @@ static int parse_args(int argc, char **argv, struct args *a) {
     return 0;
 }
 
-/* Load the configuration; print every problem on failure. */
-static int load_config(const char *path, struct config *cfg) {
+/* Load the configuration; report every problem on failure: on stderr at
+ * start (and for --check-config), through the log on a reload, so that
+ * journald files them as errors. */
+static int load_config(const char *path, struct config *cfg, int to_log) {
     static struct config_errors errs;
     if (config_load(cfg, path, &errs) == 0) return 0;
-    for (int i = 0; i < errs.count && i < CONFIG_MAX_ERRORS; i++)
-        fprintf(stderr, "%s\n", errs.msg[i]);
-    if (errs.count > CONFIG_MAX_ERRORS)
+    for (int i = 0; i < errs.count && i < CONFIG_MAX_ERRORS; i++) {
+        if (to_log) log_error("%s", errs.msg[i]);
+        else fprintf(stderr, "%s\n", errs.msg[i]);
+    }
+    if (errs.count > CONFIG_MAX_ERRORS && to_log)
+        log_error("(%d more errors)", errs.count - CONFIG_MAX_ERRORS);
+    else if (errs.count > CONFIG_MAX_ERRORS)
         fprintf(stderr, "(%d more errors)\n", errs.count - CONFIG_MAX_ERRORS);
     return -1;
 }
@@ -173,7 +179,7 @@ static void reload(struct daemon *d) {
     struct config *next = calloc(1, sizeof(*next));
     service_reloading();
     log_info("reloading %s", d->path);
-    if (next == NULL || load_config(d->path, next) < 0) {
+    if (next == NULL || load_config(d->path, next, 1) < 0) {
         log_error("reload: the new configuration is refused; keeping the old one");
         config_destroy(next);
         service_ready();
@@ -228,7 +234,7 @@ int main(int argc, char **argv) {
     d.path = a.config;
     d.verbose = a.verbose;
     d.built = d.current = calloc(1, sizeof(*d.built));
-    if (d.built == NULL || load_config(a.config, d.built) < 0) {
+    if (d.built == NULL || load_config(a.config, d.built, 0) < 0) {
         config_destroy(d.built);
         return 2;
     }

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
@@ -33,12 +34,16 @@ void service_stopping(void) {
     sd_notify(0, "STOPPING=1");
 }
 
+/* Only a changed text is sent: the main loop calls this every tick. */
 void service_status(const char *fmt, ...) {
+    static char last[512];
     char text[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    if (strcmp(text, last) == 0) return;
+    memcpy(last, text, sizeof(last));
     sd_notifyf(0, "STATUS=%s", text);
 }
 

@@ -13,7 +13,7 @@ void service_ready(void);            /* READY=1 */
 void service_reloading(void);        /* RELOADING=1 */
 void service_stopping(void);         /* STOPPING=1 */
 
-/* STATUS=<text>, shown by systemctl status. */
+/* STATUS=<text>, shown by systemctl status; sent only when it changed. */
 void service_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* WATCHDOG=1, when half the interval has passed since the last ping. */
