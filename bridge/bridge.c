@@ -38,6 +38,14 @@ struct ticket {
     int pending;                  /* atomic */
 };
 
+/* One publish in flight: Paho calls back through 'done' when the broker
+ * acknowledged it; the slot then returns to the window. */
+struct slot {
+    struct mqtt_done done;        /* first */
+    struct bridge *b;
+    struct ticket *ticket;        /* NULL for publishes outside a batch */
+};
+
 struct bridge {
     const struct config *cfg;
     struct codec_limits limits;
@@ -51,6 +59,11 @@ struct bridge {
     int stopping;                 /* atomic */
     unsigned long long stop_seq;  /* the worker stops after this record */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
+    struct slot *slots;           /* the in-flight window, mqtt.max_inflight */
+    struct slot **free_slots;
+    int nfree;
+    pthread_mutex_t window_lock;
+    pthread_cond_t window_cond;
     pthread_mutex_t tickets_lock;
     struct ticket *tickets, *tickets_tail;
     struct record_buf recbuf;     /* Paho's thread only */
@@ -148,20 +161,78 @@ static void bridge_publish(struct bridge *b, const char *topic, char *doc, size_
     outbox_put(b->outbox, m);
 }
 
-/* Publish one message, waiting while Paho cannot take it (disconnected
- * with its buffer full): a stored message's republish is never dropped. */
+/* ==================== In-flight window ==================== */
+
+/* Paho queues publishes beyond the broker's Receive Maximum (mosquitto's
+ * max_inflight_messages, 20 by default) and does not wake its sending
+ * thread when acknowledgements free room: the queue then drains 20 a
+ * second. So the publisher keeps at most mqtt.max_inflight publishes with
+ * Paho, and each acknowledgement lets the next one go at once. */
+static void slot_done(struct mqtt_done *d, int ok) {
+    struct slot *s = (struct slot *)d;
+    struct bridge *b = s->b;
+    if (s->ticket) ticket_done(&s->ticket->done, ok);
+    pthread_mutex_lock(&b->window_lock);
+    b->free_slots[b->nfree++] = s;
+    pthread_cond_signal(&b->window_cond);
+    pthread_mutex_unlock(&b->window_lock);
+}
+
+/* A free slot, waiting for one. NULL only when stopping and no slot came
+ * free for 5 s (the broker is gone): what is left stays in the journal. */
+static struct slot *slot_take(struct bridge *b) {
+    struct slot *s = NULL;
+    int waited = 0;
+    pthread_mutex_lock(&b->window_lock);
+    while (b->nfree == 0 && !(outbox_closed(b->outbox) && waited >= 5000)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&b->window_cond, &b->window_lock, &until);
+        waited += 100;
+    }
+    if (b->nfree > 0) s = b->free_slots[--b->nfree];
+    pthread_mutex_unlock(&b->window_lock);
+    return s;
+}
+
+static int window_init(struct bridge *b, int size) {
+    b->slots = calloc((size_t)size, sizeof(*b->slots));
+    b->free_slots = calloc((size_t)size, sizeof(*b->free_slots));
+    if (b->slots == NULL || b->free_slots == NULL) return -1;
+    for (int i = 0; i < size; i++) {
+        b->slots[i] = (struct slot){ { slot_done }, b, NULL };
+        b->free_slots[b->nfree++] = &b->slots[i];
+    }
+    return 0;
+}
+
+/* Publish one message in a slot of the window, waiting while Paho cannot
+ * take it (disconnected with its buffer full): a stored message's
+ * republish is not dropped while the bridge runs. When stopping with the
+ * broker gone, the message's ticket stays open, so the checkpoint stays
+ * before it and the next start publishes it again. */
 static void bridge_send(struct bridge *b, struct outbox_msg *m) {
-    struct ticket *t = m->tag;
+    struct slot *s = slot_take(b);
     int rc;
+    if (s == NULL) {
+        STAT_INC(b, publish_errors);
+        if (log_ratelimit_ok(&b->publish_rl))
+            log_warn("mqtt: no acknowledgement from the broker; %s left for the next start",
+                     m->topic);
+        return;
+    }
+    s->ticket = m->tag;
     while ((rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len, b->cfg->mqtt_qos,
-                              m->retain, m->corr, m->corr_len, t ? &t->done : NULL)) != 0 &&
+                              m->retain, m->corr, m->corr_len, &s->done)) != 0 &&
            mqtt_retryable(rc) && !outbox_closed(b->outbox))
         sleep_ms(50);
     if (rc == 0) return;
     STAT_INC(b, publish_errors);
     if (log_ratelimit_ok(&b->publish_rl))
         log_error("mqtt: publish to %s failed: %s", m->topic, mqtt_strerror(rc));
-    if (t) ticket_done(&t->done, 0);
+    slot_done(&s->done, 0);              /* completes the ticket too */
 }
 
 /* The publisher thread: drains the outbox into Paho, in order. Ends once
@@ -475,7 +546,8 @@ static void bridge_respond(struct bridge *b, const struct record *r,
  * and the publisher cannot move until we store more. */
 static void bridge_wait_outbox(struct bridge *b) {
     while (!outbox_wait_below(b->outbox, b->outbox_limit, 10) &&
-           !journal_append_waiting(b->journal))
+           !journal_append_waiting(b->journal) &&
+           !__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE))
         ;
 }
 
@@ -651,8 +723,10 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->status_interval = cfg->mqtt_status_interval;
     b->started = time(NULL);
     pthread_mutex_init(&b->tickets_lock, NULL);
-    if (bridge_status_topic(b) < 0) {
-        snprintf(err, errlen, "status topic too long");
+    pthread_mutex_init(&b->window_lock, NULL);
+    pthread_cond_init(&b->window_cond, NULL);
+    if (bridge_status_topic(b) < 0 || window_init(b, cfg->mqtt_max_inflight) < 0) {
+        snprintf(err, errlen, "status topic too long, or out of memory");
         bridge_free(b);
         return NULL;
     }
@@ -773,6 +847,10 @@ void bridge_free(struct bridge *b) {
     outbox_free(b->outbox);
     tickets_free(b);
     pthread_mutex_destroy(&b->tickets_lock);
+    pthread_mutex_destroy(&b->window_lock);
+    pthread_cond_destroy(&b->window_cond);
+    free(b->slots);
+    free(b->free_slots);
     record_buf_free(&b->recbuf);
     free(b->entries);
     free(b->recs);

@@ -100,6 +100,7 @@ static const struct option options[] = {
     INT("mqtt.session_expiry", mqtt_session_expiry, 0, INT_MAX, 3600),
     INT("mqtt.connect_timeout", mqtt_connect_timeout, 1, 300, 10),
     INT("mqtt.max_buffered", mqtt_max_buffered, 1, 1000000, 100000),
+    INT("mqtt.max_inflight", mqtt_max_inflight, 1, 65535, 20),
     STR("mqtt.status_topic", status_topic, "", NULL),
     LIVE_INT("mqtt.status_interval", mqtt_status_interval, 0, 86400, 30),
     STR("redis.host", redis_host, "127.0.0.1", check_nonempty),
