@@ -741,7 +741,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 31);     /* 33 options less 2 password_file */
+    assert_int_equal(lines, 32);     /* 34 options less 2 password_file */
     free(out);
     config_free(&c);
 }
