@@ -320,8 +320,9 @@ int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *e
     snprintf(yaml, sizeof(yaml),
              "mqtt:\n  uri: tcp://127.0.0.1:%d\n  client_id: chat-bridge-test\n"
              "  topic_prefix: chat\n  qos: 1\n"
-             "redis:\n  host: 127.0.0.1\n  port: %d\n  key_prefix: chatroom\n%s%s%s",
-             e->mqtt_port, e->redis_port, redis_keys ? redis_keys : "", journal,
+             "redis:\n%s  port: %d\n  key_prefix: chatroom\n%s%s%s",
+             e->mqtt_port, redis_keys && strstr(redis_keys, "host:") ? "" : "  host: 127.0.0.1\n",
+             e->redis_port, redis_keys ? redis_keys : "", journal,
              extra_yaml ? extra_yaml : "");
     return h_write_file(conf, yaml);
 }

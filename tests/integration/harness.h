@@ -39,7 +39,7 @@ int h_start_servers_opt(struct h_env *e, const struct h_server_opts *o);
  * until the bridge answers a history request. 0 or -1. */
 int h_start_bridge(struct h_env *e, const char *extra_yaml);
 /* The same, with redis_keys (e.g. "  timeout_ms: 1000\n") added to the
- * redis section. */
+ * redis section; a "host:" among them replaces 127.0.0.1. */
 int h_start_bridge_ex(struct h_env *e, const char *redis_keys, const char *extra_yaml);
 /* Only write the configuration h_start_bridge_ex would start on (for a
  * reload: write, then send SIGHUP). 0 or -1. */
