@@ -665,6 +665,8 @@ static struct store *bridge_store_new(const struct config *c) {
         .password = c->redis_password, .key_prefix = c->key_prefix,
         .bridge_id = c->mqtt_client_id,
         .dedup_window_ms = (long long)c->dedup_window * 1000,
+        .retain_count = c->retain_count,
+        .retain_ms = (long long)c->retain_age * 1000,
         .timeout_ms = c->redis_timeout_ms,
     };
     return store_new(&o);

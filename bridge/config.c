@@ -115,6 +115,8 @@ static const struct option options[] = {
     INT("limits.batch_size", batch_size, 1, 10000, 256),
     INT("limits.dedup_window", dedup_window, 0, 2592000, 86400),
     LIVE_INT("limits.stop_timeout_ms", stop_timeout_ms, 0, 600000, 10000),
+    INT("retention.max_messages_per_room", retain_count, 0, INT_MAX, 0),
+    INT("retention.max_age", retain_age, 0, INT_MAX, 0),
     STR("journal.dir", journal_dir, "", NULL),
     ENUM("journal.fsync", journal_fsync, &fsync_enum, JOURNAL_FSYNC_BATCH),
     INT("journal.fsync_ms", journal_fsync_ms, 1, 60000, 100),
@@ -539,7 +541,7 @@ static void walk_root(struct load *ld) {
     if (root == NULL || is_null(root)) return;
     if (root->type != YAML_MAPPING_NODE) {
         add_error(ld, node_line(root), "(top level)",
-                  "must be a mapping of sections (mqtt, redis, limits, journal, log)");
+                  "must be a mapping of sections (mqtt, redis, limits, retention, journal, log)");
         return;
     }
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start;

@@ -1,6 +1,6 @@
 /* config.h -- the bridge's configuration: one struct, one table, one loader.
  *
- * The YAML file has two levels: sections (mqtt, redis, limits, journal, log) holding
+ * The YAML file has two levels: sections (mqtt, redis, limits, retention, journal, log) holding
  * scalar keys.  config.c keeps one table of options (key, type, range,
  * default, field of struct config) and walks the YAML tree against it, so
  * there is exactly one place that knows each option.  Unknown keys, wrong
@@ -51,6 +51,9 @@ struct config {
     int dedup_window;        /* limits.dedup_window seconds 0..30 days, default
                                 86400: a repeated client_msg_id is not stored */
     int stop_timeout_ms;     /* limits.stop_timeout_ms 0..600000, default 10000 */
+    /* retention: */
+    int retain_count;        /* retention.max_messages_per_room, 0 (default) = all */
+    int retain_age;          /* retention.max_age seconds, 0 (default) = all */
     /* journal: */
     char *journal_dir;       /* journal.dir; "" (default): $STATE_DIRECTORY/journal
                                 under systemd, else ./state/journal */

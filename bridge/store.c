@@ -33,6 +33,7 @@ struct store {
     char *prefix;
     char *bridge_id;
     long long dedup_window_ms;
+    long long retain_count, retain_ms;
     unsigned long long checkpoint;
     int port;
     int timeout_ms;
@@ -75,6 +76,8 @@ struct store *store_new(const struct store_opts *opts) {
     s->port = opts->port;
     s->timeout_ms = opts->timeout_ms;
     s->dedup_window_ms = opts->dedup_window_ms;
+    s->retain_count = opts->retain_count;
+    s->retain_ms = opts->retain_ms;
     return s;
 }
 
@@ -168,6 +171,7 @@ fail:
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
     char k[8][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
+    char keep[24], age[24];
     const char *p = s->prefix, *r = op->room, *u = op->user;
     snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s", p, r);
@@ -182,10 +186,12 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(seq, sizeof(seq), "%llu", op->seq);
     snprintf(window, sizeof(window), "%lld", s->dedup_window_ms);
     snprintf(ckpt, sizeof(ckpt), "%llu", __atomic_load_n(&s->checkpoint, __ATOMIC_RELAXED));
+    snprintf(keep, sizeof(keep), "%lld", s->retain_count);
+    snprintf(age, sizeof(age), "%lld", s->retain_ms);
     const char *cmid = op->client_msg_id ? op->client_msg_id : "";
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_SEND], "8",
         k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7],
-        mprefix, u, op->text, ts, cmid, seq, window, ckpt };
+        mprefix, u, op->text, ts, cmid, seq, window, ckpt, keep, age };
     enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 13 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);

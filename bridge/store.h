@@ -16,7 +16,9 @@
  * The two first sorted sets are indexes for history (O(log n + limit));
  * the last three make a send idempotent: a journal record replayed after a
  * restart, or a client's repeat of a client_msg_id, is not stored twice.
- * The hashes are the seed's layout, unchanged. Names never contain ':' and
+ * The hashes are the seed's layout, unchanged. Retention (count, age) is
+ * applied by the send script: the room's oldest messages go from every
+ * structure, a few per message stored. Names never contain ':' and
  * user names are never all digits nor "messages", so keys cannot collide.
  *
  * Every write of one message, or of one delete, is one Lua script run
@@ -39,6 +41,8 @@ struct store_opts {
     const char *key_prefix;
     const char *bridge_id;     /* names this bridge's replay guard (client id) */
     long long dedup_window_ms; /* 0: client_msg_id not de-duplicated */
+    long long retain_count;    /* most messages kept per room, 0 = all */
+    long long retain_ms;       /* oldest message age kept, 0 = all */
     int timeout_ms;            /* connect, read and write timeout */
 };
 

@@ -11,7 +11,9 @@
 -- ARGV[1] "P:R:" (message key prefix), ARGV[2] user, ARGV[3] text,
 -- ARGV[4] timestamp (Unix ms), ARGV[5] client_msg_id or "",
 -- ARGV[6] journal seq, ARGV[7] dedup window in ms (0 = off),
--- ARGV[8] the bridge's journal checkpoint (seqs at or below never replay)
+-- ARGV[8] the bridge's journal checkpoint (seqs at or below never replay),
+-- ARGV[9] retention: most messages kept per room (0 = no limit),
+-- ARGV[10] retention: oldest age kept in ms (0 = no limit)
 -- Returns { id, how }: how 0 = stored now, 1 = this journal record was
 -- stored before (a replay after a restart), 2 = a repeat of a
 -- client_msg_id seen within the window (the original id).
@@ -51,6 +53,34 @@ if cmid ~= '' and window > 0 then
     for _, c in ipairs(old) do
         redis.call('HDEL', KEYS[6], c)
         redis.call('ZREM', KEYS[7], c)
+    end
+end
+-- Retention: drop the room's oldest messages beyond the count or age
+-- limit, from every structure, at most 4 per message stored (a bounded
+-- amount of work; a room catches up as it keeps receiving).
+local keep, max_age = tonumber(ARGV[9]), tonumber(ARGV[10])
+if keep > 0 or max_age > 0 then
+    local oldest_ts = tonumber(ARGV[4]) - max_age
+    for _ = 1, 4 do
+        local first = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+        if not first then break end
+        local over = keep > 0 and redis.call('ZCARD', KEYS[4]) > keep
+        local mkey = ARGV[1] .. first
+        local h = redis.call('HMGET', mkey, 'user', 'timestamp')
+        local old = max_age > 0 and tonumber(h[2] or '0') < oldest_ts
+        if not over and not old then break end
+        redis.call('DEL', mkey)
+        redis.call('ZREM', KEYS[4], first)
+        if h[1] then
+            local ukey = ARGV[1] .. h[1]
+            redis.call('HDEL', ukey, first)
+            redis.call('ZREM', ukey .. ':ids', first)
+            if redis.call('HGET', KEYS[2], h[1]) == first then
+                local newest = redis.call('ZREVRANGE', ukey .. ':ids', 0, 0)[1]
+                if newest then redis.call('HSET', KEYS[2], h[1], newest)
+                else redis.call('HDEL', KEYS[2], h[1]) end
+            end
+        end
     end
 end
 return { id, 0 }

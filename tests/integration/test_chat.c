@@ -393,6 +393,37 @@ static void test_check_config(void **state) {
     assert_int_equal(h_run(argv2, out, sizeof(out), 10000), 0);
 }
 
+/* ==================== Retention ==================== */
+
+/* With retention.max_messages_per_room, a room keeps its newest messages
+ * only, in every structure of the schema. Restarts the bridge. */
+static void test_retention(void **state) {
+    (void)state;
+    assert_int_equal(h_stop_bridge(&env), 0);
+    assert_int_equal(h_start_bridge(&env, "retention:\n  max_messages_per_room: 5\n"), 0);
+    MQTTClient c = client("t-ret", "reply/ret");
+    for (int i = 1; i <= 12; i++)
+        assert_int_equal(send_msg(c, "ret", i % 2 ? "amy" : "ben", "m", "reply/ret"), i);
+    redisReply *r = h_redis(&env, "ZCARD chatroom:ret:messages:ids");
+    assert_int_equal(r->integer, 5);
+    freeReplyObject(r);
+    assert_int_equal(h_redis_count(&env, "chatroom:ret:7"), 0);
+    assert_int_equal(h_redis_count(&env, "chatroom:ret:8"), 1);
+    r = h_redis(&env, "HLEN chatroom:ret:amy");               /* 9 and 11 */
+    assert_int_equal(r->integer, 2);
+    freeReplyObject(r);
+    r = h_redis(&env, "ZCARD chatroom:ret:ben:ids");           /* 8, 10, 12 */
+    assert_int_equal(r->integer, 3);
+    freeReplyObject(r);
+    assert_redis_str("11", "HGET %s %s", "chatroom:ret", "amy");
+    json_t *h = request(c, "chat/ret/history", "{}", "reply/ret");
+    json_t *msgs = json_object_get(h, "messages");
+    assert_int_equal(json_array_size(msgs), 5);
+    assert_int_equal(jint(json_array_get(msgs, 0), "id"), 8);
+    json_decref(h);
+    h_mqtt_close(c);
+}
+
 /* ==================== Backpressure ==================== */
 
 /* A tiny journal under a burst while Redis is paused: the journal fills,
@@ -557,6 +588,7 @@ int main(void) {
         cmocka_unit_test(test_status_document),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_last_will),
+        cmocka_unit_test(test_retention),            /* restarts the bridge */
         cmocka_unit_test(test_backpressure_burst),   /* restarts the bridge: last */
     };
     return cmocka_run_group_tests_name("integration", tests, setup, teardown);

@@ -308,10 +308,10 @@ static void test_top_level_not_mapping(void **state) {
     (void)state;
     expect_error("- mqtt\n- redis\n",
                  "t.yaml:1: (top level): must be a mapping of sections "
-                 "(mqtt, redis, limits, journal, log)");
+                 "(mqtt, redis, limits, retention, journal, log)");
     expect_error("\n\njust a string\n",
                  "t.yaml:3: (top level): must be a mapping of sections "
-                 "(mqtt, redis, limits, journal, log)");
+                 "(mqtt, redis, limits, retention, journal, log)");
     expect_error("? [a, b]\n: 1\n",
                  "t.yaml:1: (top level): section name must be a plain name");
 }
@@ -741,7 +741,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 32);     /* 34 options less 2 password_file */
+    assert_int_equal(lines, 34);     /* 36 options less 2 password_file */
     free(out);
     config_free(&c);
 }
