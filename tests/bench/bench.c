@@ -1,0 +1,467 @@
+/* bench.c -- the chat-bridge benchmark: options and phases.
+ *
+ * Starts mosquitto, redis-server (AOF, everysec) and the bridge on free
+ * 127.0.0.1 ports in a temporary directory, then measures, in order:
+ *   1. saturation throughput, closed loop, bridge path then broker-only
+ *      baseline, with the CPU each process spent per message and a check
+ *      of the bridge's Redis counters against what was republished;
+ *   2. latency at fixed offered rates, open loop, bridge and baseline
+ *      (1,000/s and half the bridge's saturation);
+ *   3. the scale curve over rooms and publishers;
+ *   4. history requests on rooms seeded straight into Redis (after the
+ *      AOF rewrite the seeding triggers);
+ *   5. latency at 10,000/s, last because it may overload the bridge.
+ * Prints a table and a JSON line. Exits 1 if any message or reply went
+ * missing, was malformed, or was not stored; 2 on a usage error. Timing
+ * never fails a run. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define S_NS 1000000000LL
+
+struct opts {
+    double duration;              /* saturation window, s */
+    long long messages;           /* saturation: measure this many instead */
+    int rooms, publishers, payload, qos, window, quick, json_only, keep;
+    char broker_extra[1024];      /* --mosquitto-conf lines */
+    const char *bridge;
+};
+
+/* Phase timings, set from --quick. */
+struct timing {
+    long long warmup, latency, lat_warmup, history, hist_warmup, scale, scale_warmup,
+              drain;
+};
+
+struct ctx {
+    struct opts o;
+    struct timing t;
+    struct procs pr;
+    struct load *load;
+    struct redisContext *kv;
+    struct results res;
+    double cpu[2][5];             /* mark(): bridge, mosquitto, redis, bench,
+                                     and the whole machine */
+    long long mark_ns[2];         /* ... and when */
+};
+
+/* Progress on stderr (stdout is the report). */
+#define PROGRESS(...) do { fprintf(stderr, "bench: " __VA_ARGS__); fputc('\n', stderr); } while (0)
+
+/* ==================== Options ==================== */
+
+/* The --help text. */
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: bench [options]\n"
+        "  --duration S      saturation measurement window (default 10, quick 3)\n"
+        "  --messages N      measure N messages per saturation phase instead\n"
+        "  --rooms N         rooms of the saturation and latency phases (100)\n"
+        "  --publishers N    publishers (10)\n"
+        "  --payload BYTES   text size, 48..4096 (100)\n"
+        "  --qos Q           QoS of the benchmark's publishes and subscription (1)\n"
+        "  --window N        closed loop: messages in flight per publisher (20)\n"
+        "  --quick           short phases for CI (under a minute)\n"
+        "  --bridge PATH     the bridge binary (build/chat-bridge)\n"
+        "  --json-only       print only the JSON line\n"
+        "  --mosquitto-conf LINE  add LINE to the broker's configuration (repeatable;\n"
+        "                    default: the settings of config/mosquitto.conf)\n"
+        "  --keep            keep the temporary directory (servers' and bridge's logs)\n");
+}
+
+/* A whole number in lo..hi from an option argument, or exit 2. */
+static long long opt_num(const char *name, const char *arg, long long lo, long long hi) {
+    char *end;
+    long long v = strtoll(arg, &end, 10);
+    if (*arg == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "bench: --%s: expected %lld..%lld, got '%s'\n", name, lo, hi, arg);
+        exit(2);
+    }
+    return v;
+}
+
+/* Append a line to a buffer of lines, or exit 2 when it does not fit. */
+static void add_line(char *buf, size_t size, const char *line) {
+    size_t n = strlen(buf);
+    if (n + strlen(line) + 2 > size) {
+        fprintf(stderr, "bench: --mosquitto-conf: too long\n");
+        exit(2);
+    }
+    snprintf(buf + n, size - n, "%s\n", line);
+}
+
+static const struct option longopts[] = {
+    { "duration", 1, 0, 'd' }, { "messages", 1, 0, 'm' }, { "rooms", 1, 0, 'r' },
+    { "publishers", 1, 0, 'p' }, { "payload", 1, 0, 's' }, { "qos", 1, 0, 'q' },
+    { "window", 1, 0, 'w' }, { "quick", 0, 0, 'Q' }, { "bridge", 1, 0, 'b' },
+    { "json-only", 0, 0, 'j' }, { "keep", 0, 0, 'k' }, { "mosquitto-conf", 1, 0, 'c' },
+    { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+
+/* Parse the command line into o; exits 2 on a bad option. */
+static void parse_opts(int argc, char **argv, struct opts *o) {
+    *o = (struct opts){ .duration = -1, .rooms = 100, .publishers = 10, .payload = 100,
+                        .qos = 1, .window = 20, .bridge = "build/chat-bridge" };
+    for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
+        switch (c) {
+        case 'd': o->duration = (double)opt_num("duration", optarg, 1, 3600); break;
+        case 'm': o->messages = opt_num("messages", optarg, 1, 100000000); break;
+        case 'r': o->rooms = (int)opt_num("rooms", optarg, 1, 100000); break;
+        case 'p': o->publishers = (int)opt_num("publishers", optarg, 1, 1000); break;
+        case 's': o->payload = (int)opt_num("payload", optarg, 48, PAYLOAD_MAX); break;
+        case 'q': o->qos = (int)opt_num("qos", optarg, 0, 2); break;
+        case 'w': o->window = (int)opt_num("window", optarg, 1, 10000); break;
+        case 'Q': o->quick = 1; break;
+        case 'b': o->bridge = optarg; break;
+        case 'j': o->json_only = 1; break;
+        case 'k': o->keep = 1; break;
+        case 'c': add_line(o->broker_extra, sizeof(o->broker_extra), optarg); break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        exit(2);
+    }
+    if (o->duration < 0) o->duration = o->quick ? 3 : 10;
+}
+
+/* Phase lengths: full run, or --quick for CI. */
+static void set_timing(struct ctx *c) {
+    int q = c->o.quick;
+    c->t = (struct timing){
+        .warmup = q ? S_NS / 2 : S_NS,
+        .latency = q ? S_NS : 5 * S_NS, .lat_warmup = q ? S_NS / 4 : S_NS,
+        .history = q ? S_NS : 5 * S_NS, .hist_warmup = q ? S_NS / 5 : S_NS / 2,
+        .scale = q ? 3 * S_NS / 2 : 5 * S_NS, .scale_warmup = q ? S_NS / 4 : S_NS,
+        .drain = q ? 20 * S_NS : 60 * S_NS };
+}
+
+/* ==================== Measuring ==================== */
+
+/* load_spec.mark: CPU of every process at the window's start and end. */
+static void mark_cpu(void *arg, int end) {
+    struct ctx *c = arg;
+    pid_t pids[4] = { c->pr.bridge_pid, c->pr.mqtt_pid, c->pr.redis_pid, getpid() };
+    for (int i = 0; i < 4; i++) c->cpu[end][i] = pids[i] > 0 ? proc_cpu_s(pids[i]) : -1;
+    c->cpu[end][4] = proc_machine_busy_s();
+    c->mark_ns[end] = now_ns();
+}
+
+/* Cores that processes other than ours used during the window: other
+ * sessions' tests, Redis's AOF rewrite child... -1 if unknown. */
+static double other_cores(const struct ctx *c) {
+    double ours = 0, secs = (double)(c->mark_ns[1] - c->mark_ns[0]) / 1e9;
+    for (int i = 0; i < 5; i++)
+        if (c->cpu[0][i] < 0 || c->cpu[1][i] < 0 || secs <= 0) return -1;
+    for (int i = 0; i < 4; i++) ours += c->cpu[1][i] - c->cpu[0][i];
+    double other = (c->cpu[1][4] - c->cpu[0][4] - ours) / secs;
+    return other > 0 ? other : 0;
+}
+
+/* CPU seconds per 100,000 messages of one process, or -1. */
+static double per_100k(const struct ctx *c, int i, long long msgs) {
+    if (msgs <= 0 || c->cpu[0][i] < 0 || c->cpu[1][i] < 0) return -1;
+    return (c->cpu[1][i] - c->cpu[0][i]) * 1e5 / (double)msgs;
+}
+
+/* Count what went wrong in a phase (missing, malformed, send errors). */
+static void note_run(struct ctx *c, const char *what, const struct load_result *r) {
+    if (r->missing == 0 && r->bad == 0 && r->errors == 0) return;
+    c->res.problems++;
+    fprintf(stderr, "bench: %s: %lld of %lld missing, %lld bad, %lld send errors\n", what,
+            r->missing, r->sent, r->bad, r->errors);
+}
+
+/* The bridge stored what it republished: each room's Redis counter (the
+ * rooms are new to the phase) equals the republishes received there. */
+static void check_store(struct ctx *c, const char *prefix, int rooms, struct store_check *k) {
+    long long *ctr = calloc((size_t)rooms, sizeof(*ctr));
+    const long long *seen = load_room_counts(c->load);
+    *k = (struct store_check){ 0 };
+    if (ctr == NULL || kv_counters(c->kv, prefix, rooms, ctr) < 0) {
+        c->res.problems++;
+        fprintf(stderr, "bench: cannot read the rooms' counters\n");
+        free(ctr);
+        return;
+    }
+    k->done = 1;
+    for (int i = 0; i < rooms; i++) {
+        k->stored += ctr[i];
+        k->republished += seen[i];
+        if (ctr[i] != seen[i]) k->rooms_off++;
+    }
+    free(ctr);
+    if (k->rooms_off == 0) return;
+    c->res.problems++;
+    fprintf(stderr, "bench: %s*: Redis counters say %lld stored, %lld republishes received; "
+            "%d rooms differ\n", prefix, k->stored, k->republished, k->rooms_off);
+}
+
+/* A spec with the run's common settings. */
+static struct load_spec spec_for(struct ctx *c, enum load_target target, const char *prefix,
+                                 int rooms, int pubs) {
+    return (struct load_spec){ .target = target, .room_prefix = prefix, .rooms = rooms,
+        .publishers = pubs, .payload = c->o.payload, .window = c->o.window,
+        .drain_ns = c->t.drain, .mark = mark_cpu, .mark_arg = c };
+}
+
+/* One closed-loop saturation point; on the bridge path, also the store
+ * check. 0, or -1 if it could not run. */
+static int run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
+                   const char *prefix, long long warmup, long long duration,
+                   long long max_messages) {
+    struct load_spec s = spec_for(c, target, prefix, pt->rooms, pt->publishers);
+    s.warmup_ns = warmup;
+    s.duration_ns = duration;
+    s.max_messages = max_messages;
+    if (load_run(c->load, &s, &pt->r) < 0) return -1;
+    pt->cpu = (struct cost){ per_100k(c, 0, pt->r.measured), per_100k(c, 1, pt->r.measured),
+                             per_100k(c, 2, pt->r.measured), per_100k(c, 3, pt->r.measured) };
+    pt->other_cores = other_cores(c);
+    if (target == TARGET_BASELINE) pt->cpu.bridge = pt->cpu.redis = -1;
+    note_run(c, prefix, &pt->r);
+    if (target == TARGET_BRIDGE) check_store(c, prefix, pt->rooms, &pt->check);
+    return 0;
+}
+
+/* ==================== Phases ==================== */
+
+/* 1. Saturation, bridge path then baseline, and Redis memory per message. */
+static int phase_saturation(struct ctx *c) {
+    struct results *r = &c->res;
+    long long dur = (long long)(c->o.duration * S_NS);
+    r->sat_bridge.rooms = r->sat_base.rooms = c->o.rooms;
+    r->sat_bridge.publishers = r->sat_base.publishers = c->o.publishers;
+    PROGRESS("saturation, bridge path (%.0f s)", c->o.duration);
+    long long mem0 = kv_used_memory(c->kv);
+    if (run_sat(c, &r->sat_bridge, TARGET_BRIDGE, "sat", c->t.warmup, dur, c->o.messages) < 0)
+        return -1;
+    long long mem1 = kv_used_memory(c->kv);
+    if (mem0 >= 0 && mem1 >= 0 && r->sat_bridge.check.stored > 0)
+        r->redis_bytes_per_msg = (double)(mem1 - mem0) / (double)r->sat_bridge.check.stored;
+    else
+        r->redis_bytes_per_msg = -1;
+    PROGRESS("saturation, baseline (%.0f s)", c->o.duration);
+    return run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur, c->o.messages);
+}
+
+/* One open-loop run at a rate on one path; on the bridge path (check not
+ * NULL), also the store check. */
+static int run_open(struct ctx *c, enum load_target target, const char *prefix, double rate,
+                    struct load_result *r, struct store_check *check) {
+    struct load_spec s = spec_for(c, target, prefix, c->o.rooms, c->o.publishers);
+    s.rate = rate;
+    s.warmup_ns = c->t.lat_warmup;
+    s.duration_ns = c->t.latency;
+    s.mark = NULL;
+    if (load_run(c->load, &s, r) < 0) return -1;
+    note_run(c, prefix, r);
+    if (check) check_store(c, prefix, c->o.rooms, check);
+    return 0;
+}
+
+/* Latency at one offered rate, bridge then baseline, into lat[i]. */
+static int latency_point(struct ctx *c, int i, double rate) {
+    static const char *const prefixes[3] = { "lat1k-", "lat10k-", "lathalf-" };
+    struct lat_point *p = &c->res.lat[i];
+    p->offered = rate;
+    snprintf(p->label, sizeof(p->label), i == 2 ? "%.0f/s (50%% of sat.)" : "%.0f/s", rate);
+    if (rate < 1) return 0;
+    PROGRESS("latency at %.0f msg/s, bridge and baseline", rate);
+    if (run_open(c, TARGET_BRIDGE, prefixes[i], rate, &p->bridge, &p->check) < 0 ||
+        run_open(c, TARGET_BASELINE, prefixes[i], rate, &p->baseline, NULL) < 0)
+        return -1;
+    p->done = 1;
+    return 0;
+}
+
+/* 2. Latency at 1,000/s and at half the bridge's saturation. */
+static int phase_latency(struct ctx *c) {
+    if (latency_point(c, 0, 1000) < 0) return -1;
+    return latency_point(c, 2, c->res.sat_bridge.r.rate / 2);
+}
+
+/* 5. Latency at 10,000/s, last: on a small machine it overloads the
+ * bridge, and the backlog must not spill into the other phases. */
+static int phase_latency_high(struct ctx *c) {
+    return latency_point(c, 1, 10000);
+}
+
+/* Seed the two history rooms; records how long it took. 0 or -1. */
+static int seed_history(struct ctx *c, long small, long big) {
+    PROGRESS("seeding %ld + %ld messages into Redis", small, big);
+    long long t0 = now_ns();
+    if (kv_seed_room(c->kv, "hsmall", small, 10, c->o.payload) < 0 ||
+        kv_seed_room(c->kv, "hbig", big, 10, c->o.payload) < 0)
+        return -1;
+    c->res.seed_s = (double)(now_ns() - t0) / 1e9;
+    c->res.seeded = small + big;
+    t0 = now_ns();
+    if (kv_wait_rewrite(c->kv, 300000) < 0) PROGRESS("Redis is still rewriting its AOF");
+    c->res.rewrite_s = (double)(now_ns() - t0) / 1e9;
+    return 0;
+}
+
+/* 4. History: {"limit":50} on a small and a big room, and the big room
+ * filtered by one user (a tenth of its messages). */
+static int phase_history(struct ctx *c) {
+    static char labels[3][96];
+    long small = 1000, big = c->o.quick ? 20000 : 1000000;
+    if (seed_history(c, small, big) < 0) return -1;
+    const char *rooms[3] = { "hsmall", "hbig", "hbig" };
+    const char *reqs[3] = { "{\"limit\":50}", "{\"limit\":50}", "{\"user\":\"u0\",\"limit\":50}" };
+    long sizes[3] = { small, big, big };
+    for (int i = 0; i < 3; i++) {
+        struct hist_point *h = &c->res.hist[i];
+        snprintf(labels[i], sizeof(labels[i]), "%s, room of %ld", reqs[i], sizes[i]);
+        *h = (struct hist_point){ .label = labels[i], .request = reqs[i], .room_msgs = sizes[i] };
+        struct load_spec s = spec_for(c, TARGET_HISTORY, rooms[i], 1, 1);
+        s.window = HISTORY_WINDOW;
+        s.request = reqs[i];
+        s.expect_msgs = 50;
+        s.expect_user = i == 2 ? "u0" : NULL;
+        s.warmup_ns = c->t.hist_warmup;
+        s.duration_ns = c->t.history;
+        s.mark = NULL;
+        PROGRESS("history %s", labels[i]);
+        if (load_run(c->load, &s, &h->r) < 0) return -1;
+        c->res.nhist = i + 1;
+        note_run(c, labels[i], &h->r);
+    }
+    return 0;
+}
+
+/* One point of the scale curve (prefix "sc<n>-"). 0 or -1. */
+static int scale_point(struct ctx *c, struct sat_point *p, int rooms, int pubs) {
+    static int n;
+    static char prefixes[2 * MAX_SCALE][16];
+    char *prefix = prefixes[n++ % (2 * MAX_SCALE)];
+    snprintf(prefix, sizeof(prefixes[0]), "sc%d-", n);
+    p->rooms = rooms;
+    p->publishers = pubs;
+    PROGRESS("scale: %d rooms, %d publishers", rooms, pubs);
+    return run_sat(c, p, TARGET_BRIDGE, prefix, c->t.scale_warmup, c->t.scale, 0);
+}
+
+/* 3. The scale curve: rooms at the default publishers, publishers at the
+ * default rooms; --quick runs only the largest point of each. */
+static int phase_scale(struct ctx *c) {
+    static const int rooms[MAX_SCALE] = { 1, 100, 10000 };
+    static const int pubs[MAX_SCALE] = { 1, 10, 100 };
+    struct results *r = &c->res;
+    int first = c->o.quick ? MAX_SCALE - 1 : 0;
+    for (int i = first; i < MAX_SCALE; i++) {
+        if (scale_point(c, &r->scale_rooms[r->nscale_rooms], rooms[i], c->o.publishers) < 0)
+            return -1;
+        r->nscale_rooms++;
+    }
+    for (int i = first; i < MAX_SCALE; i++) {
+        if (scale_point(c, &r->scale_pubs[r->nscale_pubs], c->o.rooms, pubs[i]) < 0)
+            return -1;
+        r->nscale_pubs++;
+    }
+    return 0;
+}
+
+/* ==================== Run ==================== */
+
+/* load_probe's liveness test: the bridge process still runs. */
+static int bridge_alive(void *arg) {
+    return procs_bridge_alive(arg);
+}
+
+/* Servers, clients, bridge; then the versions for the report. 0 or -1. */
+static int setup(struct ctx *c) {
+    int maxpub = c->o.publishers > 100 ? c->o.publishers : 100;
+    PROGRESS("starting mosquitto, redis-server and %s", c->o.bridge);
+    if (procs_start_servers(&c->pr) < 0) return -1;
+    if ((c->kv = kv_connect(c->pr.redis_port)) == NULL) return -1;
+    if ((c->load = load_new(c->pr.mqtt_port, maxpub, c->o.qos)) == NULL) return -1;
+    if (procs_start_bridge(&c->pr, c->o.bridge) < 0 ||
+        load_probe(c->load, 30000, bridge_alive, &c->pr) < 0) {
+        fprintf(stderr, "bench: the bridge did not answer\n");
+        procs_dump_log(&c->pr, "bridge.log");
+        return -1;
+    }
+    proc_mosquitto_version(c->res.mosquitto, sizeof(c->res.mosquitto));
+    kv_version(c->kv, c->res.redis, sizeof(c->res.redis));
+    load_paho_version(c->res.paho, sizeof(c->res.paho));
+    return 0;
+}
+
+/* Every phase in order; stops at the first that cannot run. */
+static void run_phases(struct ctx *c) {
+    static const struct { const char *name; int (*fn)(struct ctx *); } phases[] = {
+        { "saturation", phase_saturation }, { "latency", phase_latency },
+        { "scale", phase_scale }, { "history", phase_history },
+        { "latency at 10000/s", phase_latency_high } };
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+        if (bench_interrupted) {
+            snprintf(c->res.failed, sizeof(c->res.failed), "interrupted");
+            return;
+        }
+        if (phases[i].fn(c) < 0 || !procs_bridge_alive(&c->pr)) {
+            snprintf(c->res.failed, sizeof(c->res.failed), "%s phase failed%s", phases[i].name,
+                     procs_bridge_alive(&c->pr) ? "" : " (the bridge exited)");
+            procs_dump_log(&c->pr, "bridge.log");
+            return;
+        }
+    }
+    c->res.bridge_hwm_kb = proc_status_kb(c->pr.bridge_pid, "VmHWM");
+}
+
+/* SIGINT/SIGTERM: stop the phases and clean up; a second one exits now. */
+static void on_signal(int sig) {
+    (void)sig;
+    if (bench_interrupted) _exit(130);     /* children die with us (PDEATHSIG) */
+    bench_interrupted = 1;
+}
+
+/* The run's settings and defaults, before anything is measured. */
+static void init_results(struct ctx *c) {
+    struct results *r = &c->res;
+    r->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    r->quick = c->o.quick;
+    r->qos = c->o.qos;
+    r->payload = c->o.payload;
+    r->window = c->o.window;
+    r->rooms = c->o.rooms;
+    r->publishers = c->o.publishers;
+    r->duration_s = c->o.duration;
+    snprintf(r->mosquitto, sizeof(r->mosquitto), "?");
+    snprintf(r->redis, sizeof(r->redis), "?");
+    snprintf(r->paho, sizeof(r->paho), "?");
+    snprintf(r->broker_extra, sizeof(r->broker_extra), "%s", c->o.broker_extra);
+}
+
+/* Set up, run the phases, clean up, report; see the top of this file. */
+int main(int argc, char **argv) {
+    static struct ctx c;
+    parse_opts(argc, argv, &c.o);
+    set_timing(&c);
+    init_results(&c);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    c.pr.keep = c.o.keep;
+    snprintf(c.pr.broker_extra, sizeof(c.pr.broker_extra), "%s", c.o.broker_extra);
+    procs_watchdog(&c.pr, c.o.quick ? 300 : 3600);
+    if (setup(&c) < 0) snprintf(c.res.failed, sizeof(c.res.failed), "setup failed");
+    else run_phases(&c);
+    load_free(c.load);
+    kv_free(c.kv);
+    procs_stop_all(&c.pr);
+    if (!c.o.json_only) {
+        report_table(&c.res);
+        printf("\n");
+    }
+    report_json(&c.res);
+    return c.res.problems || c.res.failed[0] ? 1 : 0;
+}

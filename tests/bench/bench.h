@@ -1,0 +1,246 @@
+/* bench.h -- the chat-bridge benchmark: shared types and module interfaces.
+ *
+ *   bench.c   options, the phases in order, the exit status
+ *   proc.c    temporary directory, mosquitto / redis-server / bridge
+ *             processes (started and stopped by PID), /proc measurements
+ *   load.c    the MQTT load generator (Paho MQTTAsync): publishers and one
+ *             subscriber, closed or open loop, for the bridge path, the
+ *             broker-only baseline and history requests alike
+ *   kv.c      hiredis: seeding rooms in the bridge's schema, counters, INFO
+ *   hist.c    latency histogram (log-linear buckets, < 1% error)
+ *   report.c  the table and the JSON line */
+#ifndef CB_BENCH_H
+#define CB_BENCH_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ==================== Time (hist.c) ==================== */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+long long now_ns(void);
+/* Sleep until the CLOCK_MONOTONIC time t (ns); returns at once if past. */
+void sleep_until_ns(long long t);
+
+/* Set by SIGINT/SIGTERM: every phase stops early and the run cleans up. */
+extern volatile sig_atomic_t bench_interrupted;
+
+/* ==================== Latency histogram (hist.c) ==================== */
+
+#define HIST_SUB_BITS 7                       /* 128 sub-buckets per octave */
+#define HIST_SUB (1 << HIST_SUB_BITS)
+#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
+
+struct hist {
+    uint64_t count, max;
+    uint64_t b[HIST_BUCKETS];
+};
+
+/* Percentiles of a histogram, in milliseconds. */
+struct lat_summary {
+    long long n;
+    double p50, p99, p999, max;
+};
+
+void hist_reset(struct hist *h);
+void hist_add(struct hist *h, long long ns);
+/* The value (ns) at quantile q in 0..1; 0 when empty. */
+long long hist_quantile(const struct hist *h, double q);
+void hist_summary(const struct hist *h, struct lat_summary *s);
+
+/* ==================== Processes (proc.c) ==================== */
+
+struct procs {
+    char dir[256];                /* the temporary directory */
+    int redis_port, mqtt_port;
+    pid_t redis_pid, mqtt_pid, bridge_pid;
+    int keep;                     /* leave the directory (logs) in place */
+    char broker_extra[1024];      /* lines appended to mosquitto.conf */
+};
+
+/* Make the temporary directory and start redis-server (AOF, everysec) and
+ * mosquitto on free 127.0.0.1 ports. 0, or -1 with a message on stderr. */
+int procs_start_servers(struct procs *p);
+/* Write the bridge's configuration (journal in the temporary directory,
+ * everything else default) and start the bridge. 0 or -1. */
+int procs_start_bridge(struct procs *p, const char *bridge_path);
+/* 1 while the bridge runs; 0 once it exited (it is reaped). */
+int procs_bridge_alive(struct procs *p);
+/* Stop the bridge, mosquitto and redis-server by PID (SIGTERM, then SIGKILL
+ * after a deadline) and remove the temporary directory unless keep is set.
+ * Idempotent. */
+void procs_stop_all(struct procs *p);
+/* Print the last lines of a log in the temporary directory to stderr. */
+void procs_dump_log(const struct procs *p, const char *name);
+/* Kill every child and exit if the run is still going after `seconds`. */
+void procs_watchdog(struct procs *p, int seconds);
+
+/* utime+stime of a process (all threads), in seconds; -1 if unknown. */
+double proc_cpu_s(pid_t pid);
+/* CPU seconds all processes of the machine have used since boot; -1 on
+ * error. */
+double proc_machine_busy_s(void);
+/* A "Name:  1234 kB" field of /proc/<pid>/status, in kB; -1 if absent. */
+long proc_status_kb(pid_t pid, const char *field);
+/* Set TCP_NODELAY on this process's sockets connected to 127.0.0.1:port
+ * (Paho does not, and Nagle's algorithm would hold small MQTT packets
+ * back for a delayed ACK: up to 40 ms). Returns how many. */
+int proc_nodelay_to(int port);
+/* "2.0.11" from `mosquitto -h`; "?" when not found. */
+void proc_mosquitto_version(char *buf, size_t size);
+
+/* ==================== Redis (kv.c) ==================== */
+
+struct redisContext;
+
+struct redisContext *kv_connect(int port);
+void kv_free(struct redisContext *c);
+/* Store n messages 1..n in room (users u0..u<users-1> in turn, texts of
+ * text_bytes) exactly as the bridge would. 0 or -1. */
+int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
+                 int text_bytes);
+/* INFO memory used_memory; -1 on error. */
+long long kv_used_memory(struct redisContext *c);
+/* Wait until Redis has no AOF rewrite running or scheduled (seeding a
+ * big room triggers one, which would compete for the CPU). 0, or -1 after
+ * timeout_ms. */
+int kv_wait_rewrite(struct redisContext *c, int timeout_ms);
+/* INFO server redis_version into buf. */
+void kv_version(struct redisContext *c, char *buf, size_t size);
+/* The counters chatroom:<prefix><i>:messages for i in 0..n-1 into out
+ * (0 where absent). 0 or -1. */
+int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out);
+
+/* ==================== Load generator (load.c) ==================== */
+
+#define PAYLOAD_MAX 4096              /* the bridge's default max_text_bytes */
+
+enum load_target {
+    TARGET_BRIDGE,                /* chat/<room>/send, received on chat/+/msgs */
+    TARGET_BASELINE,              /* base/<room>/msgs, broker only */
+    TARGET_HISTORY,               /* chat/<room>/history, reply on bench/reply */
+};
+
+struct load_spec {
+    enum load_target target;
+    const char *room_prefix;      /* rooms <room_prefix><i>, i < rooms;
+                                     history: the room itself */
+    int rooms;
+    int publishers;               /* the first n publishers of the load */
+    int payload;                  /* text bytes (chat targets) */
+    int window;                   /* closed loop: per publisher, sent but
+                                     not yet received by the subscriber */
+    double rate;                  /* open loop: msg/s over all; 0 = closed */
+    long long warmup_ns, duration_ns;
+    long long max_messages;       /* closed loop: end the window after this
+                                     many completions; 0 = duration only */
+    long long drain_ns;           /* after the window, wait for stragglers
+                                     while they keep coming, at most this */
+    const char *request;          /* history: the request body */
+    int expect_msgs;              /* history: messages each reply must hold */
+    const char *expect_user;      /* history: ... all by this user (or NULL) */
+    /* Called at the start (end = 0) and end (end = 1) of the measurement
+     * window, e.g. to read CPU counters. May be NULL. */
+    void (*mark)(void *arg, int end);
+    void *mark_arg;
+};
+
+struct load_result {
+    long long sent;               /* published, warm-up included */
+    long long received;           /* distinct completions */
+    long long measured;           /* completions inside the window */
+    long long missing;            /* sent, never received by the deadline */
+    long long duplicates, bad, errors;
+    double seconds;               /* measurement window */
+    double rate;                  /* measured / seconds */
+    double offered, achieved;     /* open loop: asked and actually sent, msg/s */
+    int reached;                  /* open loop: achieved >= 98% of offered */
+    struct lat_summary lat;       /* of messages sent inside the window */
+};
+
+struct load;
+
+/* Connect `publishers` publishers and one subscriber (chat/+/msgs,
+ * base/+/msgs, bench/reply) to the broker. NULL with a message on failure. */
+struct load *load_new(int mqtt_port, int publishers, int qos);
+void load_free(struct load *l);
+/* Ask for a history page until the bridge answers; 0, or -1 after
+ * timeout_ms or once alive() says the bridge exited. */
+int load_probe(struct load *l, int timeout_ms, int (*alive)(void *), void *arg);
+/* Run one phase. 0, or -1 when it could not run at all. */
+int load_run(struct load *l, const struct load_spec *s, struct load_result *r);
+/* Distinct completions per room of the last phase (rooms entries). */
+const long long *load_room_counts(const struct load *l);
+/* The Paho library's version, "1.3.12". */
+void load_paho_version(char *buf, size_t size);
+
+/* ==================== Results (bench.c, report.c) ==================== */
+
+/* CPU seconds per 100,000 messages. */
+struct cost {
+    double bridge, mosquitto, redis, bench;
+};
+
+/* The bridge's Redis counters against what the subscriber received. */
+struct store_check {
+    int done;
+    long long stored, republished;
+    int rooms_off;                /* rooms whose counter differs */
+};
+
+/* One closed-loop saturation measurement. */
+struct sat_point {
+    int rooms, publishers;
+    struct load_result r;
+    struct cost cpu;
+    double other_cores;           /* CPU used meanwhile by every other process
+                                     of the machine, in cores (-1: unknown) */
+    struct store_check check;
+};
+
+struct lat_point {
+    int done;
+    double offered;               /* msg/s */
+    char label[48];               /* "1000/s", "1234/s (50% of sat.)" */
+    struct load_result bridge, baseline;
+    struct store_check check;     /* of the bridge path */
+};
+
+#define HISTORY_WINDOW 4          /* history requests in flight */
+
+struct hist_point {
+    const char *label;
+    const char *request;          /* the JSON body */
+    long room_msgs;
+    struct load_result r;
+};
+
+#define MAX_SCALE 3
+
+struct results {
+    int cores, quick, qos, payload, window, rooms, publishers;
+    char broker_extra[1024];      /* --mosquitto-conf lines, if any */
+    double duration_s;
+    char mosquitto[64], redis[64], paho[64];
+    struct sat_point sat_bridge, sat_base;
+    double redis_bytes_per_msg;
+    long bridge_hwm_kb;
+    struct lat_point lat[3];      /* 1000/s, 10000/s, 50% of saturation */
+    double seed_s, rewrite_s;     /* seeding, then Redis's AOF rewrite */
+    long seeded;
+    struct hist_point hist[3];
+    int nhist;
+    struct sat_point scale_rooms[MAX_SCALE], scale_pubs[MAX_SCALE];
+    int nscale_rooms, nscale_pubs;
+    int problems;                 /* anything lost, bad or mismatched */
+    char failed[256];             /* why the run stopped early, if it did */
+};
+
+/* The human-readable table, to stdout. */
+void report_table(const struct results *r);
+/* The one-line JSON, to stdout. */
+void report_json(const struct results *r);
+
+#endif

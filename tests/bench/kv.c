@@ -1,0 +1,249 @@
+/* kv.c -- the benchmark's Redis side (see bench.h): seeding history rooms
+ * in the bridge's exact schema (README "Redis schema", prefix chatroom),
+ * reading the rooms' counters and INFO.
+ *
+ * Seeding is pipelined with redisAppendCommandArgv in chunks of SEED_CHUNK
+ * messages: one HSET per message hash, and per chunk one multi-member
+ * ZADD for the room index and, per user, one HSET of the user's hash and
+ * one ZADD of the user's index. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <hiredis/hiredis.h>
+
+#include "bench.h"
+
+#define PREFIX "chatroom"
+#define SEED_CHUNK 2000
+#define KEY_MAX 160
+
+/* A client of the benchmark's redis-server with 30 s timeouts (seeding
+ * a big room sends large pipelines). */
+struct redisContext *kv_connect(int port) {
+    struct timeval tv = { 30, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "bench: redis: %s\n", c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* Close the client; NULL is fine. */
+void kv_free(struct redisContext *c) {
+    if (c) redisFree(c);
+}
+
+/* Read n pipelined replies; -1 if any is an error or missing. */
+static int read_replies(redisContext *c, long n) {
+    int rc = 0;
+    for (long i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
+            fprintf(stderr, "bench: redis: %s\n", c->errstr);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (rc == 0) fprintf(stderr, "bench: redis: %s\n", r->str);
+            rc = -1;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* ==================== Seeding ==================== */
+
+struct seed {
+    redisContext *c;
+    const char *room;
+    int users;
+    const char *text;            /* every seeded message's text */
+    long long ts0;               /* timestamp of message 0, Unix ms */
+    const char **argv;           /* 2 + 2 * SEED_CHUNK arguments */
+    size_t *lens;
+    char (*ids)[24];             /* the chunk's ids as strings */
+    char (*tss)[24];             /* ... and timestamps */
+    char (*keys)[KEY_MAX];       /* ... and message hash keys */
+    long appended;               /* commands waiting for a reply */
+};
+
+/* Append one command of argc arguments from s->argv. */
+static void seed_append(struct seed *s, int argc) {
+    for (int i = 0; i < argc; i++) s->lens[i] = strlen(s->argv[i]);
+    redisAppendCommandArgv(s->c, argc, s->argv, s->lens);
+    s->appended++;
+}
+
+/* The chunk's message hashes: content, timestamp, user. */
+static void seed_messages(struct seed *s, long first, int n) {
+    char user[16];
+    for (int i = 0; i < n; i++) {
+        long id = first + i;
+        snprintf(user, sizeof(user), "u%ld", (id - 1) % s->users);
+        snprintf(s->ids[i], sizeof(s->ids[i]), "%ld", id);
+        snprintf(s->tss[i], sizeof(s->tss[i]), "%lld", s->ts0 + id);
+        snprintf(s->keys[i], sizeof(s->keys[i]), PREFIX ":%s:%ld", s->room, id);
+        const char *argv[8] = { "HSET", s->keys[i], "content", s->text,
+                                "timestamp", s->tss[i], "user", user };
+        memcpy(s->argv, argv, sizeof(argv));
+        seed_append(s, 8);
+    }
+}
+
+/* One index command over the chunk: for user u (or every message when u
+ * is -1), "HSET key id text ..." (with_text) or "ZADD key id id ...". */
+static void seed_index(struct seed *s, const char *key, long first, int n, int u,
+                       int with_text) {
+    int argc = 2;
+    s->argv[0] = with_text ? "HSET" : "ZADD";
+    s->argv[1] = key;
+    for (int i = 0; i < n; i++) {
+        if (u >= 0 && (first + i - 1) % s->users != u) continue;
+        s->argv[argc++] = s->ids[i];
+        s->argv[argc++] = with_text ? s->text : s->ids[i];
+    }
+    if (argc > 2) seed_append(s, argc);
+}
+
+/* Messages first..first+n-1 with both indexes and the users' hashes. */
+static int seed_chunk(struct seed *s, long first, int n) {
+    char key[KEY_MAX];
+    seed_messages(s, first, n);
+    snprintf(key, sizeof(key), PREFIX ":%s:messages:ids", s->room);
+    seed_index(s, key, first, n, -1, 0);
+    for (int u = 0; u < s->users; u++) {
+        snprintf(key, sizeof(key), PREFIX ":%s:u%d", s->room, u);
+        seed_index(s, key, first, n, u, 1);
+        snprintf(key, sizeof(key), PREFIX ":%s:u%d:ids", s->room, u);
+        seed_index(s, key, first, n, u, 0);
+    }
+    long pending = s->appended;
+    s->appended = 0;
+    return read_replies(s->c, pending);
+}
+
+/* The room counter and each user's last id. */
+static int seed_finish(struct seed *s, long n) {
+    char key[KEY_MAX], val[24], user[16], last[24];
+    snprintf(key, sizeof(key), PREFIX ":%s:messages", s->room);
+    snprintf(val, sizeof(val), "%ld", n);
+    const char *set[3] = { "SET", key, val };
+    memcpy(s->argv, set, sizeof(set));
+    seed_append(s, 3);
+    snprintf(key, sizeof(key), PREFIX ":%s", s->room);
+    for (int u = 0; u < s->users && u < n; u++) {
+        long id = n - (n - 1 - u) % s->users;       /* u's newest message */
+        snprintf(user, sizeof(user), "u%d", u);
+        snprintf(last, sizeof(last), "%ld", id);
+        const char *hset[4] = { "HSET", key, user, last };
+        memcpy(s->argv, hset, sizeof(hset));
+        seed_append(s, 4);
+    }
+    long pending = s->appended;
+    s->appended = 0;
+    return read_replies(s->c, pending);
+}
+
+/* The seed's buffers, and the text every seeded message carries: "seeded"
+ * padded with 'x' to text_bytes. 0 or -1. */
+static int seed_alloc(struct seed *s, int text_bytes) {
+    char *text = malloc((size_t)text_bytes + 1);
+    s->argv = calloc(2 + 2 * SEED_CHUNK, sizeof(*s->argv));
+    s->lens = calloc(2 + 2 * SEED_CHUNK, sizeof(*s->lens));
+    s->ids = calloc(SEED_CHUNK, sizeof(*s->ids));
+    s->tss = calloc(SEED_CHUNK, sizeof(*s->tss));
+    s->keys = calloc(SEED_CHUNK, sizeof(*s->keys));
+    s->text = text;
+    if (!text || !s->argv || !s->lens || !s->ids || !s->tss || !s->keys) return -1;
+    memset(text, 'x', (size_t)text_bytes);
+    memcpy(text, "seeded ", text_bytes < 7 ? (size_t)text_bytes : 7);
+    text[text_bytes] = '\0';
+    return 0;
+}
+
+/* Free what seed_alloc allocated. */
+static void seed_free(struct seed *s) {
+    free((char *)s->text);
+    free(s->argv);
+    free(s->lens);
+    free(s->ids);
+    free(s->tss);
+    free(s->keys);
+}
+
+/* Seed a room chunk by chunk (see the top of this file). */
+int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
+                 int text_bytes) {
+    struct seed s = { .c = c, .room = room, .users = users,
+                      .ts0 = (long long)time(NULL) * 1000 - n };
+    int rc = seed_alloc(&s, text_bytes);
+    for (long first = 1; rc == 0 && first <= n && !bench_interrupted; first += SEED_CHUNK)
+        rc = seed_chunk(&s, first, (int)(n - first + 1 < SEED_CHUNK ? n - first + 1 : SEED_CHUNK));
+    if (rc == 0 && !bench_interrupted) rc = seed_finish(&s, n);
+    seed_free(&s);
+    return bench_interrupted ? -1 : rc;
+}
+
+/* ==================== Reading ==================== */
+
+/* A numeric field "name:value" of an INFO section; -1 if absent. */
+static long long info_field(redisContext *c, const char *section, const char *name,
+                            char *str, size_t size) {
+    redisReply *r = redisCommand(c, "INFO %s", section);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        char pat[64];
+        snprintf(pat, sizeof(pat), "\r\n%s:", name);
+        const char *p = strstr(r->str, pat);
+        if (p) {
+            p += strlen(pat);
+            v = strtoll(p, NULL, 10);
+            if (str) snprintf(str, size, "%.*s", (int)strcspn(p, "\r\n"), p);
+        }
+    }
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* INFO memory: used_memory in bytes. */
+long long kv_used_memory(struct redisContext *c) {
+    return info_field(c, "memory", "used_memory", NULL, 0);
+}
+
+/* Poll INFO persistence until no AOF rewrite runs or is scheduled. */
+int kv_wait_rewrite(struct redisContext *c, int timeout_ms) {
+    long long deadline = now_ns() + (long long)timeout_ms * 1000000LL;
+    while (now_ns() < deadline && !bench_interrupted) {
+        long long running = info_field(c, "persistence", "aof_rewrite_in_progress", NULL, 0);
+        long long queued = info_field(c, "persistence", "aof_rewrite_scheduled", NULL, 0);
+        if (running == 0 && queued == 0) return 0;
+        sleep_until_ns(now_ns() + 100000000LL);
+    }
+    return -1;
+}
+
+/* INFO server: redis_version. */
+void kv_version(struct redisContext *c, char *buf, size_t size) {
+    snprintf(buf, size, "?");
+    info_field(c, "server", "redis_version", buf, size);
+}
+
+/* GET every room counter, pipelined in chunks. */
+int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out) {
+    for (int first = 0; first < n; first += SEED_CHUNK) {
+        int k = n - first < SEED_CHUNK ? n - first : SEED_CHUNK;
+        for (int i = 0; i < k; i++)
+            redisAppendCommand(c, "GET " PREFIX ":%s%d:messages", prefix, first + i);
+        for (int i = 0; i < k; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) return -1;
+            out[first + i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+            freeReplyObject(r);
+        }
+    }
+    return 0;
+}

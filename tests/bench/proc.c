@@ -1,0 +1,327 @@
+/* proc.c -- the benchmark's servers and bridge as child processes, and
+ * what /proc says about them (see bench.h).
+ *
+ * Every child is started with fork+exec, its output appended to a log in
+ * the temporary directory, and asked to die with the benchmark
+ * (PR_SET_PDEATHSIG), so nothing outlives a benchmark killed with -9. They
+ * are stopped by PID only. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* ==================== Helpers ==================== */
+
+/* Sleep ms milliseconds. */
+static void sleep_ms(long ms) {
+    sleep_until_ns(now_ns() + ms * 1000000LL);
+}
+
+/* A port the kernel just gave out on 127.0.0.1; free when we return. */
+static int free_port(void) {
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+/* Wait until something accepts connections on 127.0.0.1:port. 0 or -1. */
+static int wait_port(int port, int timeout_ms) {
+    for (int waited = 0; waited < timeout_ms && !bench_interrupted; waited += 50) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return 0;
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+/* fork+exec argv with stdout and stderr appended to dir/logname. The child
+ * gets SIGKILL if the benchmark dies. */
+static pid_t spawn(char *const argv[], const char *dir, const char *logname) {
+    char log[512];
+    snprintf(log, sizeof(log), "%s/%s", dir, logname);
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close_range(3, ~0U, 0);          /* not our MQTT and Redis connections */
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    execvp(argv[0], argv);
+    static const char msg[] = "bench: exec failed\n";   /* no stdio after fork */
+    if (write(2, msg, sizeof(msg) - 1) < 0) _exit(126);
+    _exit(127);
+}
+
+/* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Sets *pid to 0. */
+static void stop_pid(pid_t *pid, int timeout_ms) {
+    int status;
+    if (*pid <= 0) return;
+    kill(*pid, SIGTERM);
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        sleep_ms(20);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+    *pid = 0;
+}
+
+/* Write text to a new file. 0 or -1. */
+static int write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+/* ==================== Servers ==================== */
+
+/* redis-server with the durability of config/redis.conf: AOF, everysec. */
+static void spawn_redis(struct procs *p) {
+    char port[16];
+    snprintf(port, sizeof(port), "%d", p->redis_port);
+    char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
+        "--dir", p->dir, "--save", "", "--appendonly", "yes",
+        "--appendfsync", "everysec", NULL };
+    p->redis_pid = spawn(argv, p->dir, "redis.log");
+}
+
+/* mosquitto with the settings of config/mosquitto.conf, on our port and
+ * with its database in the temporary directory. Started as root, mosquitto
+ * would switch to its own user and could not write there. 0 or -1. */
+static int spawn_mosquitto(struct procs *p) {
+    char conf[2048], path[300];
+    snprintf(conf, sizeof(conf),
+             "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
+             "persistence_location %s/\nautosave_interval 10\n"
+             "max_queued_messages 100000\n%s%s", p->mqtt_port, p->dir,
+             geteuid() == 0 ? "user root\n" : "", p->broker_extra);
+    snprintf(path, sizeof(path), "%s/mosquitto.conf", p->dir);
+    if (write_file(path, conf) < 0) return -1;
+    char *argv[] = { "mosquitto", "-c", path, NULL };
+    p->mqtt_pid = spawn(argv, p->dir, "mosquitto.log");
+    return 0;
+}
+
+/* The temporary directory, free ports, both servers; waits until they
+ * accept connections. */
+int procs_start_servers(struct procs *p) {
+    snprintf(p->dir, sizeof(p->dir), "/tmp/chat-bridge-bench.XXXXXX");
+    if (mkdtemp(p->dir) == NULL) {
+        fprintf(stderr, "bench: mkdtemp: %s\n", strerror(errno));
+        p->dir[0] = '\0';
+        return -1;
+    }
+    p->redis_port = free_port();
+    p->mqtt_port = free_port();
+    spawn_redis(p);
+    if (spawn_mosquitto(p) < 0 || p->redis_pid < 0 || p->mqtt_pid < 0 ||
+        wait_port(p->redis_port, 10000) < 0 || wait_port(p->mqtt_port, 10000) < 0) {
+        fprintf(stderr, "bench: mosquitto or redis-server did not start\n");
+        procs_dump_log(p, "redis.log");
+        procs_dump_log(p, "mosquitto.log");
+        return -1;
+    }
+    return 0;
+}
+
+/* Write bridge.yaml (broker, Redis, journal in the temporary directory;
+ * every other option default) and start the bridge on it. */
+int procs_start_bridge(struct procs *p, const char *bridge_path) {
+    char conf[300], yaml[1024];
+    snprintf(conf, sizeof(conf), "%s/bridge.yaml", p->dir);
+    snprintf(yaml, sizeof(yaml),
+             "mqtt:\n  uri: tcp://127.0.0.1:%d\n"
+             "redis:\n  port: %d\n"
+             "journal:\n  dir: %s/journal\n", p->mqtt_port, p->redis_port, p->dir);
+    if (write_file(conf, yaml) < 0) return -1;
+    char *argv[] = { (char *)bridge_path, "-c", conf, NULL };
+    p->bridge_pid = spawn(argv, p->dir, "bridge.log");
+    return p->bridge_pid > 0 ? 0 : -1;
+}
+
+/* Reap the bridge if it exited. */
+int procs_bridge_alive(struct procs *p) {
+    int status;
+    if (p->bridge_pid <= 0) return 0;
+    if (waitpid(p->bridge_pid, &status, WNOHANG) != p->bridge_pid) return 1;
+    p->bridge_pid = 0;
+    return 0;
+}
+
+/* nftw callback: remove one entry, children first. */
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0) fprintf(stderr, "bench: cannot remove %s\n", path);
+    return 0;
+}
+
+/* The bridge first (it stores what it holds), then the broker and Redis. */
+void procs_stop_all(struct procs *p) {
+    stop_pid(&p->bridge_pid, 15000);
+    stop_pid(&p->mqtt_pid, 5000);
+    stop_pid(&p->redis_pid, 10000);
+    if (p->dir[0] && p->keep) fprintf(stderr, "bench: logs kept in %s\n", p->dir);
+    else if (p->dir[0]) nftw(p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    p->dir[0] = '\0';
+}
+
+/* The last 20 lines of a log, to stderr. */
+void procs_dump_log(const struct procs *p, const char *name) {
+    char path[512], line[512], ring[20][512];
+    int n = 0;
+    snprintf(path, sizeof(path), "%s/%s", p->dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return;
+    while (fgets(line, sizeof(line), f)) snprintf(ring[n++ % 20], sizeof(line), "%s", line);
+    fclose(f);
+    fprintf(stderr, "---- last lines of %s ----\n", name);
+    for (int i = n > 20 ? n - 20 : 0; i < n; i++) fputs(ring[i % 20], stderr);
+}
+
+/* ==================== Watchdog ==================== */
+
+struct watchdog {
+    struct procs *p;
+    int seconds;
+};
+
+static struct watchdog g_watchdog;
+
+/* The last resort if a phase hangs despite its deadline: kill the
+ * children by PID, remove the directory, exit. */
+static void *watchdog_main(void *arg) {
+    struct watchdog *w = arg;
+    sleep_until_ns(now_ns() + (long long)w->seconds * 1000000000LL);
+    fprintf(stderr, "bench: still running after %d s; giving up\n", w->seconds);
+    pid_t pids[3] = { w->p->bridge_pid, w->p->mqtt_pid, w->p->redis_pid };
+    for (int i = 0; i < 3; i++)
+        if (pids[i] > 0) kill(pids[i], SIGKILL);
+    if (w->p->dir[0]) nftw(w->p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    _exit(3);
+}
+
+/* Start the watchdog thread (detached). */
+void procs_watchdog(struct procs *p, int seconds) {
+    pthread_t t;
+    g_watchdog = (struct watchdog){ p, seconds };
+    if (pthread_create(&t, NULL, watchdog_main, &g_watchdog) == 0) pthread_detach(t);
+}
+
+/* ==================== /proc ==================== */
+
+/* 1 when fd is a TCP socket connected to 127.0.0.1:port. */
+static int fd_peer_is(int fd, int port) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    if (getpeername(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET)
+        return 0;
+    return ntohs(a.sin_port) == port && a.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+/* Walk /proc/self/fd and set TCP_NODELAY on our sockets to the port. */
+int proc_nodelay_to(int port) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0, one = 1;
+    if (d == NULL) return 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        if (*end != '\0' || end == de->d_name || fd == dirfd(d) || !fd_peer_is((int)fd, port))
+            continue;
+        if (setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Fields 14 and 15 of /proc/<pid>/stat, in seconds. */
+double proc_cpu_s(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *s = strrchr(buf, ')');      /* the name may hold spaces */
+    unsigned long long ut, st;
+    if (s == NULL || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The first line of /proc/stat: user, nice, system, idle, iowait, irq,
+ * softirq, steal; busy is all but idle and iowait. */
+double proc_machine_busy_s(void) {
+    unsigned long long v[8] = { 0 };
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL) return -1;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8) return -1;
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Scan /proc/<pid>/status for the field. */
+long proc_status_kb(pid_t pid, const char *field) {
+    char path[64], line[256];
+    long kb = -1;
+    size_t flen = strlen(field);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (kb < 0 && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+            kb = strtol(line + flen + 1, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* mosquitto -h prints "mosquitto version X" (and exits non-zero). */
+void proc_mosquitto_version(char *buf, size_t size) {
+    char line[256];
+    snprintf(buf, size, "?");
+    FILE *f = popen("mosquitto -h 2>&1", "r");
+    if (f == NULL) return;
+    while (fgets(line, sizeof(line), f)) {
+        const char *v = strstr(line, "mosquitto version ");
+        if (v) snprintf(buf, size, "%.*s", (int)strcspn(v + 18, " \r\n"), v + 18);
+    }
+    pclose(f);
+}

@@ -1,0 +1,394 @@
+/* report.c -- the benchmark's output: a table for people and one JSON line
+ * for scripts, both from struct results (see bench.h). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+/* a / b, or NAN when b is not positive (printed "-" or null). */
+static double ratio(double a, double b) {
+    return b > 0 && a >= 0 ? a / b : NAN;
+}
+
+/* ==================== Table ==================== */
+
+/* "%*.*f" or a dash for an unknown value. */
+static void cell(double v, int width, int prec) {
+    if (isnan(v) || v < 0) printf(" %*s", width, "-");
+    else printf(" %*.*f", width, prec, v);
+}
+
+/* Machine, versions and settings. */
+static void table_header(const struct results *r) {
+    printf("chat-bridge benchmark (%s run): %d cores, mosquitto %s, Redis %s, Paho %s\n",
+           r->quick ? "quick" : "full", r->cores, r->mosquitto, r->redis, r->paho);
+    printf("QoS %d, %d-byte texts, %d publishers x %d in flight, %d rooms, %.1f s per "
+           "saturation phase\n", r->qos, r->payload, r->publishers, r->window, r->rooms,
+           r->duration_s);
+    printf("The benchmark's clients, mosquitto, the bridge and Redis (AOF everysec) "
+           "share these cores.\n");
+    if (r->broker_extra[0]) {
+        printf("mosquitto.conf additions:");
+        for (const char *l = r->broker_extra; *l; l += strcspn(l, "\n") + 1)
+            printf(" [%.*s]", (int)strcspn(l, "\n"), l);
+        printf("\n");
+    }
+}
+
+/* Closed-loop throughput, both paths, their ratio and the stored check. */
+static void table_saturation(const struct results *r) {
+    const struct sat_point *b = &r->sat_bridge, *s = &r->sat_base;
+    printf("\nSaturation throughput (closed loop, counted at the subscriber)\n");
+    printf("  %-44s %10s %9s %8s\n", "", "msg/s", "received", "missing");
+    printf("  %-44s", "bridge   chat/<room>/send -> chat/+/msgs");
+    cell(b->r.rate, 10, 0);
+    printf(" %9lld %8lld\n", b->r.received, b->r.missing);
+    printf("  %-44s", "baseline base/<room>/msgs, broker only");
+    cell(s->r.rate, 10, 0);
+    printf(" %9lld %8lld\n", s->r.received, s->r.missing);
+    printf("  %-44s", "ratio bridge/baseline");
+    cell(ratio(b->r.rate, s->r.rate), 10, 3);
+    printf("\n  stored check: Redis counters %lld, republishes received %lld, %d rooms "
+           "differ%s\n", b->check.stored, b->check.republished, b->check.rooms_off,
+           b->check.rooms_off || b->check.stored != b->check.republished ? "  MISMATCH" : "");
+    printf("  other processes on the machine meanwhile: %.2f cores (bridge phase), %.2f "
+           "(baseline)\n", b->other_cores, s->other_cores);
+}
+
+/* One latency row: percentiles in ms, delivered rate, and a note. */
+static void lat_row(const char *label, const char *path, const struct load_result *x) {
+    printf("  %-20s %-9s", label, path);
+    cell(x->lat.p50, 8, 3);
+    cell(x->lat.p99, 8, 3);
+    cell(x->lat.p999, 8, 3);
+    cell(x->lat.max, 8, 3);
+    cell(x->rate, 10, 0);
+    if (!x->reached) printf("  offered rate not reached (sent %.0f/s)", x->achieved);
+    else if (x->rate < 0.95 * x->offered) printf("  overloaded: delivered < offered");
+    if (x->missing) printf("  %lld missing", x->missing);
+    printf("\n");
+}
+
+/* Open-loop latency: bridge, baseline and ratio per offered rate. */
+static void table_latency(const struct results *r) {
+    printf("\nLatency at fixed offered rates (open loop, ms from scheduled send to receipt)\n");
+    printf("  %-20s %-9s %8s %8s %8s %8s %10s\n", "offered", "path", "p50", "p99",
+           "p99.9", "max", "deliv/s");
+    for (int i = 0; i < 3; i++) {
+        const struct lat_point *p = &r->lat[i];
+        if (!p->done) continue;
+        lat_row(p->label, "bridge", &p->bridge);
+        lat_row("", "baseline", &p->baseline);
+        printf("  %-20s %-9s", "", "ratio");
+        cell(ratio(p->bridge.lat.p50, p->baseline.lat.p50), 8, 2);
+        cell(ratio(p->bridge.lat.p99, p->baseline.lat.p99), 8, 2);
+        cell(ratio(p->bridge.lat.p999, p->baseline.lat.p999), 8, 2);
+        cell(ratio(p->bridge.lat.max, p->baseline.lat.max), 8, 2);
+        printf("\n");
+    }
+}
+
+/* CPU per message of each process, RSS and Redis memory per message. */
+static void table_cost(const struct results *r) {
+    const struct cost *b = &r->sat_bridge.cpu, *s = &r->sat_base.cpu;
+    printf("\nCost per message (saturation phase; CPU seconds per 100,000 messages)\n");
+    printf("  %-20s %10s %10s %12s %10s\n", "", "bridge", "mosquitto", "redis-server",
+           "bench");
+    printf("  %-20s", "bridge path");
+    cell(b->bridge, 10, 3);
+    cell(b->mosquitto, 10, 3);
+    cell(b->redis, 12, 3);
+    cell(b->bench, 10, 3);
+    printf("\n  %-20s %10s", "baseline", "-");
+    cell(s->mosquitto, 10, 3);
+    printf(" %12s", "-");
+    cell(s->bench, 10, 3);
+    printf("\n  bridge/mosquitto (bridge path) ");
+    cell(ratio(b->bridge, b->mosquitto), 0, 2);
+    printf("; bridge / mosquitto of the baseline ");
+    cell(ratio(b->bridge, s->mosquitto), 0, 2);
+    printf("\n  bridge peak RSS (VmHWM, whole run) %.1f MB\n", (double)r->bridge_hwm_kb / 1024);
+    printf("  Redis used_memory per stored message ");
+    cell(r->redis_bytes_per_msg, 0, 0);
+    printf(" bytes\n");
+}
+
+/* History request rate and latency per request kind. */
+static void table_history(const struct results *r) {
+    printf("\nHistory (MQTT 5 request/response, closed loop of %d requests; the user u0 "
+           "has 1/10 of a room)\n", HISTORY_WINDOW);
+    printf("  %-46s %9s %8s %8s\n", "request", "req/s", "p50 ms", "p99 ms");
+    for (int i = 0; i < r->nhist; i++) {
+        const struct hist_point *h = &r->hist[i];
+        printf("  %-46s", h->label);
+        cell(h->r.rate, 9, 0);
+        cell(h->r.lat.p50, 8, 3);
+        cell(h->r.lat.p99, 8, 3);
+        if (h->r.missing || h->r.bad)
+            printf("  %lld missing, %lld bad replies", h->r.missing, h->r.bad);
+        printf("\n");
+    }
+    printf("  (seeded %ld messages straight into Redis in %.1f s, then waited %.1f s for "
+           "its AOF rewrite)\n", r->seeded, r->seed_s, r->rewrite_s);
+}
+
+/* One scale row. */
+static void scale_row(const char *what, const struct sat_point *p) {
+    char label[64];
+    snprintf(label, sizeof(label), "by %-10s %5d rooms, %3d publishers", what, p->rooms,
+             p->publishers);
+    printf("  %-40s", label);
+    cell(p->r.rate, 10, 0);
+    cell(p->cpu.bridge, 12, 3);
+    cell(p->r.lat.p99, 9, 2);
+    cell(p->other_cores, 8, 2);
+    if (p->r.missing) printf("  %lld missing", p->r.missing);
+    if (p->check.rooms_off) printf("  %d rooms' counters differ", p->check.rooms_off);
+    printf("\n");
+}
+
+/* Throughput and bridge CPU per point of the scale curve. */
+static void table_scale(const struct results *r) {
+    printf("\nScale (closed loop, bridge path; bridge CPU s per 100k msgs; cores used by "
+           "other processes)\n");
+    printf("  %-40s %10s %12s %9s %8s\n", "", "msg/s", "bridge CPU", "p99 ms", "others");
+    for (int i = 0; i < r->nscale_rooms; i++) scale_row("rooms", &r->scale_rooms[i]);
+    for (int i = 0; i < r->nscale_pubs; i++) scale_row("publishers", &r->scale_pubs[i]);
+}
+
+/* Every section, then the verdict. */
+void report_table(const struct results *r) {
+    table_header(r);
+    table_saturation(r);
+    table_latency(r);
+    table_cost(r);
+    if (r->nhist) table_history(r);
+    if (r->nscale_rooms + r->nscale_pubs) table_scale(r);
+    if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
+    printf("\nResult: %s\n", r->problems || r->failed[0] ?
+           "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
+}
+
+/* ==================== JSON ==================== */
+
+/* A minimal writer: tracks whether a comma is due at each depth. */
+struct jw {
+    int depth;
+    int comma[16];
+};
+
+/* A comma if due, then "key": (nothing for array elements). */
+static void jw_key(struct jw *w, const char *key) {
+    if (w->comma[w->depth]) putchar(',');
+    w->comma[w->depth] = 1;
+    if (key) printf("\"%s\":", key);
+}
+
+/* Open an object or array. */
+static void jw_open(struct jw *w, const char *key, char c) {
+    jw_key(w, key);
+    putchar(c);
+    w->comma[++w->depth] = 0;
+}
+
+/* Close it. */
+static void jw_close(struct jw *w, char c) {
+    putchar(c);
+    w->depth--;
+}
+
+/* A number; NaN and infinities are null. */
+static void jw_num(struct jw *w, const char *key, double v) {
+    jw_key(w, key);
+    if (isnan(v) || isinf(v)) printf("null");
+    else printf("%.6g", v);
+}
+
+/* An integer. */
+static void jw_int(struct jw *w, const char *key, long long v) {
+    jw_key(w, key);
+    printf("%lld", v);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void jw_str(struct jw *w, const char *key, const char *v) {
+    jw_key(w, key);
+    putchar('"');
+    for (; *v; v++) {
+        unsigned char ch = (unsigned char)*v;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch == '\n') printf("\\n");
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* true or false. */
+static void jw_bool(struct jw *w, const char *key, int v) {
+    jw_key(w, key);
+    printf(v ? "true" : "false");
+}
+
+/* One phase's counts, rate and latency. */
+static void json_run(struct jw *w, const char *key, const struct load_result *x, int open) {
+    jw_open(w, key, '{');
+    jw_num(w, "msgs_per_s", x->rate);
+    jw_int(w, "sent", x->sent);
+    jw_int(w, "received", x->received);
+    jw_int(w, "missing", x->missing);
+    jw_int(w, "duplicates", x->duplicates);
+    jw_int(w, "bad", x->bad);
+    jw_int(w, "errors", x->errors);
+    jw_num(w, "seconds", x->seconds);
+    jw_num(w, "p50_ms", x->lat.p50);
+    jw_num(w, "p99_ms", x->lat.p99);
+    jw_num(w, "p999_ms", x->lat.p999);
+    jw_num(w, "max_ms", x->lat.max);
+    if (open) {
+        jw_num(w, "offered", x->offered);
+        jw_num(w, "achieved", x->achieved);
+        jw_bool(w, "reached", x->reached);
+    }
+    jw_close(w, '}');
+}
+
+/* CPU seconds per 100,000 messages of each process. */
+static void json_cost(struct jw *w, const char *key, const struct cost *c) {
+    jw_open(w, key, '{');
+    jw_num(w, "bridge", c->bridge);
+    jw_num(w, "mosquitto", c->mosquitto);
+    jw_num(w, "redis", c->redis);
+    jw_num(w, "bench", c->bench);
+    jw_close(w, '}');
+}
+
+/* The bridge's Redis counters against the republishes, if checked. */
+static void json_check(struct jw *w, const struct store_check *k) {
+    if (!k->done) return;
+    jw_open(w, "stored_check", '{');
+    jw_int(w, "stored", k->stored);
+    jw_int(w, "republished", k->republished);
+    jw_int(w, "rooms_off", k->rooms_off);
+    jw_close(w, '}');
+}
+
+/* A saturation point: its run, CPU cost and (bridge path) stored check. */
+static void json_sat(struct jw *w, const char *key, const struct sat_point *p) {
+    jw_open(w, key, '{');
+    jw_int(w, "rooms", p->rooms);
+    jw_int(w, "publishers", p->publishers);
+    json_run(w, "run", &p->r, 0);
+    json_cost(w, "cpu_s_per_100k", &p->cpu);
+    jw_num(w, "other_cores", p->other_cores);
+    json_check(w, &p->check);
+    jw_close(w, '}');
+}
+
+/* Machine, versions and settings. */
+static void json_head(struct jw *w, const struct results *r) {
+    jw_str(w, "bench", "chat-bridge");
+    jw_bool(w, "quick", r->quick);
+    jw_int(w, "cores", r->cores);
+    jw_open(w, "versions", '{');
+    jw_str(w, "mosquitto", r->mosquitto);
+    jw_str(w, "redis", r->redis);
+    jw_str(w, "paho", r->paho);
+    jw_close(w, '}');
+    jw_open(w, "config", '{');
+    jw_int(w, "qos", r->qos);
+    jw_int(w, "payload", r->payload);
+    jw_int(w, "publishers", r->publishers);
+    jw_int(w, "rooms", r->rooms);
+    jw_int(w, "window", r->window);
+    jw_num(w, "duration_s", r->duration_s);
+    jw_str(w, "mosquitto_conf_extra", r->broker_extra);
+    jw_close(w, '}');
+}
+
+/* Saturation of both paths and the cost figures. */
+static void json_saturation(struct jw *w, const struct results *r) {
+    jw_open(w, "saturation", '{');
+    json_sat(w, "bridge", &r->sat_bridge);
+    json_sat(w, "baseline", &r->sat_base);
+    jw_num(w, "ratio", ratio(r->sat_bridge.r.rate, r->sat_base.r.rate));
+    jw_close(w, '}');
+    jw_open(w, "cost", '{');
+    const struct cost *b = &r->sat_bridge.cpu;
+    jw_num(w, "bridge_over_mosquitto", ratio(b->bridge, b->mosquitto));
+    jw_num(w, "bridge_over_baseline_mosquitto", ratio(b->bridge, r->sat_base.cpu.mosquitto));
+    jw_int(w, "bridge_hwm_kb", r->bridge_hwm_kb);
+    jw_num(w, "redis_bytes_per_msg", r->redis_bytes_per_msg);
+    jw_close(w, '}');
+}
+
+/* One object per offered rate. */
+static void json_latency(struct jw *w, const struct results *r) {
+    jw_open(w, "latency", '[');
+    for (int i = 0; i < 3; i++) {
+        const struct lat_point *p = &r->lat[i];
+        if (!p->done) continue;
+        jw_open(w, NULL, '{');
+        jw_str(w, "label", p->label);
+        jw_num(w, "offered", p->offered);
+        json_run(w, "bridge", &p->bridge, 1);
+        json_run(w, "baseline", &p->baseline, 1);
+        json_check(w, &p->check);
+        jw_open(w, "ratio", '{');
+        jw_num(w, "p50", ratio(p->bridge.lat.p50, p->baseline.lat.p50));
+        jw_num(w, "p99", ratio(p->bridge.lat.p99, p->baseline.lat.p99));
+        jw_num(w, "p999", ratio(p->bridge.lat.p999, p->baseline.lat.p999));
+        jw_num(w, "max", ratio(p->bridge.lat.max, p->baseline.lat.max));
+        jw_close(w, '}');
+        jw_close(w, '}');
+    }
+    jw_close(w, ']');
+}
+
+/* One object per history request kind, and the seeding. */
+static void json_history(struct jw *w, const struct results *r) {
+    jw_open(w, "history", '[');
+    for (int i = 0; i < r->nhist; i++) {
+        jw_open(w, NULL, '{');
+        jw_str(w, "request", r->hist[i].request);
+        jw_int(w, "room_msgs", r->hist[i].room_msgs);
+        json_run(w, "run", &r->hist[i].r, 0);
+        jw_close(w, '}');
+    }
+    jw_close(w, ']');
+    jw_open(w, "seed", '{');
+    jw_int(w, "messages", r->seeded);
+    jw_num(w, "seconds", r->seed_s);
+    jw_num(w, "aof_rewrite_wait_s", r->rewrite_s);
+    jw_close(w, '}');
+}
+
+/* The scale curve, by rooms and by publishers. */
+static void json_scale(struct jw *w, const struct results *r) {
+    jw_open(w, "scale", '{');
+    jw_open(w, "rooms", '[');
+    for (int i = 0; i < r->nscale_rooms; i++) json_sat(w, NULL, &r->scale_rooms[i]);
+    jw_close(w, ']');
+    jw_open(w, "publishers", '[');
+    for (int i = 0; i < r->nscale_pubs; i++) json_sat(w, NULL, &r->scale_pubs[i]);
+    jw_close(w, ']');
+    jw_close(w, '}');
+}
+
+/* Everything on one line. */
+void report_json(const struct results *r) {
+    struct jw w = { 0 };
+    jw_open(&w, NULL, '{');
+    json_head(&w, r);
+    json_saturation(&w, r);
+    json_latency(&w, r);
+    json_history(&w, r);
+    json_scale(&w, r);
+    jw_int(&w, "problems", r->problems);
+    if (r->failed[0]) jw_str(&w, "failed", r->failed);
+    jw_bool(&w, "ok", !r->problems && !r->failed[0]);
+    jw_close(&w, '}');
+    putchar('\n');
+    fflush(stdout);
+}
