@@ -10,7 +10,10 @@
  *   3. the scale curve over rooms and publishers;
  *   4. history requests on rooms seeded straight into Redis (after the
  *      AOF rewrite the seeding triggers);
- *   5. latency at 10,000/s, last because it may overload the bridge.
+ *   5. retention: the bridge restarted with max_messages_per_room set,
+ *      rooms filled ten times over, Redis memory after each fill; then
+ *      the bridge restarted on the default configuration again;
+ *   6. latency at 10,000/s, last because it may overload the bridge.
  * Prints a table and a JSON line. Exits 1 if any message or reply went
  * missing, was malformed, or was not stored; 2 on a usage error. Timing
  * never fails a run. */
@@ -33,10 +36,11 @@ struct opts {
     const char *bridge;
 };
 
-/* Phase timings, set from --quick. */
+/* Phase lengths (and the retention phase's cap), set from --quick. */
 struct timing {
     long long warmup, latency, lat_warmup, history, hist_warmup, scale, scale_warmup,
-              drain;
+              drain, ret_round;   /* ret_round: a retention round's deadline */
+    long ret_cap;                 /* retention.max_messages_per_room */
 };
 
 struct ctx {
@@ -140,7 +144,8 @@ static void set_timing(struct ctx *c) {
         .latency = q ? S_NS : 5 * S_NS, .lat_warmup = q ? S_NS / 4 : S_NS,
         .history = q ? S_NS : 5 * S_NS, .hist_warmup = q ? S_NS / 5 : S_NS / 2,
         .scale = q ? 3 * S_NS / 2 : 5 * S_NS, .scale_warmup = q ? S_NS / 4 : S_NS,
-        .drain = q ? 20 * S_NS : 60 * S_NS };
+        .drain = q ? 20 * S_NS : 60 * S_NS,
+        .ret_round = q ? 10 * S_NS : 30 * S_NS, .ret_cap = q ? 200 : 1000 };
 }
 
 /* ==================== Measuring ==================== */
@@ -231,6 +236,37 @@ static int run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
     return 0;
 }
 
+/* ==================== The bridge ==================== */
+
+/* load_probe's liveness test: the bridge process still runs. */
+static int bridge_alive(void *arg) {
+    return procs_bridge_alive(arg);
+}
+
+/* Start the bridge on the default configuration plus extra_yaml and wait
+ * until it answers a history request. 0, or -1 with a message. */
+static int start_bridge(struct ctx *c, const char *extra_yaml) {
+    if (procs_start_bridge(&c->pr, c->o.bridge, extra_yaml) == 0 &&
+        load_probe(c->load, 30000, bridge_alive, &c->pr) == 0)
+        return 0;
+    fprintf(stderr, "bench: the bridge did not answer\n");
+    return -1;
+}
+
+/* Keep the bridge's peak RSS, the highest over its runs. */
+static void note_hwm(struct ctx *c) {
+    long kb = proc_status_kb(c->pr.bridge_pid, "VmHWM");
+    if (kb > c->res.bridge_hwm_kb) c->res.bridge_hwm_kb = kb;
+}
+
+/* Stop the bridge (it stores what it holds first) and start it again on
+ * the default configuration plus extra_yaml. 0 or -1. */
+static int restart_bridge(struct ctx *c, const char *extra_yaml) {
+    note_hwm(c);
+    procs_stop_bridge(&c->pr);
+    return start_bridge(c, extra_yaml);
+}
+
 /* ==================== Phases ==================== */
 
 /* 1. Saturation, bridge path then baseline, and Redis memory per message. */
@@ -248,6 +284,7 @@ static int phase_saturation(struct ctx *c) {
         r->redis_bytes_per_msg = (double)(mem1 - mem0) / (double)r->sat_bridge.check.stored;
     else
         r->redis_bytes_per_msg = -1;
+    kv_encodings(c->kv, "sat0", 1, &r->enc);
     PROGRESS("saturation, baseline (%.0f s)", c->o.duration);
     return run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur, c->o.messages);
 }
@@ -288,7 +325,7 @@ static int phase_latency(struct ctx *c) {
     return latency_point(c, 2, c->res.sat_bridge.r.rate / 2);
 }
 
-/* 5. Latency at 10,000/s, last: on a small machine it overloads the
+/* 6. Latency at 10,000/s, last: on a small machine it overloads the
  * bridge, and the backlog must not spill into the other phases. */
 static int phase_latency_high(struct ctx *c) {
     return latency_point(c, 1, 10000);
@@ -370,12 +407,73 @@ static int phase_scale(struct ctx *c) {
     return 0;
 }
 
-/* ==================== Run ==================== */
-
-/* load_probe's liveness test: the bridge process still runs. */
-static int bridge_alive(void *arg) {
-    return procs_bridge_alive(arg);
+/* One retention round: cap more messages to each room (publisher i
+ * writes only to room ret<i>), then Redis's used_memory. 0 or -1. */
+static int retention_round(struct ctx *c, struct ret_point *rt) {
+    struct load_spec s = spec_for(c, TARGET_BRIDGE, "ret", RET_ROOMS, RET_ROOMS);
+    struct load_result r;
+    s.per_publisher = rt->cap;
+    s.duration_ns = c->t.ret_round;
+    s.mark = NULL;
+    if (load_run(c->load, &s, &r) < 0) return -1;
+    note_run(c, "retention", &r);
+    rt->sent += r.sent;
+    rt->received += r.received;
+    rt->missing += r.missing;
+    rt->bad += r.bad;
+    rt->seconds += r.seconds;
+    rt->mem[rt->rounds++] = kv_used_memory(c->kv);
+    return 0;
 }
+
+/* Each room's index holds exactly cap ids, and its counter says every
+ * message it was sent was stored. */
+static void check_retention(struct ctx *c, struct ret_point *rt) {
+    long long ctr[RET_ROOMS];
+    char room[16];
+    int have = kv_counters(c->kv, "ret", RET_ROOMS, ctr) == 0;
+    for (int i = 0; i < RET_ROOMS; i++) {
+        snprintf(room, sizeof(room), "ret%d", i);
+        rt->ids[i] = kv_room_ids(c->kv, room);
+        if (rt->ids[i] != rt->cap || !have || ctr[i] != rt->rounds * rt->cap) rt->rooms_off++;
+    }
+    if (rt->rooms_off == 0) return;
+    c->res.problems++;
+    fprintf(stderr, "bench: retention: %d of %d rooms do not hold %ld ids or did not store "
+            "%ld messages\n", rt->rooms_off, RET_ROOMS, rt->cap, rt->rounds * rt->cap);
+}
+
+/* The rounds (up to the first that lost a message), with used_memory
+ * before them. Redis 7 allocates a latency histogram (about 24 kB) for
+ * each command at its first call; latency tracking is off meanwhile so
+ * that the first trims' DEL, ZREM, HDEL... do not show as growth. */
+static int retention_rounds(struct ctx *c, struct ret_point *rt) {
+    int rc = 0;
+    kv_config_set(c->kv, "latency-tracking", "no");
+    rt->mem_before = kv_used_memory(c->kv);
+    while (rc == 0 && rt->rounds < RET_ROUNDS && rt->missing == 0 && !bench_interrupted)
+        rc = retention_round(c, rt);
+    kv_config_set(c->kv, "latency-tracking", "yes");      /* Redis's default */
+    return rc;
+}
+
+/* 5. Retention: the bridge restarted with max_messages_per_room = cap,
+ * RET_ROUNDS rounds of cap messages per room, the rooms checked, and the
+ * default bridge back. */
+static int phase_retention(struct ctx *c) {
+    struct ret_point *rt = &c->res.ret;
+    char yaml[96];
+    *rt = (struct ret_point){ .cap = c->t.ret_cap };
+    snprintf(yaml, sizeof(yaml), "retention:\n  max_messages_per_room: %ld\n", rt->cap);
+    PROGRESS("retention: max_messages_per_room %ld, %d rooms x %d x %ld messages", rt->cap,
+             RET_ROOMS, RET_ROUNDS, rt->cap);
+    if (restart_bridge(c, yaml) < 0 || retention_rounds(c, rt) < 0) return -1;
+    check_retention(c, rt);
+    rt->done = 1;
+    return restart_bridge(c, "");
+}
+
+/* ==================== Run ==================== */
 
 /* Servers, clients, bridge; then the versions for the report. 0 or -1. */
 static int setup(struct ctx *c) {
@@ -384,9 +482,7 @@ static int setup(struct ctx *c) {
     if (procs_start_servers(&c->pr) < 0) return -1;
     if ((c->kv = kv_connect(c->pr.redis_port)) == NULL) return -1;
     if ((c->load = load_new(c->pr.mqtt_port, maxpub, c->o.qos)) == NULL) return -1;
-    if (procs_start_bridge(&c->pr, c->o.bridge) < 0 ||
-        load_probe(c->load, 30000, bridge_alive, &c->pr) < 0) {
-        fprintf(stderr, "bench: the bridge did not answer\n");
+    if (start_bridge(c, "") < 0) {
         procs_dump_log(&c->pr, "bridge.log");
         return -1;
     }
@@ -401,7 +497,7 @@ static void run_phases(struct ctx *c) {
     static const struct { const char *name; int (*fn)(struct ctx *); } phases[] = {
         { "saturation", phase_saturation }, { "latency", phase_latency },
         { "scale", phase_scale }, { "history", phase_history },
-        { "latency at 10000/s", phase_latency_high } };
+        { "retention", phase_retention }, { "latency at 10000/s", phase_latency_high } };
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
         if (bench_interrupted) {
             snprintf(c->res.failed, sizeof(c->res.failed), "interrupted");
@@ -414,7 +510,7 @@ static void run_phases(struct ctx *c) {
             return;
         }
     }
-    c->res.bridge_hwm_kb = proc_status_kb(c->pr.bridge_pid, "VmHWM");
+    note_hwm(c);
 }
 
 /* SIGINT/SIGTERM: stop the phases and clean up; a second one exits now. */

@@ -64,8 +64,12 @@ struct procs {
  * mosquitto on free 127.0.0.1 ports. 0, or -1 with a message on stderr. */
 int procs_start_servers(struct procs *p);
 /* Write the bridge's configuration (journal in the temporary directory,
- * everything else default) and start the bridge. 0 or -1. */
-int procs_start_bridge(struct procs *p, const char *bridge_path);
+ * everything else default, then the YAML lines extra_yaml) and start the
+ * bridge. 0 or -1. */
+int procs_start_bridge(struct procs *p, const char *bridge_path, const char *extra_yaml);
+/* Stop the bridge by PID (SIGTERM: it stores what it holds; SIGKILL after
+ * a deadline). */
+void procs_stop_bridge(struct procs *p);
 /* 1 while the bridge runs; 0 once it exited (it is reaped). */
 int procs_bridge_alive(struct procs *p);
 /* Stop the bridge, mosquitto and redis-server by PID (SIGTERM, then SIGKILL
@@ -95,6 +99,18 @@ void proc_mosquitto_version(char *buf, size_t size);
 
 struct redisContext;
 
+/* How Redis stores one bridge-stored message hash and its room's index
+ * (OBJECT ENCODING: "listpack" is compact, "hashtable" and "skiplist"
+ * are not), with the sizes and thresholds that decide it. */
+struct encodings {
+    char msg_key[96], msg[32];    /* chatroom:<room>:<id> */
+    long long msg_bytes;          /* HSTRLEN of its content */
+    long long hash_max_value;     /* CONFIG hash-max-listpack-value */
+    char index_key[96], index[32];/* chatroom:<room>:messages:ids */
+    long long index_ids;          /* its ZCARD */
+    long long zset_max_entries;   /* CONFIG zset-max-listpack-entries */
+};
+
 struct redisContext *kv_connect(int port);
 void kv_free(struct redisContext *c);
 /* Store n messages 1..n in room (users u0..u<users-1> in turn, texts of
@@ -112,6 +128,13 @@ void kv_version(struct redisContext *c, char *buf, size_t size);
 /* The counters chatroom:<prefix><i>:messages for i in 0..n-1 into out
  * (0 where absent). 0 or -1. */
 int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out);
+/* ZCARD of chatroom:<room>:messages:ids, the room's live ids; -1 on error. */
+long long kv_room_ids(struct redisContext *c, const char *room);
+/* The encodings of message id of room and of the room's index ("?" where
+ * unknown, -1 for unknown numbers). */
+void kv_encodings(struct redisContext *c, const char *room, long id, struct encodings *e);
+/* CONFIG SET name value. 0 or -1. */
+int kv_config_set(struct redisContext *c, const char *name, const char *value);
 
 /* ==================== Load generator (load.c) ==================== */
 
@@ -136,6 +159,10 @@ struct load_spec {
     long long warmup_ns, duration_ns;
     long long max_messages;       /* closed loop: end the window after this
                                      many completions; 0 = duration only */
+    long long per_publisher;      /* closed loop: each publisher sends exactly
+                                     this many, and the window ends once all
+                                     completed (duration_ns is then the
+                                     deadline); 0 = no quota */
     long long drain_ns;           /* after the window, wait for stragglers
                                      while they keep coming, at most this */
     const char *request;          /* history: the request body */
@@ -219,6 +246,24 @@ struct hist_point {
 
 #define MAX_SCALE 3
 
+#define RET_ROUNDS 10             /* retention: rounds of `cap` messages per room */
+#define RET_ROOMS 5               /* ... rooms, one publisher each */
+
+/* The retention phase: a bridge with retention.max_messages_per_room =
+ * cap gets RET_ROUNDS x cap messages in each room; Redis's used_memory
+ * after each round should stay flat once the rooms are full. */
+struct ret_point {
+    int done;
+    long cap;
+    int rounds;                   /* rounds completed */
+    long long mem_before;         /* used_memory before the first round */
+    long long mem[RET_ROUNDS];    /* ... after each round */
+    long long sent, received, missing, bad;  /* all rounds */
+    double seconds;               /* the rounds' windows together */
+    long long ids[RET_ROOMS];     /* each room's index (ZCARD) at the end */
+    int rooms_off;                /* rooms whose index or counter is wrong */
+};
+
 struct results {
     int cores, quick, qos, payload, window, rooms, publishers;
     char broker_extra[1024];      /* --mosquitto-conf lines, if any */
@@ -226,7 +271,8 @@ struct results {
     char mosquitto[64], redis[64], paho[64];
     struct sat_point sat_bridge, sat_base;
     double redis_bytes_per_msg;
-    long bridge_hwm_kb;
+    struct encodings enc;         /* of a saturation message and its room */
+    long bridge_hwm_kb;           /* highest over the bridge's runs */
     struct lat_point lat[3];      /* 1000/s, 10000/s, 50% of saturation */
     double seed_s, rewrite_s;     /* seeding, then Redis's AOF rewrite */
     long seeded;
@@ -234,6 +280,7 @@ struct results {
     int nhist;
     struct sat_point scale_rooms[MAX_SCALE], scale_pubs[MAX_SCALE];
     int nscale_rooms, nscale_pubs;
+    struct ret_point ret;
     int problems;                 /* anything lost, bad or mismatched */
     char failed[256];             /* why the run stopped early, if it did */
 };

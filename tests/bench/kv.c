@@ -1,11 +1,12 @@
 /* kv.c -- the benchmark's Redis side (see bench.h): seeding history rooms
  * in the bridge's exact schema (README "Redis schema", prefix chatroom),
- * reading the rooms' counters and INFO.
+ * reading the rooms' counters, indexes, encodings and INFO.
  *
  * Seeding is pipelined with redisAppendCommandArgv in chunks of SEED_CHUNK
  * messages: one HSET per message hash, and per chunk one multi-member
  * ZADD for the room index and, per user, one HSET of the user's hash and
  * one ZADD of the user's index. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,4 +247,65 @@ int kv_counters(struct redisContext *c, const char *prefix, int n, long long *ou
         }
     }
     return 0;
+}
+
+/* A command's integer reply (hiredis format); -1 on error or another
+ * type. */
+static long long reply_int(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* A command's status or string reply into buf (hiredis format); "?" on
+ * error or nil. */
+static void reply_str(redisContext *c, char *buf, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    int ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+    snprintf(buf, size, "%s", ok ? r->str : "?");
+    if (r) freeReplyObject(r);
+}
+
+/* CONFIG GET of a numeric parameter: the reply is [name, value]. */
+static long long config_int(redisContext *c, const char *name) {
+    redisReply *r = redisCommand(c, "CONFIG GET %s", name);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        v = strtoll(r->element[1]->str, NULL, 10);
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* ZCARD of the room index. */
+long long kv_room_ids(struct redisContext *c, const char *room) {
+    return reply_int(c, "ZCARD " PREFIX ":%s:messages:ids", room);
+}
+
+/* OBJECT ENCODING of the message hash and the room index, the message's
+ * content length and the index's size, and the two thresholds. */
+void kv_encodings(struct redisContext *c, const char *room, long id, struct encodings *e) {
+    snprintf(e->msg_key, sizeof(e->msg_key), PREFIX ":%s:%ld", room, id);
+    snprintf(e->index_key, sizeof(e->index_key), PREFIX ":%s:messages:ids", room);
+    reply_str(c, e->msg, sizeof(e->msg), "OBJECT ENCODING %s", e->msg_key);
+    reply_str(c, e->index, sizeof(e->index), "OBJECT ENCODING %s", e->index_key);
+    e->msg_bytes = reply_int(c, "HSTRLEN %s content", e->msg_key);
+    e->index_ids = kv_room_ids(c, room);
+    e->hash_max_value = config_int(c, "hash-max-listpack-value");
+    e->zset_max_entries = config_int(c, "zset-max-listpack-entries");
+}
+
+/* CONFIG SET name value. 0 or -1. */
+int kv_config_set(struct redisContext *c, const char *name, const char *value) {
+    redisReply *r = redisCommand(c, "CONFIG SET %s %s", name, value);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    return ok ? 0 : -1;
 }

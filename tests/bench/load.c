@@ -12,9 +12,10 @@
  * Closed loop: each publisher starts with `window` messages and sends the
  * next one whenever one of its messages completes, from the subscriber's
  * callback (no thread hand-off per message: the benchmark's own CPU per
- * message matters on a small machine). Open loop: the caller's thread
- * sends on a fixed schedule, each message stamped with its scheduled time,
- * so a late generator shows up as latency rather than hiding it.
+ * message matters on a small machine), up to its quota if the spec sets
+ * one. Open loop: the caller's thread sends on a fixed schedule, each
+ * message stamped with its scheduled time, so a late generator shows up
+ * as latency rather than hiding it.
  *
  * Threads: Paho runs the callback on its receive thread with Paho's lock
  * held, and the callback takes ours. Nobody calls Paho holding our lock:
@@ -134,11 +135,15 @@ static void expected_topic(const struct phase *ph, int room, char *buf, size_t s
 
 /* ==================== Sending ==================== */
 
-/* Reserve publisher p's next sequence number (counted as sent). */
-static long long reserve(struct load *l, int p) {
+/* Reserve publisher p's next sequence number (counted as sent); -1 once
+ * it has sent its quota (the spec's per_publisher). */
+static long long reserve(struct load *l, const struct load_spec *s, int p) {
+    long long seq = -1;
     pthread_mutex_lock(&l->lock);
-    long long seq = l->pubs[p].next_seq++;
-    l->ph.sent++;
+    if (s->per_publisher <= 0 || l->pubs[p].next_seq < s->per_publisher) {
+        seq = l->pubs[p].next_seq++;
+        l->ph.sent++;
+    }
     pthread_mutex_unlock(&l->lock);
     return seq;
 }
@@ -198,11 +203,12 @@ static int publish(struct load *l, const struct load_spec *s, int phase, int p,
            MQTTASYNC_SUCCESS ? 0 : -1;
 }
 
-/* Reserve and publish publisher p's next message. 0 or -1. */
+/* Reserve and publish publisher p's next message, if its quota allows.
+ * 0 or -1. */
 static int send_next(struct load *l, const struct load_spec *s, int phase, int p,
                      long long t_ns) {
-    long long seq = reserve(l, p);
-    if (publish(l, s, phase, p, seq, t_ns) == 0) return 0;
+    long long seq = reserve(l, s, p);
+    if (seq < 0 || publish(l, s, phase, p, seq, t_ns) == 0) return 0;
     unreserve(l);
     return -1;
 }
@@ -225,11 +231,15 @@ static int mark_seen(struct pub *p, long long seq) {
     return 1;
 }
 
-/* Close the window early once --messages completions were measured, and
- * wake the driver waiting for the window's end. */
+/* Close the window early once --messages completions were measured, or
+ * every publisher's quota completed, and wake the driver waiting for the
+ * window's end. */
 static void check_count(struct load *l, long long now) {
     struct phase *ph = &l->ph;
-    if (ph->spec->max_messages <= 0 || ph->measured < ph->spec->max_messages || ph->we <= now)
+    const struct load_spec *s = ph->spec;
+    int counted = s->max_messages > 0 && ph->measured >= s->max_messages;
+    int quota = s->per_publisher > 0 && ph->received >= s->per_publisher * ph->npub;
+    if (!(counted || quota) || ph->we <= now)
         return;
     ph->we = now;
     pthread_cond_signal(&l->cond);

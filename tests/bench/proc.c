@@ -107,13 +107,14 @@ static int write_file(const char *path, const char *text) {
 
 /* ==================== Servers ==================== */
 
-/* redis-server with the durability of config/redis.conf: AOF, everysec. */
+/* redis-server from config/redis.conf (AOF everysec, compact hashes), as
+ * make run starts it, on our port and directory. make runs us from the
+ * project's top directory. */
 static void spawn_redis(struct procs *p) {
     char port[16];
     snprintf(port, sizeof(port), "%d", p->redis_port);
-    char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
-        "--dir", p->dir, "--save", "", "--appendonly", "yes",
-        "--appendfsync", "everysec", NULL };
+    char *argv[] = { "redis-server", "config/redis.conf", "--port", port,
+        "--bind", "127.0.0.1", "--dir", p->dir, NULL };
     p->redis_pid = spawn(argv, p->dir, "redis.log");
 }
 
@@ -157,18 +158,26 @@ int procs_start_servers(struct procs *p) {
 }
 
 /* Write bridge.yaml (broker, Redis, journal in the temporary directory;
- * every other option default) and start the bridge on it. */
-int procs_start_bridge(struct procs *p, const char *bridge_path) {
+ * every other option default unless extra_yaml sets it) and start the
+ * bridge on it. */
+int procs_start_bridge(struct procs *p, const char *bridge_path, const char *extra_yaml) {
     char conf[300], yaml[1024];
     snprintf(conf, sizeof(conf), "%s/bridge.yaml", p->dir);
-    snprintf(yaml, sizeof(yaml),
-             "mqtt:\n  uri: tcp://127.0.0.1:%d\n"
-             "redis:\n  port: %d\n"
-             "journal:\n  dir: %s/journal\n", p->mqtt_port, p->redis_port, p->dir);
-    if (write_file(conf, yaml) < 0) return -1;
+    if (snprintf(yaml, sizeof(yaml),
+                 "mqtt:\n  uri: tcp://127.0.0.1:%d\n"
+                 "redis:\n  port: %d\n"
+                 "journal:\n  dir: %s/journal\n%s", p->mqtt_port, p->redis_port, p->dir,
+                 extra_yaml) >= (int)sizeof(yaml) ||
+        write_file(conf, yaml) < 0)
+        return -1;
     char *argv[] = { (char *)bridge_path, "-c", conf, NULL };
     p->bridge_pid = spawn(argv, p->dir, "bridge.log");
     return p->bridge_pid > 0 ? 0 : -1;
+}
+
+/* SIGTERM first: the bridge stores its journal before it exits. */
+void procs_stop_bridge(struct procs *p) {
+    stop_pid(&p->bridge_pid, 15000);
 }
 
 /* Reap the bridge if it exited. */
@@ -191,7 +200,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 /* The bridge first (it stores what it holds), then the broker and Redis. */
 void procs_stop_all(struct procs *p) {
-    stop_pid(&p->bridge_pid, 15000);
+    procs_stop_bridge(p);
     stop_pid(&p->mqtt_pid, 5000);
     stop_pid(&p->redis_pid, 10000);
     if (p->dir[0] && p->keep) fprintf(stderr, "bench: logs kept in %s\n", p->dir);

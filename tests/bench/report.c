@@ -89,6 +89,23 @@ static void table_latency(const struct results *r) {
     }
 }
 
+/* One encoding: the key, its encoding, and the size that decides it
+ * against Redis's listpack threshold. */
+static void encoding_row(const char *what, const char *key, const char *enc, long long size,
+                         const char *unit, const char *limit, long long max) {
+    printf("    %-13s %-30s %-10s (%lld %s %s %s %lld)\n", what, key, enc, size, unit,
+           size > max ? ">" : "<=", limit, max);
+}
+
+/* OBJECT ENCODING of a stored message and of its room's index. */
+static void table_encodings(const struct encodings *e) {
+    printf("  Redis encoding (listpack is the compact one):\n");
+    encoding_row("message hash", e->msg_key, e->msg, e->msg_bytes, "content bytes",
+                 "hash-max-listpack-value", e->hash_max_value);
+    encoding_row("room index", e->index_key, e->index, e->index_ids, "ids",
+                 "zset-max-listpack-entries", e->zset_max_entries);
+}
+
 /* CPU per message of each process, RSS and Redis memory per message. */
 static void table_cost(const struct results *r) {
     const struct cost *b = &r->sat_bridge.cpu, *s = &r->sat_base.cpu;
@@ -112,6 +129,7 @@ static void table_cost(const struct results *r) {
     printf("  Redis used_memory per stored message ");
     cell(r->redis_bytes_per_msg, 0, 0);
     printf(" bytes\n");
+    table_encodings(&r->enc);
 }
 
 /* History request rate and latency per request kind. */
@@ -157,6 +175,37 @@ static void table_scale(const struct results *r) {
     for (int i = 0; i < r->nscale_pubs; i++) scale_row("publishers", &r->scale_pubs[i]);
 }
 
+/* used_memory after the last round over after the first (the rooms just
+ * full); with net, both counted from the phase's start, so that what the
+ * earlier phases left in Redis does not dilute the ratio. */
+static double ret_ratio(const struct ret_point *t, int net) {
+    if (t->rounds < 2 || t->mem_before < 0 || t->mem[0] < 0 || t->mem[t->rounds - 1] < 0)
+        return NAN;
+    long long base = net ? t->mem_before : 0;
+    return ratio((double)(t->mem[t->rounds - 1] - base), (double)(t->mem[0] - base));
+}
+
+/* Redis memory per round of the retention phase, the ratios, the rooms. */
+static void table_retention(const struct results *r) {
+    const struct ret_point *t = &r->ret;
+    printf("\nRetention (bridge restarted with retention.max_messages_per_room %ld; %d rooms, "
+           "one publisher each, closed loop)\n", t->cap, RET_ROOMS);
+    printf("  %-22s %8d", "messages per room", 0);
+    for (int i = 0; i < t->rounds; i++) printf(" %8ld", (i + 1) * t->cap);
+    printf("\n  %-22s", "Redis used_memory, MB");
+    cell((double)t->mem_before / 1e6, 8, 3);
+    for (int i = 0; i < t->rounds; i++) cell((double)t->mem[i] / 1e6, 8, 3);
+    printf("\n  last / first after the cap: used_memory");
+    cell(ret_ratio(t, 0), 0, 3);
+    printf(", growth since the phase's start");
+    cell(ret_ratio(t, 1), 0, 3);
+    printf(" (flat: 1.0)\n  %lld sent, %lld missing, %lld bad,", t->sent, t->missing, t->bad);
+    cell(ratio((double)t->received, t->seconds), 0, 0);
+    printf(" msg/s; ZCARD of chatroom:ret<i>:messages:ids:");
+    for (int i = 0; i < RET_ROOMS; i++) printf(" %lld", t->ids[i]);
+    printf("%s\n", t->rooms_off ? "  MISMATCH" : "");
+}
+
 /* Every section, then the verdict. */
 void report_table(const struct results *r) {
     table_header(r);
@@ -165,6 +214,7 @@ void report_table(const struct results *r) {
     table_cost(r);
     if (r->nhist) table_history(r);
     if (r->nscale_rooms + r->nscale_pubs) table_scale(r);
+    if (r->ret.done) table_retention(r);
     if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
     printf("\nResult: %s\n", r->problems || r->failed[0] ?
            "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
@@ -307,6 +357,20 @@ static void json_head(struct jw *w, const struct results *r) {
     jw_close(w, '}');
 }
 
+/* OBJECT ENCODING of a stored message and of its room's index. */
+static void json_encodings(struct jw *w, const struct encodings *e) {
+    jw_open(w, "redis_encoding", '{');
+    jw_str(w, "message_key", e->msg_key);
+    jw_str(w, "message", e->msg);
+    jw_int(w, "message_content_bytes", e->msg_bytes);
+    jw_int(w, "hash_max_listpack_value", e->hash_max_value);
+    jw_str(w, "room_index_key", e->index_key);
+    jw_str(w, "room_index", e->index);
+    jw_int(w, "room_index_ids", e->index_ids);
+    jw_int(w, "zset_max_listpack_entries", e->zset_max_entries);
+    jw_close(w, '}');
+}
+
 /* Saturation of both paths and the cost figures. */
 static void json_saturation(struct jw *w, const struct results *r) {
     jw_open(w, "saturation", '{');
@@ -320,6 +384,7 @@ static void json_saturation(struct jw *w, const struct results *r) {
     jw_num(w, "bridge_over_baseline_mosquitto", ratio(b->bridge, r->sat_base.cpu.mosquitto));
     jw_int(w, "bridge_hwm_kb", r->bridge_hwm_kb);
     jw_num(w, "redis_bytes_per_msg", r->redis_bytes_per_msg);
+    json_encodings(w, &r->enc);
     jw_close(w, '}');
 }
 
@@ -376,6 +441,35 @@ static void json_scale(struct jw *w, const struct results *r) {
     jw_close(w, '}');
 }
 
+/* An array of integers. */
+static void json_ints(struct jw *w, const char *key, const long long *v, int n) {
+    jw_open(w, key, '[');
+    for (int i = 0; i < n; i++) jw_int(w, NULL, v[i]);
+    jw_close(w, ']');
+}
+
+/* The retention phase, if it ran: memory per round, ratios, rooms. */
+static void json_retention(struct jw *w, const struct results *r) {
+    const struct ret_point *t = &r->ret;
+    if (!t->done) return;
+    jw_open(w, "retention", '{');
+    jw_int(w, "max_messages_per_room", t->cap);
+    jw_int(w, "rooms", RET_ROOMS);
+    jw_int(w, "rounds", t->rounds);
+    jw_int(w, "used_memory_before", t->mem_before);
+    json_ints(w, "used_memory", t->mem, t->rounds);
+    jw_num(w, "ratio_last_first", ret_ratio(t, 0));
+    jw_num(w, "growth_ratio_last_first", ret_ratio(t, 1));
+    jw_int(w, "sent", t->sent);
+    jw_int(w, "received", t->received);
+    jw_int(w, "missing", t->missing);
+    jw_int(w, "bad", t->bad);
+    jw_num(w, "msgs_per_s", ratio((double)t->received, t->seconds));
+    json_ints(w, "room_index_ids", t->ids, RET_ROOMS);
+    jw_int(w, "rooms_off", t->rooms_off);
+    jw_close(w, '}');
+}
+
 /* Everything on one line. */
 void report_json(const struct results *r) {
     struct jw w = { 0 };
@@ -385,6 +479,7 @@ void report_json(const struct results *r) {
     json_latency(&w, r);
     json_history(&w, r);
     json_scale(&w, r);
+    json_retention(&w, r);
     jw_int(&w, "problems", r->problems);
     if (r->failed[0]) jw_str(&w, "failed", r->failed);
     jw_bool(&w, "ok", !r->problems && !r->failed[0]);
