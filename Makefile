@@ -22,7 +22,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(PKG_CFLAGS)
-override CPPFLAGS += -Ibridge -Ibuild
+override CPPFLAGS += -Ibridge -Ibuild -Itests/lib
 LIBS := -lpaho-mqtt3as $(PKG_LIBS) -pthread
 
 ifeq ($(V),1)
@@ -42,10 +42,12 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 ITEST_BIN := $(B)/tests/integration
 ITEST_SRCS := $(wildcard tests/integration/*.c)
-ITEST_OBJS := $(ITEST_SRCS:tests/integration/%.c=$(B)/tests/it_%.o)
+# tests/lib: the process and port helpers shared by the harness and the bench.
+TEST_LIB := $(B)/tests/lib_sys.o
+ITEST_OBJS := $(ITEST_SRCS:tests/integration/%.c=$(B)/tests/it_%.o) $(TEST_LIB)
 FAULT_BIN := $(B)/tests/faults
 FAULT_SRCS := $(wildcard tests/faults/*.c)
-FAULT_OBJS := $(FAULT_SRCS:tests/faults/%.c=$(B)/tests/ft_%.o) $(B)/tests/it_harness.o
+FAULT_OBJS := $(FAULT_SRCS:tests/faults/%.c=$(B)/tests/ft_%.o) $(B)/tests/it_harness.o $(TEST_LIB)
 
 .PHONY: all deps run test unit integration test-faults check-memory lint clean
 all: $(B)/chat-bridge
@@ -77,6 +79,10 @@ $(B)/chat-bridge: $(B)/main.o $(B)/libbridge.a
 $(B)/tests/%: tests/unit/%.c $(B)/libbridge.a | $(B)/tests
 	$(quiet) CC $<
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbridge.a $(LIBS) -lcmocka
+
+$(B)/tests/lib_%.o: tests/lib/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/tests/it_%.o: tests/integration/%.c | $(B)/tests
 	$(quiet) CC $<
@@ -153,7 +159,7 @@ clean:
 # BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--json-only".
 BENCH_BIN := $(B)/bench/bench
 BENCH_SRCS := $(wildcard tests/bench/*.c)
-BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o)
+BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o) $(TEST_LIB)
 BENCH_LIBS := -lpaho-mqtt3a $(shell pkg-config --libs hiredis 2>/dev/null) -pthread
 
 .PHONY: bench bench-quick
@@ -198,7 +204,7 @@ CONFDIR := /etc/chat-bridge
 SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 INSTALL ?= install
 SVC_TEST_BIN := $(B)/tests/service_notify
-SVC_TEST_OBJS := $(B)/tests/svc_test_notify.o $(B)/tests/it_harness.o
+SVC_TEST_OBJS := $(B)/tests/svc_test_notify.o $(B)/tests/it_harness.o $(TEST_LIB)
 
 .PHONY: install uninstall test-service
 

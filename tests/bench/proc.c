@@ -24,85 +24,21 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "sys.h"
 
 /* ==================== Helpers ==================== */
 
-/* Sleep ms milliseconds. */
-static void sleep_ms(long ms) {
-    sleep_until_ns(now_ns() + ms * 1000000LL);
-}
-
-/* A port the kernel just gave out on 127.0.0.1; free when we return. */
-static int free_port(void) {
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-/* Wait until something accepts connections on 127.0.0.1:port. 0 or -1. */
-static int wait_port(int port, int timeout_ms) {
-    for (int waited = 0; waited < timeout_ms && !bench_interrupted; waited += 50) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (fd >= 0) close(fd);
-        if (ok) return 0;
-        sleep_ms(50);
-    }
-    return -1;
-}
-
-/* fork+exec argv with stdout and stderr appended to dir/logname. The child
- * gets SIGKILL if the benchmark dies. */
+/* Start argv with its output appended to dir/logname; it dies with us. */
 static pid_t spawn(char *const argv[], const char *dir, const char *logname) {
     char log[512];
     snprintf(log, sizeof(log), "%s/%s", dir, logname);
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close_range(3, ~0U, 0);          /* not our MQTT and Redis connections */
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    execvp(argv[0], argv);
-    static const char msg[] = "bench: exec failed\n";   /* no stdio after fork */
-    if (write(2, msg, sizeof(msg) - 1) < 0) _exit(126);
-    _exit(127);
+    return sys_spawn(argv, log, 1);
 }
 
-/* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Sets *pid to 0. */
+/* Stop a child by PID (SIGTERM, then SIGKILL) and forget it. */
 static void stop_pid(pid_t *pid, int timeout_ms) {
-    int status;
-    if (*pid <= 0) return;
-    kill(*pid, SIGTERM);
-    for (int waited = 0; waited < timeout_ms; waited += 20) {
-        if (waitpid(*pid, &status, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        sleep_ms(20);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, &status, 0);
+    sys_stop_pid(*pid, timeout_ms);
     *pid = 0;
-}
-
-/* Write text to a new file. 0 or -1. */
-static int write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) return -1;
-    fputs(text, f);
-    return fclose(f);
 }
 
 /* ==================== Servers ==================== */
@@ -129,7 +65,7 @@ static int spawn_mosquitto(struct procs *p) {
              "max_queued_messages 100000\n%s%s", p->mqtt_port, p->dir,
              geteuid() == 0 ? "user root\n" : "", p->broker_extra);
     snprintf(path, sizeof(path), "%s/mosquitto.conf", p->dir);
-    if (write_file(path, conf) < 0) return -1;
+    if (sys_write_file(path, conf) < 0) return -1;
     char *argv[] = { "mosquitto", "-c", path, NULL };
     p->mqtt_pid = spawn(argv, p->dir, "mosquitto.log");
     return 0;
@@ -144,11 +80,11 @@ int procs_start_servers(struct procs *p) {
         p->dir[0] = '\0';
         return -1;
     }
-    p->redis_port = free_port();
-    p->mqtt_port = free_port();
+    p->redis_port = sys_free_port();
+    p->mqtt_port = sys_free_port();
     spawn_redis(p);
     if (spawn_mosquitto(p) < 0 || p->redis_pid < 0 || p->mqtt_pid < 0 ||
-        wait_port(p->redis_port, 10000) < 0 || wait_port(p->mqtt_port, 10000) < 0) {
+        sys_wait_port(p->redis_port, 10000, &bench_interrupted) < 0 || sys_wait_port(p->mqtt_port, 10000, &bench_interrupted) < 0) {
         fprintf(stderr, "bench: mosquitto or redis-server did not start\n");
         procs_dump_log(p, "redis.log");
         procs_dump_log(p, "mosquitto.log");
@@ -168,7 +104,7 @@ int procs_start_bridge(struct procs *p, const char *bridge_path, const char *ext
                  "redis:\n  port: %d\n"
                  "journal:\n  dir: %s/journal\n%s", p->mqtt_port, p->redis_port, p->dir,
                  extra_yaml) >= (int)sizeof(yaml) ||
-        write_file(conf, yaml) < 0)
+        sys_write_file(conf, yaml) < 0)
         return -1;
     char *argv[] = { (char *)bridge_path, "-c", conf, NULL };
     p->bridge_pid = spawn(argv, p->dir, "bridge.log");

@@ -16,74 +16,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sys.h"
 
 void h_sleep_ms(long ms) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-/* A port the kernel just gave out on 127.0.0.1; free when we return. */
-static int h_free_port(void) {
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-/* Wait until something accepts connections on 127.0.0.1:port. */
-static int h_wait_port(int port, int timeout_ms) {
-    for (int waited = 0; waited < timeout_ms; waited += 50) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (fd >= 0) close(fd);
-        if (ok) return 0;
-        h_sleep_ms(50);
-    }
-    return -1;
-}
-
-/* fork+exec argv with stdout and stderr appended to logfile. */
-static pid_t h_spawn(char *const argv[], const char *logfile) {
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    execvp(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
-/* SIGTERM, wait up to timeout_ms, then SIGKILL. Exit status or -1. */
-static int h_stop_pid(pid_t pid, int timeout_ms) {
-    int status;
-    if (pid <= 0) return -1;
-    kill(pid, SIGTERM);
-    for (int waited = 0; waited < timeout_ms; waited += 20) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        h_sleep_ms(20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
-static int h_write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) return -1;
-    fputs(text, f);
-    return fclose(f);
+    sys_sleep_ms(ms);
 }
 
 /* Start redis-server on e->redis_port in e->dir, with e->opts. */
@@ -98,7 +34,7 @@ static void h_spawn_redis(struct h_env *e) {
         redis_argv[12] = "always";
     }
     snprintf(path, sizeof(path), "%s/redis.log", e->dir);
-    e->redis_pid = h_spawn(redis_argv, path);
+    e->redis_pid = sys_spawn(redis_argv, path, 0);
 }
 
 /* Write mosquitto.conf for e->mqtt_port and e->opts. 0 or -1. */
@@ -117,7 +53,7 @@ static int h_write_mqtt_conf(struct h_env *e) {
     snprintf(conf + n, sizeof(conf) - (size_t)n, "max_queued_messages %d\n",
              e->opts.mqtt_max_queued > 0 ? e->opts.mqtt_max_queued : 100000);
     snprintf(path, sizeof(path), "%s/mosquitto.conf", e->dir);
-    return h_write_file(path, conf);
+    return sys_write_file(path, conf);
 }
 
 /* Start mosquitto on the configuration h_write_mqtt_conf wrote. */
@@ -126,7 +62,7 @@ static void h_spawn_mqtt(struct h_env *e) {
     snprintf(path, sizeof(path), "%s/mosquitto.conf", e->dir);
     snprintf(log, sizeof(log), "%s/mosquitto.log", e->dir);
     char *mq_argv[] = { "mosquitto", "-c", path, NULL };
-    e->mqtt_pid = h_spawn(mq_argv, log);
+    e->mqtt_pid = sys_spawn(mq_argv, log, 0);
 }
 
 /* (Re)connect the assertion client e->redis. 0 or -1. */
@@ -146,12 +82,12 @@ int h_start_servers_opt(struct h_env *e, const struct h_server_opts *o) {
     snprintf(e->dir, sizeof(e->dir), "/tmp/chat-bridge-test.XXXXXX");
     if (mkdtemp(e->dir) == NULL) return -1;
     e->opts = o ? *o : (struct h_server_opts){ 0 };
-    e->redis_port = h_free_port();
-    e->mqtt_port = h_free_port();
+    e->redis_port = sys_free_port();
+    e->mqtt_port = sys_free_port();
     h_spawn_redis(e);
     if (h_write_mqtt_conf(e) < 0) return -1;
     h_spawn_mqtt(e);
-    if (h_wait_port(e->redis_port, 10000) < 0 || h_wait_port(e->mqtt_port, 10000) < 0) {
+    if (sys_wait_port(e->redis_port, 10000, NULL) < 0 || sys_wait_port(e->mqtt_port, 10000, NULL) < 0) {
         fprintf(stderr, "harness: servers did not start (see %s)\n", e->dir);
         return -1;
     }
@@ -166,8 +102,8 @@ void h_stop_servers(struct h_env *e) {
 void h_stop_servers_keep(struct h_env *e, int keep) {
     if (e->redis) redisFree(e->redis);
     e->redis = NULL;
-    h_stop_pid(e->mqtt_pid, 5000);
-    h_stop_pid(e->redis_pid, 5000);
+    sys_stop_pid(e->mqtt_pid, 5000);
+    sys_stop_pid(e->redis_pid, 5000);
     e->mqtt_pid = e->redis_pid = 0;
     if (!keep) {
         char cmd[300];
@@ -193,7 +129,7 @@ void h_redis_kill(struct h_env *e) {
 int h_redis_stop(struct h_env *e) {
     if (e->redis) redisFree(e->redis);
     e->redis = NULL;
-    int rc = h_stop_pid(e->redis_pid, 10000);
+    int rc = sys_stop_pid(e->redis_pid, 10000);
     e->redis_pid = 0;
     return rc;
 }
@@ -201,7 +137,7 @@ int h_redis_stop(struct h_env *e) {
 /* redis-server again, same port, directory and options. */
 int h_redis_start(struct h_env *e) {
     h_spawn_redis(e);
-    if (h_wait_port(e->redis_port, 10000) < 0) {
+    if (sys_wait_port(e->redis_port, 10000, NULL) < 0) {
         fprintf(stderr, "harness: redis-server did not restart (see %s)\n", e->dir);
         return -1;
     }
@@ -210,7 +146,7 @@ int h_redis_start(struct h_env *e) {
 
 /* SIGTERM mosquitto (it saves its persistence); its exit status. */
 int h_mqtt_stop(struct h_env *e) {
-    int rc = h_stop_pid(e->mqtt_pid, 10000);
+    int rc = sys_stop_pid(e->mqtt_pid, 10000);
     e->mqtt_pid = 0;
     return rc;
 }
@@ -218,7 +154,7 @@ int h_mqtt_stop(struct h_env *e) {
 /* mosquitto again on the same configuration and port. */
 int h_mqtt_start(struct h_env *e) {
     h_spawn_mqtt(e);
-    if (h_wait_port(e->mqtt_port, 10000) < 0) {
+    if (sys_wait_port(e->mqtt_port, 10000, NULL) < 0) {
         fprintf(stderr, "harness: mosquitto did not restart (see %s)\n", e->dir);
         return -1;
     }
@@ -324,7 +260,7 @@ int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *e
              e->mqtt_port, redis_keys && strstr(redis_keys, "host:") ? "" : "  host: 127.0.0.1\n",
              e->redis_port, redis_keys ? redis_keys : "", journal,
              extra_yaml ? extra_yaml : "");
-    return h_write_file(conf, yaml);
+    return sys_write_file(conf, yaml);
 }
 
 /* Start the bridge on the configuration last written; wait until ready. */
@@ -335,7 +271,7 @@ int h_restart_bridge(struct h_env *e) {
     snprintf(log, sizeof(log), "%s/bridge.log", e->dir);
     snprintf(wrapper, sizeof(wrapper), "%s", getenv("CB_WRAPPER") ? getenv("CB_WRAPPER") : "");
     h_bridge_argv(argv, 32, wrapper, conf);
-    e->bridge_pid = h_spawn(argv, log);
+    e->bridge_pid = sys_spawn(argv, log, 0);
     if (e->bridge_pid < 0 || h_wait_bridge(e) < 0) {
         fprintf(stderr, "harness: bridge did not become ready (see %s)\n", log);
         return -1;
@@ -344,7 +280,7 @@ int h_restart_bridge(struct h_env *e) {
 }
 
 int h_stop_bridge(struct h_env *e) {
-    int rc = h_stop_pid(e->bridge_pid, 30000);
+    int rc = sys_stop_pid(e->bridge_pid, 30000);
     e->bridge_pid = 0;
     return rc;
 }
@@ -371,7 +307,7 @@ int h_run(char *const argv[], char *out, size_t outsize, int timeout_ms) {
     int fd = mkstemp(path), status = -1;
     if (fd < 0) return -1;
     close(fd);
-    pid_t pid = h_spawn(argv, path);
+    pid_t pid = sys_spawn(argv, path, 0);
     int waited = 0;
     while (waitpid(pid, &status, WNOHANG) != pid) {
         if ((waited += 20) > timeout_ms) {
