@@ -1,9 +1,9 @@
 /* outbox.h -- publishes on their way from the store worker to the broker.
  *
- * Why a second queue: Paho calls messageArrived with its global lock held,
- * and the callback blocks while the inbound queue is full (that is the
+ * Why it exists: Paho calls messageArrived with its global lock held, and
+ * the callback blocks while the journal is full (that is the
  * backpressure). A QoS 1 publish from any other thread takes that same
- * lock. If the store worker published itself, a full inbound queue would
+ * lock. If the store worker published itself, a full journal would
  * deadlock it: the callback waits for the worker, the worker for the lock.
  * So the worker only appends here, never waiting on Paho, and a publisher
  * thread drains the outbox into Paho, in order.
