@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "sys.h"
 
 #define S_NS 1000000000LL
 
@@ -255,7 +256,7 @@ static int start_bridge(struct ctx *c, const char *extra_yaml) {
 
 /* Keep the bridge's peak RSS, the highest over its runs. */
 static void note_hwm(struct ctx *c) {
-    long kb = proc_status_kb(c->pr.bridge_pid, "VmHWM");
+    long kb = sys_proc_kb(c->pr.bridge_pid, "VmHWM");
     if (kb > c->res.bridge_hwm_kb) c->res.bridge_hwm_kb = kb;
 }
 

@@ -86,8 +86,6 @@ double proc_cpu_s(pid_t pid);
 /* CPU seconds all processes of the machine have used since boot; -1 on
  * error. */
 double proc_machine_busy_s(void);
-/* A "Name:  1234 kB" field of /proc/<pid>/status, in kB; -1 if absent. */
-long proc_status_kb(pid_t pid, const char *field);
 /* Set TCP_NODELAY on this process's sockets connected to 127.0.0.1:port
  * (Paho does not, and Nagle's algorithm would hold small MQTT packets
  * back for a delayed ACK: up to 40 ms). Returns how many. */

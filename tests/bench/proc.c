@@ -243,20 +243,6 @@ double proc_machine_busy_s(void) {
     return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* Scan /proc/<pid>/status for the field. */
-long proc_status_kb(pid_t pid, const char *field) {
-    char path[64], line[256];
-    long kb = -1;
-    size_t flen = strlen(field);
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return -1;
-    while (kb < 0 && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
-            kb = strtol(line + flen + 1, NULL, 10);
-    fclose(f);
-    return kb;
-}
 
 /* mosquitto -h prints "mosquitto version X" (and exits non-zero). */
 void proc_mosquitto_version(char *buf, size_t size) {

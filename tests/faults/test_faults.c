@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "journal_scan.h"
+#include "sys.h"
 #include "workload.h"
 
 #define ROOMS 10
@@ -266,13 +267,13 @@ static void test_redis_down_backlog(void **state) {
     fx_wait_acked(f);
     h_sleep_ms(2000);                   /* Redis stays down a while longer */
     assert_true(h_bridge_alive(&f->env));
-    long down_kb = h_proc_kb(f->env.bridge_pid, "VmHWM");
+    long down_kb = sys_proc_kb(f->env.bridge_pid, "VmHWM");
     printf("  bridge peak RSS (VmHWM) with Redis down: %ld kB (bound %d kB)\n", down_kb,
            RSS_BOUND_KB);
     assert_true(down_kb > 0 && down_kb < RSS_BOUND_KB);
     assert_int_equal(h_redis_start(&f->env), 0);
     fx_check(f, &(struct wl_expect){ .ordered = 1 });
-    long peak_kb = h_proc_kb(f->env.bridge_pid, "VmHWM");
+    long peak_kb = sys_proc_kb(f->env.bridge_pid, "VmHWM");
     printf("  bridge peak RSS (VmHWM) at the end: %ld kB\n", peak_kb);
     assert_true(peak_kb > 0 && peak_kb < RSS_BOUND_KB);
     fx_stop_clean(f);

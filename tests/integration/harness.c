@@ -161,20 +161,6 @@ int h_mqtt_start(struct h_env *e) {
     return 0;
 }
 
-/* A kB field of /proc/<pid>/status, e.g. VmHWM. */
-long h_proc_kb(pid_t pid, const char *field) {
-    char path[64], line[256];
-    long kb = -1;
-    size_t flen = strlen(field);
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return -1;
-    while (kb < 0 && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
-            kb = strtol(line + flen + 1, NULL, 10);
-    fclose(f);
-    return kb;
-}
 
 /* 1 when fd is a socket connected to 127.0.0.1:port. */
 static int h_fd_peer_is(int fd, int port) {

@@ -68,8 +68,6 @@ int h_redis_start(struct h_env *e);
 int h_mqtt_stop(struct h_env *e);
 int h_mqtt_start(struct h_env *e);
 
-/* A "Name:  1234 kB" field of /proc/<pid>/status, in kB; -1 if absent. */
-long h_proc_kb(pid_t pid, const char *field);
 /* This process's file descriptors of TCP connections to 127.0.0.1:port;
  * returns how many (at most max are stored). */
 int h_tcp_fds(int port, int *fds, int max);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -81,4 +82,18 @@ int sys_write_file(const char *path, const char *text) {
     if (f == NULL) return -1;
     fputs(text, f);
     return fclose(f);
+}
+
+long sys_proc_kb(pid_t pid, const char *field) {
+    char path[64], line[256];
+    long kb = -1;
+    size_t flen = strlen(field);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (kb < 0 && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+            kb = strtol(line + flen + 1, NULL, 10);
+    fclose(f);
+    return kb;
 }

@@ -27,6 +27,9 @@ pid_t sys_spawn(char *const argv[], const char *logfile, int die_with_parent);
  * status, or -1 when it did not exit by itself. */
 int sys_stop_pid(pid_t pid, int timeout_ms);
 
+/* A kB field of /proc/<pid>/status (e.g. "VmHWM"), or -1. */
+long sys_proc_kb(pid_t pid, const char *field);
+
 /* Write text to a new file. 0 or -1. */
 int sys_write_file(const char *path, const char *text);
 
