@@ -92,6 +92,18 @@ $(ITEST_BIN): $(ITEST_OBJS)
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
 
+# tests/security: one binary per file, each on the integration harness.
+SEC_SRCS := $(wildcard tests/security/test_*.c)
+SEC_BINS := $(SEC_SRCS:tests/security/%.c=$(B)/tests/sec_%)
+
+$(B)/tests/sec_%.o: tests/security/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
+
+$(B)/tests/sec_%: $(B)/tests/sec_%.o $(B)/tests/it_harness.o $(TEST_LIB)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+
 $(B)/tests/ft_%.o: tests/faults/%.c | $(B)/tests
 	$(quiet) CC $<
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -122,8 +134,9 @@ run: deps
 unit: $(UNIT_BINS)
 	$(Q)rc=0; for t in $(UNIT_BINS); do $(TEST_WRAPPER) $$t || rc=1; done; exit $$rc
 
-integration: $(B)/chat-bridge $(ITEST_BIN)
-	$(Q)CB_BRIDGE=$(B)/chat-bridge $(ITEST_BIN)
+integration: $(B)/chat-bridge $(ITEST_BIN) $(SEC_BINS)
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS); do \
+	  CB_BRIDGE=$(B)/chat-bridge $$t || rc=1; done; exit $$rc
 
 # Fault injection, a few minutes: Redis, the broker and the bridge killed,
 # paused and restarted under load (tests/faults/test_faults.c).
@@ -132,16 +145,17 @@ test-faults: deps
 	$(Q)CB_BRIDGE=$(B)/chat-bridge $(FAULT_BIN)
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS)
 	$(Q)$(MAKE) --no-print-directory unit integration
 
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 
 check-memory: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS)
 	$(Q)$(MAKE) --no-print-directory unit TEST_WRAPPER="$(VALGRIND)"
-	$(Q)CB_BRIDGE=$(B)/chat-bridge CB_WRAPPER="$(VALGRIND)" $(ITEST_BIN)
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS); do \
+	  CB_BRIDGE=$(B)/chat-bridge CB_WRAPPER="$(VALGRIND)" $$t || rc=1; done; exit $$rc
 
 lint:
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -65,11 +66,23 @@ static const char *check_nonempty(const char *s);
 static const char *check_uri(const char *s);
 static const char *check_topic_prefix(const char *s);
 static const char *check_key_prefix(const char *s);
+static const char *check_readable(const char *s);
+static const char *check_private(const char *s);
 static int version_parse(const char *name);
 static const char *version_name(int value);
+static int identity_parse(const char *name);
+static const char *identity_name(int value);
+static int bool_parse(const char *name);
+static const char *bool_name(int value);
 
 static const struct enum_def version_enum = {
     version_parse, version_name, "5, 3.1.1"
+};
+static const struct enum_def identity_enum = {
+    identity_parse, identity_name, "payload, topic"
+};
+static const struct enum_def bool_enum = {
+    bool_parse, bool_name, "true, false"
 };
 static const struct enum_def level_enum = {
     log_level_parse, log_level_name, "error, warn, info, debug"
@@ -103,8 +116,16 @@ static const struct option options[] = {
     INT("mqtt.max_inflight", mqtt_max_inflight, 1, 65535, 20),
     STR("mqtt.status_topic", status_topic, "", NULL),
     LIVE_INT("mqtt.status_interval", mqtt_status_interval, 0, 86400, 30),
+    ENUM("mqtt.identity", identity, &identity_enum, CONFIG_IDENTITY_PAYLOAD),
+    STR("mqtt.tls_ca_file", tls_ca_file, NULL, check_readable),
+    STR("mqtt.tls_ca_dir", tls_ca_dir, NULL, check_readable),
+    STR("mqtt.tls_cert_file", tls_cert_file, NULL, check_readable),
+    STR("mqtt.tls_key_file", tls_key_file, NULL, check_private),
+    ENUM("mqtt.tls_verify_hostname", tls_verify_hostname, &bool_enum, 1),
     STR("redis.host", redis_host, "127.0.0.1", check_nonempty),
     INT("redis.port", redis_port, 1, 65535, 6379),
+    STR("redis.unix_socket", redis_unix_socket, NULL, check_readable),
+    STR("redis.username", redis_username, NULL, check_nonempty),
     SECRET("redis.password", redis_password),
     SFILE("redis.password_file", redis_password),
     STR("redis.key_prefix", key_prefix, "chatroom", check_key_prefix),
@@ -112,6 +133,7 @@ static const struct option options[] = {
     LIVE_INT("limits.max_text_bytes", max_text_bytes, 1, 1048576, 4096),
     LIVE_INT("limits.history_default", history_default, 1, 10000, 50),
     LIVE_INT("limits.history_max", history_max, 1, 10000, 200),
+    LIVE_INT("limits.max_reply_bytes", max_reply_bytes, 4096, 16777216, 1048576),
     INT("limits.batch_size", batch_size, 1, 10000, 256),
     INT("limits.dedup_window", dedup_window, 0, 2592000, 86400),
     LIVE_INT("limits.stop_timeout_ms", stop_timeout_ms, 0, 600000, 10000),
@@ -287,6 +309,53 @@ static const char *version_name(int value) {
     return value == 4 ? "3.1.1" : value == 5 ? "5" : "?";
 }
 
+/* mqtt.identity: who the sender of a message is (config.h). */
+static int identity_parse(const char *name) {
+    if (strcmp(name, "payload") == 0) return CONFIG_IDENTITY_PAYLOAD;
+    if (strcmp(name, "topic") == 0) return CONFIG_IDENTITY_TOPIC;
+    return -1;
+}
+
+static const char *identity_name(int value) {
+    return value == CONFIG_IDENTITY_TOPIC ? "topic" : "payload";
+}
+
+/* A YAML 1.1 boolean, as libyaml leaves it: a plain word. */
+static int bool_parse(const char *name) {
+    static const char *const yes[] = { "true", "True", "TRUE", "yes", "on" };
+    static const char *const no[] = { "false", "False", "FALSE", "no", "off" };
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcmp(name, yes[i]) == 0) return 1;
+        if (strcmp(name, no[i]) == 0) return 0;
+    }
+    return -1;
+}
+
+static const char *bool_name(int value) {
+    return value ? "true" : "false";
+}
+
+/* A path the bridge will read later (CA file or directory, certificate,
+ * Redis socket): refuse now, with the reason, rather than at connect. */
+static const char *check_readable(const char *s) {
+    if (s[0] == '\0') return "must not be empty";
+    if (access(s, R_OK) != 0) return strerror(errno);
+    return NULL;
+}
+
+/* A file holding a secret (a private key, a password): like
+ * check_readable, and no access for others, whom it would leak to. */
+static const char *check_private(const char *s) {
+    struct stat st;
+
+    if (s[0] == '\0') return "must not be empty";
+    if (access(s, R_OK) != 0 || stat(s, &st) != 0) return strerror(errno);
+    if (st.st_mode & S_IRWXO)
+        return "is accessible by others (chmod o-rwx it)";
+    return NULL;
+}
+
 /* Checks below return NULL for a good value or the reason it is bad,
  * which becomes the end of the error message. */
 static const char *check_nonempty(const char *s) {
@@ -435,16 +504,23 @@ static void set_enum(struct load *ld, int idx, int line, const char *s) {
 
 /* Read a secret from the file at path into the option's field. One
  * trailing newline ("\n" or "\r\n") is dropped: editors add one. An empty
- * secret or one holding a NUL byte is refused rather than sent. */
+ * secret, one holding a NUL byte, or a file others may read is refused
+ * rather than used. */
 static void set_file(struct load *ld, int idx, int line, const char *path) {
     const struct option *o = &options[idx];
     char tmp[VALUE_SHOWN_MAX + 4];
+    const char *why;
     char *buf = NULL;
     size_t len = 0;
 
     if (read_file(path, SECRET_FILE_MAX, &buf, &len) != 0) {
         add_error(ld, line, o->key, "cannot read %s: %s", shown(path, tmp),
                   errno == EFBIG ? "larger than 4096 bytes" : strerror(errno));
+        return;
+    }
+    if ((why = check_private(path)) != NULL) {
+        add_error(ld, line, o->key, "%s: %s", shown(path, tmp), why);
+        free(buf);
         return;
     }
     if (len && buf[len - 1] == '\n') {

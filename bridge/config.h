@@ -37,9 +37,19 @@ struct config {
                                 <prefix>/$bridge/<client_id>/status */
     int mqtt_status_interval;/* mqtt.status_interval seconds 0..86400,
                                 default 30; 0 = no status document */
+    int identity;            /* mqtt.identity payload (default) | topic:
+                                CONFIG_IDENTITY_* */
+    char *tls_ca_file;       /* mqtt.tls_ca_file: PEM CAs; NULL = system's */
+    char *tls_ca_dir;        /* mqtt.tls_ca_dir: hashed CA directory */
+    char *tls_cert_file;     /* mqtt.tls_cert_file: client certificate */
+    char *tls_key_file;      /* mqtt.tls_key_file: its key, not readable
+                                by others */
+    int tls_verify_hostname; /* mqtt.tls_verify_hostname, default true */
     /* redis: */
     char *redis_host;        /* redis.host, default 127.0.0.1 */
     int redis_port;          /* redis.port 1..65535, default 6379 */
+    char *redis_unix_socket; /* redis.unix_socket: path; replaces host/port */
+    char *redis_username;    /* redis.username: Redis 6 ACL user, NULL = default */
     char *redis_password;    /* redis.password, or contents of redis.password_file */
     char *key_prefix;        /* redis.key_prefix, default chatroom; no ':' etc. */
     int redis_timeout_ms;    /* redis.timeout_ms 100..600000, default 5000 */
@@ -47,6 +57,9 @@ struct config {
     int max_text_bytes;      /* limits.max_text_bytes 1..1048576, default 4096 */
     int history_default;     /* limits.history_default 1..history_max, default 50 */
     int history_max;         /* limits.history_max 1..10000, default 200 */
+    int max_reply_bytes;     /* limits.max_reply_bytes 4 KiB..16 MiB, default
+                                1 MiB: a history reply holds fewer messages
+                                rather than grow past it */
     int batch_size;          /* limits.batch_size 1..10000, default 256 */
     int dedup_window;        /* limits.dedup_window seconds 0..30 days, default
                                 86400: a repeated client_msg_id is not stored */
@@ -66,6 +79,11 @@ struct config {
     int log_level;           /* log.level error|warn|info|debug, default info */
     int status_interval;     /* log.status_interval seconds 0..86400, default
                                 60: a status line in the log; 0 = off */
+};
+
+enum config_identity {
+    CONFIG_IDENTITY_PAYLOAD = 0,   /* the sender is the payload's "user" */
+    CONFIG_IDENTITY_TOPIC = 1      /* the sender is the topic's last level */
 };
 
 struct config_errors {

@@ -39,9 +39,11 @@ static void h_spawn_redis(struct h_env *e) {
 
 /* Write mosquitto.conf for e->mqtt_port and e->opts. 0 or -1. */
 static int h_write_mqtt_conf(struct h_env *e) {
-    char path[300], conf[1024];
-    int n = snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\nallow_anonymous true\n",
-                     e->mqtt_port);
+    char path[300], conf[4096];
+    const char *extra = e->opts.mqtt_extra ? e->opts.mqtt_extra : "";
+    int n = snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\n%s%s", e->mqtt_port,
+                     strstr(extra, "allow_anonymous") ? "" : "allow_anonymous true\n",
+                     extra);
     /* As root, mosquitto would drop to its own user, which cannot write
      * its database into our private directory: stay root then. */
     if (e->opts.mqtt_persist)
@@ -203,19 +205,20 @@ static int h_bridge_argv(char **argv, int max, char *wrapper, char *conf) {
 /* Ask for a history page until the bridge answers (it is subscribed and
  * Redis is reachable), for at most 60 s: valgrind starts slowly. */
 static int h_wait_bridge(struct h_env *e) {
-    MQTTClient c = h_mqtt_connect(e, "harness-probe", 5);
+    const char *reply = e->probe_reply ? e->probe_reply : "harness/ready";
+    MQTTClient c = h_mqtt_connect_as(e, "harness-probe", 5, e->probe_user, e->probe_pass);
     int rc = -1;
-    if (c == NULL || h_subscribe(c, "harness/ready") != 0) goto done;
+    if (c == NULL || h_subscribe(c, reply) != 0) goto done;
     for (int i = 0; i < 60 && rc < 0; i++) {
         int status;
         if (waitpid(e->bridge_pid, &status, WNOHANG) == e->bridge_pid) {
             e->bridge_pid = 0;
             break;
         }
-        h_publish(c, "chat/ready/history", "{}", "harness/ready", NULL);
-        char *reply = h_receive(c, 1000, NULL, NULL);
-        if (reply) rc = 0;
-        free(reply);
+        h_publish(c, "chat/ready/history", "{}", reply, NULL);
+        char *got = h_receive(c, 1000, NULL, NULL);
+        if (got) rc = 0;
+        free(got);
     }
 done:
     h_mqtt_close(c);
@@ -234,16 +237,19 @@ int h_start_bridge_ex(struct h_env *e, const char *redis_keys, const char *extra
 
 /* Write <dir>/bridge.yaml for these servers, plus the extra sections. */
 int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *extra_yaml) {
-    char conf[300], yaml[2048];
+    const char *mqtt_keys = e->bridge_mqtt_keys ? e->bridge_mqtt_keys : "";
+    char conf[300], yaml[4096], uri[64] = "";
     snprintf(conf, sizeof(conf), "%s/bridge.yaml", e->dir);
     char journal[400] = "";
     if (extra_yaml == NULL || strstr(extra_yaml, "journal:") == NULL)
         snprintf(journal, sizeof(journal), "journal:\n  dir: %s/journal\n", e->dir);
+    if (strstr(mqtt_keys, "uri:") == NULL)
+        snprintf(uri, sizeof(uri), "  uri: tcp://127.0.0.1:%d\n", e->mqtt_port);
     snprintf(yaml, sizeof(yaml),
-             "mqtt:\n  uri: tcp://127.0.0.1:%d\n  client_id: chat-bridge-test\n"
-             "  topic_prefix: chat\n  qos: 1\n"
+             "mqtt:\n%s  client_id: chat-bridge-test\n"
+             "  topic_prefix: chat\n  qos: 1\n%s"
              "redis:\n%s  port: %d\n  key_prefix: chatroom\n%s%s%s",
-             e->mqtt_port, redis_keys && strstr(redis_keys, "host:") ? "" : "  host: 127.0.0.1\n",
+             uri, mqtt_keys, redis_keys && strstr(redis_keys, "host:") ? "" : "  host: 127.0.0.1\n",
              e->redis_port, redis_keys ? redis_keys : "", journal,
              extra_yaml ? extra_yaml : "");
     return sys_write_file(conf, yaml);
@@ -315,6 +321,11 @@ int h_run(char *const argv[], char *out, size_t outsize, int timeout_ms) {
 /* ==================== MQTT client ==================== */
 
 MQTTClient h_mqtt_connect(struct h_env *e, const char *client_id, int version) {
+    return h_mqtt_connect_as(e, client_id, version, NULL, NULL);
+}
+
+MQTTClient h_mqtt_connect_as(struct h_env *e, const char *client_id, int version,
+                             const char *user, const char *pass) {
     char uri[64];
     MQTTClient c;
     MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
@@ -327,6 +338,8 @@ MQTTClient h_mqtt_connect(struct h_env *e, const char *client_id, int version) {
         return NULL;
     if (version == 5) opts = opts5;
     opts.keepAliveInterval = 30;
+    opts.username = user;
+    opts.password = pass;
     int rc;
     if (version == 5) {
         MQTTResponse r = MQTTClient_connect5(c, &opts, NULL, NULL);

@@ -19,6 +19,9 @@ struct h_server_opts {
     int mqtt_persist;         /* mosquitto persistence in the temporary
                                  directory: saved every second and at exit */
     int mqtt_max_queued;      /* max_queued_messages; 0 = 100000 */
+    const char *mqtt_extra;   /* appended to mosquitto.conf (listeners,
+                                 acl_file, password_file...); when it says
+                                 allow_anonymous, ours is left out */
 };
 
 struct h_env {
@@ -27,6 +30,11 @@ struct h_env {
     pid_t redis_pid, mqtt_pid, bridge_pid;
     redisContext *redis;      /* a client for assertions */
     struct h_server_opts opts;
+    /* Set before starting the bridge (NULL: the defaults): */
+    const char *bridge_mqtt_keys; /* added to the bridge's mqtt section;
+                                     a "uri:" among them replaces ours */
+    const char *probe_user, *probe_pass; /* the readiness probe's account */
+    const char *probe_reply;  /* its reply topic; NULL = harness/ready */
 };
 
 /* Start redis-server and mosquitto. 0 or -1 (with a message on stderr). */
@@ -79,6 +87,9 @@ int h_run(char *const argv[], char *out, size_t outsize, int timeout_ms);
 
 /* MQTT: a connected synchronous client; version 5 or 4 (3.1.1). */
 MQTTClient h_mqtt_connect(struct h_env *e, const char *client_id, int version);
+/* The same with a username and password (NULL: none). */
+MQTTClient h_mqtt_connect_as(struct h_env *e, const char *client_id, int version,
+                             const char *user, const char *pass);
 void h_mqtt_close(MQTTClient c);
 int h_subscribe(MQTTClient c, const char *filter);
 /* Publish QoS 1; MQTT 5 properties response_topic / correlation if given. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -619,6 +620,55 @@ static void test_password_file_errors(void **state) {
     unlink(path);
 }
 
+/* A secret file or TLS key others may read is refused: it has leaked. */
+static void test_secret_file_mode(void **state) {
+    char path[64], text[256], want[256];
+
+    (void)state;
+    write_temp(path, "pw\n", 3);
+    assert_int_equal(chmod(path, 0644), 0);
+    snprintf(text, sizeof(text), "redis:\n  password_file: %s\n", path);
+    snprintf(want, sizeof(want), "t.yaml:2: redis.password_file: %s: "
+             "is accessible by others (chmod o-rwx it)", path);
+    expect_error(text, want);
+    snprintf(text, sizeof(text), "mqtt:\n  tls_key_file: %s\n", path);
+    expect_error(text, "t.yaml:2: mqtt.tls_key_file: is accessible by "
+                 "others (chmod o-rwx it)");
+    assert_int_equal(chmod(path, 0640), 0);     /* group is fine */
+    {
+        struct config c;
+        struct config_errors e;
+
+        assert_int_equal(load_text(&c, &e, text), 0);
+        assert_string_equal(c.tls_key_file, path);
+        config_free(&c);
+    }
+    assert_int_equal(unlink(path), 0);
+}
+
+/* identity and booleans are words; anything else is refused. */
+static void test_identity_and_bools(void **state) {
+    struct config c;
+    struct config_errors e;
+
+    (void)state;
+    assert_int_equal(load_text(&c, &e, "mqtt:\n  identity: topic\n"
+                               "  tls_verify_hostname: false\n"), 0);
+    assert_int_equal(c.identity, CONFIG_IDENTITY_TOPIC);
+    assert_int_equal(c.tls_verify_hostname, 0);
+    config_free(&c);
+    assert_int_equal(load_text(&c, &e, ""), 0);
+    assert_int_equal(c.identity, CONFIG_IDENTITY_PAYLOAD);
+    assert_int_equal(c.tls_verify_hostname, 1);
+    config_free(&c);
+    expect_error("mqtt:\n  identity: header\n",
+                 "t.yaml:2: mqtt.identity: must be one of payload, topic, "
+                 "not \"header\"");
+    expect_error("mqtt:\n  tls_verify_hostname: maybe\n",
+                 "t.yaml:2: mqtt.tls_verify_hostname: must be one of "
+                 "true, false, not \"maybe\"");
+}
+
 static void test_password_and_password_file(void **state) {
     char path[64], text[256];
 
@@ -741,7 +791,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 34);     /* 36 options less 2 password_file */
+    assert_int_equal(lines, 43);     /* 45 options less 2 password_file */
     free(out);
     config_free(&c);
 }
@@ -854,6 +904,8 @@ int main(void) {
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_secret_file_mode),
+        cmocka_unit_test(test_identity_and_bools),
         cmocka_unit_test(test_needs_restart),
         cmocka_unit_test(test_binary_garbage),
     };
