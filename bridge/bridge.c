@@ -643,6 +643,9 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         .connect_timeout = c->mqtt_connect_timeout, .qos = c->mqtt_qos,
         .max_buffered = c->mqtt_max_buffered, .filters = fp, .nfilters = 3,
         .will_topic = will ? b->status_topic : NULL, .will_payload = will,
+        .tls_ca_file = c->tls_ca_file, .tls_ca_dir = c->tls_ca_dir,
+        .tls_cert_file = c->tls_cert_file, .tls_key_file = c->tls_key_file,
+        .tls_verify_hostname = c->tls_verify_hostname,
     };
     struct mqtt *m = mqtt_new(&o, bridge_on_message, b, err, errlen);
     free(will);
@@ -662,6 +665,7 @@ static int bridge_status_topic(struct bridge *b) {
 static struct store *bridge_store_new(const struct config *c) {
     struct store_opts o = {
         .host = c->redis_host, .port = c->redis_port,
+        .unix_socket = c->redis_unix_socket, .username = c->redis_username,
         .password = c->redis_password, .key_prefix = c->key_prefix,
         .bridge_id = c->mqtt_client_id,
         .dedup_window_ms = (long long)c->dedup_window * 1000,

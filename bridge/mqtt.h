@@ -41,6 +41,13 @@ struct mqtt_opts {
     int nfilters;
     const char *will_topic;        /* NULL: no last will */
     const char *will_payload;      /* published retained, QoS 1, if we die */
+    /* TLS, for ssl:// and mqtts:// URIs (NULL: not set): */
+    const char *tls_ca_file;       /* PEM CAs; with tls_ca_dir NULL too,
+                                      the system's trust store */
+    const char *tls_ca_dir;        /* hashed CA directory */
+    const char *tls_cert_file;     /* client certificate chain */
+    const char *tls_key_file;      /* its private key */
+    int tls_verify_hostname;       /* 1: the certificate must name the host */
 };
 
 struct mqtt;

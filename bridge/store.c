@@ -29,7 +29,10 @@ static const char *const script_source[SCRIPT_COUNT] = {
 
 struct store {
     char *host;
+    char *unix_socket;
+    char *username;
     char *password;
+    char where[300];       /* "redis HOST:PORT" or "redis PATH", for errors */
     char *prefix;
     char *bridge_id;
     long long dedup_window_ms;
@@ -69,11 +72,17 @@ struct store *store_new(const struct store_opts *opts) {
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) return NULL;
     if (dup_opt(&s->host, opts->host) || dup_opt(&s->password, opts->password) ||
+        dup_opt(&s->unix_socket, opts->unix_socket) ||
+        dup_opt(&s->username, opts->username) ||
         dup_opt(&s->prefix, opts->key_prefix) || dup_opt(&s->bridge_id, opts->bridge_id)) {
         store_free(s);
         return NULL;
     }
     s->port = opts->port;
+    if (s->unix_socket)
+        snprintf(s->where, sizeof(s->where), "redis %s", s->unix_socket);
+    else
+        snprintf(s->where, sizeof(s->where), "redis %s:%d", s->host, s->port);
     s->timeout_ms = opts->timeout_ms;
     s->dedup_window_ms = opts->dedup_window_ms;
     s->retain_count = opts->retain_count;
@@ -85,6 +94,8 @@ void store_free(struct store *s) {
     if (s == NULL) return;
     store_disconnect(s);
     free(s->host);
+    free(s->unix_socket);
+    free(s->username);
     free(s->password);
     free(s->prefix);
     free(s->bridge_id);
@@ -111,7 +122,7 @@ static redisReply *store_command(struct store *s, int type, int argc,
                                  const char **argv) {
     redisReply *r = redisCommandArgv(s->ctx, argc, argv, NULL);
     if (r == NULL) {
-        store_seterr(s, "redis %s:%d: %s", s->host, s->port, s->ctx->errstr);
+        store_seterr(s, "%s: %s", s->where, s->ctx->errstr);
         store_disconnect(s);
         return NULL;
     }
@@ -136,29 +147,42 @@ static int store_load_scripts(struct store *s) {
     return 0;
 }
 
+/* AUTH [username] password, when a password is set. The reply of a
+ * refused AUTH ("WRONGPASS invalid username-password pair ...") names
+ * neither, so it can be logged; the secret itself never is. */
+static int store_auth(struct store *s) {
+    const char *argv[] = { "AUTH", s->username, s->password };
+    redisReply *r;
+
+    if (s->password == NULL) return 0;
+    if (s->username == NULL) {
+        argv[1] = s->password;
+        r = store_command(s, REDIS_REPLY_STATUS, 2, argv);
+    } else {
+        r = store_command(s, REDIS_REPLY_STATUS, 3, argv);
+    }
+    if (r == NULL) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 /* Connect with a timeout that also bounds every later read and write
  * (hiredis' connect timeout alone does not), authenticate, load scripts. */
 int store_connect(struct store *s) {
     struct timeval tv = { s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000 };
     store_disconnect(s);
-    s->ctx = redisConnectWithTimeout(s->host, s->port, tv);
+    s->ctx = s->unix_socket ? redisConnectUnixWithTimeout(s->unix_socket, tv)
+                            : redisConnectWithTimeout(s->host, s->port, tv);
     if (s->ctx == NULL || s->ctx->err) {
-        store_seterr(s, "redis %s:%d: %s", s->host, s->port,
-                     s->ctx ? s->ctx->errstr : "out of memory");
+        store_seterr(s, "%s: %s", s->where, s->ctx ? s->ctx->errstr : "out of memory");
         store_disconnect(s);
         return STORE_ERR_IO;
     }
     if (redisSetTimeout(s->ctx, tv) != REDIS_OK) {
-        store_seterr(s, "redis %s:%d: cannot set timeout", s->host, s->port);
+        store_seterr(s, "%s: cannot set timeout", s->where);
         goto fail;
     }
-    if (s->password) {
-        const char *argv[] = { "AUTH", s->password };
-        redisReply *r = store_command(s, REDIS_REPLY_STATUS, 2, argv);
-        if (r == NULL) goto fail;
-        freeReplyObject(r);
-    }
-    if (store_load_scripts(s) < 0) goto fail;
+    if (store_auth(s) < 0 || store_load_scripts(s) < 0) goto fail;
     return STORE_OK;
 fail:
     store_disconnect(s);
@@ -331,7 +355,7 @@ static int store_pass(struct store *s, struct store_op *ops, size_t n) {
     }
     return STORE_OK;
 io_error:
-    store_seterr(s, "redis %s:%d: %s", s->host, s->port,
+    store_seterr(s, "%s: %s", s->where,
                  s->ctx->errstr[0] ? s->ctx->errstr : "connection lost");
     store_disconnect(s);
     return STORE_ERR_IO;
@@ -339,7 +363,7 @@ io_error:
 
 int store_exec(struct store *s, struct store_op *ops, size_t n) {
     if (s->ctx == NULL) {
-        store_seterr(s, "redis %s:%d: not connected", s->host, s->port);
+        store_seterr(s, "%s: not connected", s->where);
         return STORE_ERR_IO;
     }
     s->errstr[0] = '\0';

@@ -37,6 +37,8 @@ struct store;
 struct store_opts {
     const char *host;
     int port;
+    const char *unix_socket;   /* NULL: host and port; else this path */
+    const char *username;      /* Redis 6 ACL user; NULL: "default" */
     const char *password;      /* NULL: no AUTH */
     const char *key_prefix;
     const char *bridge_id;     /* names this bridge's replay guard (client id) */
