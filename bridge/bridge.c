@@ -333,10 +333,16 @@ static int bridge_reply_address(struct bridge *b, const struct mqtt_in *in,
  * error to answer with. */
 static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
                          struct codec_req *req, struct record *r) {
-    int kind = topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, room);
+    struct codec_limits lim = b->limits;
+    char sender[NAME_MAX_BYTES + 1] = "";
+    int kind = b->cfg->identity == CONFIG_IDENTITY_TOPIC
+        ? topic_parse_sender(b->cfg->topic_prefix, in->topic, in->topic_len, room, sender)
+        : topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, room);
+    if (sender[0]) lim.sender = sender;
     int err = codec_decode(kind > 0 ? kind : CODEC_SEND, in->payload,
-                           in->payload_len, &b->limits, req);
+                           in->payload_len, &lim, req);
     if (kind == TOPIC_ERR_ROOM) return CODEC_ERR_ROOM;
+    if (kind == TOPIC_ERR_USER) return CODEC_ERR_USER;
     if (kind < 0) return CODEC_ERR_TOPIC;
     *r = (struct record){ .kind = kind, .limit = req->limit, .ts = now_ms(),
         .id = req->id, .before = req->before, .room = room, .user = req->user,
@@ -627,8 +633,10 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
     char filters[3][TOPIC_MAX];
     const char *fp[3] = { filters[0], filters[1], filters[2] };
     const int kinds[3] = { TOPIC_SEND, TOPIC_HISTORY, TOPIC_DELETE };
+    int (*filter)(char *, size_t, const char *, int) =
+        c->identity == CONFIG_IDENTITY_TOPIC ? topic_filter_sender : topic_filter;
     for (int i = 0; i < 3; i++) {
-        if (topic_filter(filters[i], TOPIC_MAX, c->topic_prefix, kinds[i]) < 0) {
+        if (filter(filters[i], TOPIC_MAX, c->topic_prefix, kinds[i]) < 0) {
             snprintf(err, errlen, "topic prefix too long");
             return NULL;
         }
@@ -721,7 +729,7 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     if (b == NULL) return NULL;
     b->cfg = cfg;
     b->limits = (struct codec_limits){ (size_t)cfg->max_text_bytes,
-                                       cfg->history_default, cfg->history_max };
+                                       cfg->history_default, cfg->history_max, NULL };
     b->reject_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->publish_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->journal_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10);

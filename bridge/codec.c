@@ -34,6 +34,8 @@ static const struct {
     [CODEC_ERR_ID] = { "invalid_id", "id is missing or not an integer >= 1" },
     [CODEC_ERR_REPLY_TO] = { "invalid_reply_to", "reply_to must be a string" },
     [CODEC_ERR_CORRELATION] = { "invalid_correlation", "correlation must be a string" },
+    [CODEC_ERR_SENDER] = { "user_mismatch",
+                           "user differs from the sender named by the topic" },
     [CODEC_ERR_TOPIC] = { "invalid_topic", "topic is not a valid request topic" },
     [CODEC_ERR_ROOM] = { "invalid_room", "room is not a valid room name" },
     [CODEC_ERR_NOT_FOUND] = { "not_found", "no such message" },
@@ -103,6 +105,22 @@ static int get_user(const json_t *v, char user[NAME_MAX_BYTES + 1]) {
     return CODEC_OK;
 }
 
+/* The author of a send or delete. In identity "topic" the topic named it
+ * (lim->sender) and the broker's ACL vouched for it: "user" may be left
+ * out, and one naming anyone else is a forgery. Otherwise get_user(). */
+static int get_author(const json_t *v, const struct codec_limits *lim,
+                      char user[NAME_MAX_BYTES + 1]) {
+    if (lim->sender == NULL) return get_user(v, user);
+    if (v != NULL && !json_is_null(v) &&
+        (!json_is_string(v) || strcmp(json_string_value(v), lim->sender) != 0 ||
+         json_string_length(v) != strlen(lim->sender)))
+        return CODEC_ERR_SENDER;
+    size_t len = strlen(lim->sender);
+    if (!name_valid_user(lim->sender, len)) return CODEC_ERR_USER;
+    memcpy(user, lim->sender, len + 1);
+    return CODEC_OK;
+}
+
 /* Read v (may be NULL) as a JSON integer >= 1 into *out; 'bad' otherwise.
  * Reals are refused even when integral: 5.0 is not an id. */
 static int get_positive(const json_t *v, int bad, long long *out) {
@@ -142,11 +160,12 @@ static int get_cmid(const json_t *obj, struct codec_req *out) {
     return CODEC_OK;
 }
 
-/* send: {"user", "text", "client_msg_id"?}. */
+/* send: {"user", "text", "client_msg_id"?}; "user" may be implied by
+ * the topic (get_author). */
 static int decode_send(const json_t *obj, const struct codec_limits *lim,
                        struct codec_req *out) {
     const json_t *text = json_object_get(obj, "text");
-    int err = get_user(json_object_get(obj, "user"), out->user);
+    int err = get_author(json_object_get(obj, "user"), lim, out->user);
 
     if (err != CODEC_OK) return err;
     if (!json_is_string(text)) return CODEC_ERR_TEXT;
@@ -186,9 +205,10 @@ static int decode_history(const json_t *obj, const struct codec_limits *lim,
     return CODEC_OK;
 }
 
-/* delete: {"user", "id"}. */
-static int decode_delete(const json_t *obj, struct codec_req *out) {
-    int err = get_user(json_object_get(obj, "user"), out->user);
+/* delete: {"user", "id"}; "user" as for send. */
+static int decode_delete(const json_t *obj, const struct codec_limits *lim,
+                         struct codec_req *out) {
+    int err = get_author(json_object_get(obj, "user"), lim, out->user);
 
     if (err != CODEC_OK) return err;
     return get_positive(json_object_get(obj, "id"), CODEC_ERR_ID, &out->id);
@@ -230,7 +250,7 @@ int codec_decode(int kind, const char *payload, size_t len,
     switch (kind) {
     case CODEC_SEND: err = decode_send(doc, lim, out); break;
     case CODEC_HISTORY: err = decode_history(doc, lim, out); break;
-    case CODEC_DELETE: err = decode_delete(doc, out); break;
+    case CODEC_DELETE: err = decode_delete(doc, lim, out); break;
     default: err = CODEC_ERR_INTERNAL; break;
     }
 

@@ -4,6 +4,7 @@
  *
  * Requests (all JSON objects; unknown members are ignored):
  *   send     {"user": U, "text": T, "client_msg_id": C?}
+ *            (identity "topic": "user" optional, must be the sender)
  *   history  {"limit": N?, "before": ID?, "user": U?}
  *   delete   {"user": U, "id": ID}
  * Any request may carry the MQTT 3.1.1 reply fallback:
@@ -40,6 +41,8 @@ enum codec_err {
     CODEC_ERR_ID,            /* "invalid_id": missing, not an integer >= 1 */
     CODEC_ERR_REPLY_TO,      /* "invalid_reply_to": not a string */
     CODEC_ERR_CORRELATION,   /* "invalid_correlation": not a string */
+    CODEC_ERR_SENDER,        /* "user_mismatch": identity "topic", and the
+                                payload's user is not the topic's sender */
     /* Codes the codec never returns itself, for the bridge's own refusals: */
     CODEC_ERR_TOPIC,         /* "invalid_topic": extra levels, unknown kind */
     CODEC_ERR_ROOM,          /* "invalid_room" */
@@ -59,6 +62,10 @@ struct codec_limits {
     size_t max_text_bytes;   /* longest accepted text, in bytes */
     int history_default;     /* limit when the request gives none */
     int history_max;         /* larger limits are clamped to this */
+    const char *sender;      /* identity "topic": the sender the topic
+                                named, NULL otherwise. A send or delete
+                                may then leave "user" out; one that names
+                                anyone else is CODEC_ERR_SENDER */
 };
 
 /* A decoded request. Every pointer is owned by the struct and freed by

@@ -84,6 +84,33 @@ int topic_parse(const char *prefix, const char *topic, size_t len,
     return kind;
 }
 
+/* Split "<prefix>/<room>/send|delete/<user>" or "<prefix>/<room>/history":
+ * the part before the last level must then be a send or delete topic of
+ * topic_parse(), and the last level a valid user name. */
+int topic_parse_sender(const char *prefix, const char *topic, size_t len,
+                       char room[NAME_MAX_BYTES + 1],
+                       char user[NAME_MAX_BYTES + 1]) {
+    size_t slash = last_slash(topic, len);
+    int kind;
+
+    user[0] = '\0';
+    if (slash == len) return TOPIC_ERR_FOREIGN;
+    kind = leaf_kind(topic + slash + 1, len - slash - 1);
+    if (kind == TOPIC_HISTORY) return topic_parse(prefix, topic, len, room);
+    if (kind != 0) {         /* send or delete without a sender level */
+        kind = topic_parse(prefix, topic, len, room);
+        return kind < 0 ? kind : TOPIC_ERR_LEVELS;
+    }
+    kind = topic_parse(prefix, topic, slash, room);
+    if (kind == TOPIC_HISTORY) return TOPIC_ERR_LEVELS;
+    if (kind < 0) return kind;
+    if (!name_valid_user(topic + slash + 1, len - slash - 1))
+        return TOPIC_ERR_USER;
+    memcpy(user, topic + slash + 1, len - slash - 1);
+    user[len - slash - 1] = '\0';
+    return kind;
+}
+
 /* ==================== Building ==================== */
 
 /* snprintf() "<prefix>/<room>/<leaf>" into buf, refusing truncation: a cut
@@ -100,6 +127,16 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
 int topic_filter(char *buf, size_t size, const char *prefix, int kind) {
     if (kind < 1 || kind > KIND_MAX) return -1;
     return topic_build(buf, size, prefix, "+", kind_leaf[kind]);
+}
+
+/* The filter for topic_parse_sender(): send and delete take a user level. */
+int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind) {
+    int n = topic_filter(buf, size, prefix, kind);
+
+    if (n < 0 || kind == TOPIC_HISTORY) return n;
+    if ((size_t)n + 2 >= size) return -1;
+    memcpy(buf + n, "/+", 3);
+    return n + 2;
 }
 
 /* ==================== Reply topics ==================== */
@@ -135,10 +172,21 @@ static int has_unsafe_char(const char *s, size_t len) {
     return 0;
 }
 
-/* Is topic[0..len) one of the bridge's own topics, "<prefix>/<any one
- * level>/send|history|delete|msgs" or anything under "<prefix>/$" (the
- * status topics)? The level may be empty: the bridge's '+' filters match
- * "<prefix>//send" too. */
+/* Is rest[0..rlen) "<any one level>/send|history|delete|msgs"? The level
+ * may be empty: the bridge's '+' filters match "<prefix>//send" too. */
+static int is_room_leaf(const char *rest, size_t rlen) {
+    size_t slash = last_slash(rest, rlen);
+    if (slash == rlen || memchr(rest, '/', slash) != NULL) return 0;
+
+    const char *leaf = rest + slash + 1;
+    size_t llen = rlen - slash - 1;
+    return leaf_kind(leaf, llen) != 0 || span_eq(leaf, llen, "msgs");
+}
+
+/* Is topic[0..len) one of the bridge's own topics: "<prefix>/<level>/
+ * send|history|delete|msgs", the same with one more level after send or
+ * delete (identity "topic"), or anything under "<prefix>/$" (the status
+ * topics)? */
 static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     size_t head = prefix_head(prefix, topic, len);
     if (head == 0) return 0;
@@ -146,12 +194,12 @@ static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     const char *rest = topic + head;
     size_t rlen = len - head;
     if (rlen > 0 && rest[0] == '$') return 1;
+    if (is_room_leaf(rest, rlen)) return 1;
     size_t slash = last_slash(rest, rlen);
-    if (slash == rlen || memchr(rest, '/', slash) != NULL) return 0;
-
-    const char *leaf = rest + slash + 1;
-    size_t llen = rlen - slash - 1;
-    return leaf_kind(leaf, llen) != 0 || span_eq(leaf, llen, "msgs");
+    if (slash == rlen || !is_room_leaf(rest, slash)) return 0;
+    int kind = leaf_kind(rest + last_slash(rest, slash) + 1,
+                         slash - last_slash(rest, slash) - 1);
+    return kind == TOPIC_SEND || kind == TOPIC_DELETE;
 }
 
 /* May a reply be published to topic[0..len)? See topic.h; besides the
@@ -170,6 +218,7 @@ const char *topic_error_text(int err) {
     case TOPIC_ERR_FOREIGN: return "not a request topic of this bridge";
     case TOPIC_ERR_LEVELS: return "wrong number of topic levels";
     case TOPIC_ERR_ROOM: return "invalid room name in topic";
+    case TOPIC_ERR_USER: return "invalid user name in topic";
     default: return "unknown topic error";
     }
 }

@@ -23,7 +23,8 @@ enum topic_kind {
 enum topic_error {
     TOPIC_ERR_FOREIGN = -1,  /* not under prefix, or unknown last level */
     TOPIC_ERR_LEVELS = -2,   /* extra or missing levels */
-    TOPIC_ERR_ROOM = -3      /* the room level is not a valid room name */
+    TOPIC_ERR_ROOM = -3,     /* the room level is not a valid room name */
+    TOPIC_ERR_USER = -4      /* the sender level is not a valid user name */
 };
 
 /* Parse topic[0..len). On success returns a topic_kind and copies the room
@@ -31,6 +32,19 @@ enum topic_error {
  * topic_error and room is undefined. */
 int topic_parse(const char *prefix, const char *topic, size_t len,
                 char room[NAME_MAX_BYTES + 1]);
+
+/* The same for identity "topic" (config.h), where the broker's ACL ties
+ * the last level to the client's account:
+ *
+ *   <prefix>/<room>/send/<user>     chat message sent by <user>
+ *   <prefix>/<room>/delete/<user>   delete request by <user>
+ *   <prefix>/<room>/history         history request (no sender)
+ *
+ * On success the sender is copied into user[] ("" for history). A send or
+ * delete without the sender level is TOPIC_ERR_LEVELS. */
+int topic_parse_sender(const char *prefix, const char *topic, size_t len,
+                       char room[NAME_MAX_BYTES + 1],
+                       char user[NAME_MAX_BYTES + 1]);
 
 /* Write "<prefix>/<room>/<leaf>" into buf. Returns its length, or -1 when
  * it does not fit in size bytes (including the NUL). */
@@ -41,13 +55,18 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
  * Returns its length or -1 when it does not fit. */
 int topic_filter(char *buf, size_t size, const char *prefix, int kind);
 
+/* The filter topic_parse_sender() expects: "<prefix>/+/send/+",
+ * "<prefix>/+/history", "<prefix>/+/delete/+". */
+int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind);
+
 /* 1 when a reply may be published to 'topic': non-empty, at most 65535
  * bytes, valid UTF-8 without control characters or Unicode noncharacters
  * (mosquitto drops the connection of a client that publishes those), no
  * wildcards + #, not starting with '$',
  * and not one of the bridge's own topics (<prefix>/<any>/send|history|
- * delete|msgs, or anything under <prefix>/$ such as the status topic):
- * those would loop back into it or forge a room's stream or status.
+ * delete|msgs, <prefix>/<any>/send|delete/<any>, or anything under
+ * <prefix>/$ such as the status topic): those would loop back into it or
+ * forge a room's stream or status, whichever identity mode is in use.
  * 0 otherwise. */
 int topic_reply_allowed(const char *prefix, const char *topic, size_t len);
 

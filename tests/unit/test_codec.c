@@ -320,12 +320,52 @@ static void test_decode_delete(void **state) {
 /* ==================== Error codes ==================== */
 
 /* Every enum value has its documented wire code and a sentence. */
+/* Identity "topic": the author comes from the topic; a payload user that
+ * names anyone else is a forgery; null or absent is fine. */
+static void test_decode_sender(void **state) {
+    struct codec_limits tl = lim;
+    struct codec_req r;
+    static const char *const forged[] = {
+        "{\"user\":\"bob\",\"text\":\"hi\"}",
+        "{\"user\":\"Alice\",\"text\":\"hi\"}",
+        "{\"user\":\"alic\",\"text\":\"hi\"}",
+        "{\"user\":\"alice2\",\"text\":\"hi\"}",
+        "{\"user\":7,\"text\":\"hi\"}",
+        "{\"user\":\"\",\"text\":\"hi\"}",
+    };
+    (void)state;
+    tl.sender = "alice";
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        assert_int_equal(codec_decode(CODEC_SEND, forged[i], strlen(forged[i]),
+                                      &tl, &r), CODEC_ERR_SENDER);
+        codec_req_free(&r);
+    }
+    const char *ok[] = { "{\"text\":\"hi\"}", "{\"user\":null,\"text\":\"hi\"}",
+                         "{\"user\":\"alice\",\"text\":\"hi\"}" };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(codec_decode(CODEC_SEND, ok[i], strlen(ok[i]), &tl, &r),
+                         CODEC_OK);
+        assert_string_equal(r.user, "alice");
+        codec_req_free(&r);
+    }
+    const char *del = "{\"user\":\"bob\",\"id\":3}";
+    assert_int_equal(codec_decode(CODEC_DELETE, del, strlen(del), &tl, &r),
+                     CODEC_ERR_SENDER);
+    codec_req_free(&r);
+    del = "{\"id\":3}";
+    assert_int_equal(codec_decode(CODEC_DELETE, del, strlen(del), &tl, &r), CODEC_OK);
+    assert_string_equal(r.user, "alice");
+    assert_int_equal(r.id, 3);
+    codec_req_free(&r);
+    assert_string_equal(codec_err_code(CODEC_ERR_SENDER), "user_mismatch");
+}
+
 static void test_err_codes(void **state) {
     static const char *const want[CODEC_ERR_COUNT] = {
         "ok", "invalid_json", "invalid_utf8", "not_object", "invalid_user",
         "invalid_text", "empty_text", "text_too_long", "invalid_client_msg_id",
         "invalid_limit", "invalid_before", "invalid_id", "invalid_reply_to",
-        "invalid_correlation", "invalid_topic", "invalid_room", "not_found",
+        "invalid_correlation", "user_mismatch", "invalid_topic", "invalid_room", "not_found",
         "forbidden", "unavailable", "internal",
     };
     (void)state;
@@ -477,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_decode_reply_fields),
         cmocka_unit_test(test_decode_send_ok),
         cmocka_unit_test(test_decode_send_user),
+        cmocka_unit_test(test_decode_sender),
         cmocka_unit_test(test_decode_send_text),
         cmocka_unit_test(test_decode_send_cmid),
         cmocka_unit_test(test_decode_history_limit),

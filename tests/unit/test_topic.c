@@ -107,6 +107,55 @@ static void test_parse_bad_room(void **state) {
                      TOPIC_ERR_ROOM);
 }
 
+/* Parse a C string topic in identity "topic" form under "chat". */
+static int parse_sender(const char *t, char *room, char *user) {
+    return topic_parse_sender("chat", t, strlen(t), room, user);
+}
+
+/* Identity "topic": send and delete carry the sender as a last level,
+ * history does not; a missing or invalid sender is refused. */
+static void test_parse_sender(void **state) {
+    char room[NAME_MAX_BYTES + 1], user[NAME_MAX_BYTES + 1];
+    (void)state;
+    assert_int_equal(parse_sender("chat/lobby/send/alice", room, user), TOPIC_SEND);
+    assert_string_equal(room, "lobby");
+    assert_string_equal(user, "alice");
+    assert_int_equal(parse_sender("chat/r2/delete/bob", room, user), TOPIC_DELETE);
+    assert_string_equal(room, "r2");
+    assert_string_equal(user, "bob");
+    assert_int_equal(parse_sender("chat/r2/history", room, user), TOPIC_HISTORY);
+    assert_string_equal(user, "");
+    assert_int_equal(parse_sender("chat/lobby/send", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/delete", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/history/alice", room, user),
+                     TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/send/a:b", room, user), TOPIC_ERR_USER);
+    assert_int_equal(parse_sender("chat/lobby/send/", room, user), TOPIC_ERR_USER);
+    assert_int_equal(parse_sender("chat/a:b/send/alice", room, user), TOPIC_ERR_ROOM);
+    assert_int_equal(parse_sender("chat/a/b/send/alice", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/msgs/alice", room, user),
+                     TOPIC_ERR_FOREIGN);
+    assert_int_equal(parse_sender("other/lobby/send/alice", room, user),
+                     TOPIC_ERR_FOREIGN);
+    assert_int_equal(parse_sender("chat", room, user), TOPIC_ERR_FOREIGN);
+    assert_int_equal(parse_sender("", room, user), TOPIC_ERR_FOREIGN);
+}
+
+/* Filters for identity "topic": a '+' level after send and delete. */
+static void test_filter_sender(void **state) {
+    char buf[32];
+    (void)state;
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_SEND), 13);
+    assert_string_equal(buf, "chat/+/send/+");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_DELETE), 15);
+    assert_string_equal(buf, "chat/+/delete/+");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_HISTORY), 14);
+    assert_string_equal(buf, "chat/+/history");
+    assert_int_equal(topic_filter_sender(buf, 14, "chat", TOPIC_SEND), 13);
+    assert_int_equal(topic_filter_sender(buf, 13, "chat", TOPIC_SEND), -1);
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", 9), -1);
+}
+
 /* Built topics and filters, and -1 when the buffer is too small. */
 static void test_build_and_filter(void **state) {
     char buf[32];
@@ -138,7 +187,6 @@ static void test_reply_allowed_ok(void **state) {
     assert_true(allowed("chat/lobby"));
     assert_true(allowed("chat/lobby/inbox"));
     assert_true(allowed("chat/a/b/send"));       /* not one of ours */
-    assert_true(allowed("chat/lobby/send/x"));
     assert_true(allowed("chatter/lobby/send"));
     assert_true(allowed("other/lobby/msgs"));
     assert_true(allowed("caf\xc3\xa9/\xe6\x97\xa5"));
@@ -159,6 +207,13 @@ static void test_reply_allowed_loops(void **state) {
     assert_false(topic_reply_allowed("chat", "chat/$bridge/b1/status", 22));
     assert_true(topic_reply_allowed("chat", "chat/x$/status", 14));
     assert_true(topic_reply_allowed("acme/chat", "chat/x/msgs", 11));
+    /* identity "topic" request topics, whatever the mode */
+    assert_false(allowed("chat/lobby/send/alice"));
+    assert_false(allowed("chat/lobby/delete/alice"));
+    assert_false(allowed("chat//send/"));
+    assert_true(allowed("chat/lobby/msgs/alice"));
+    assert_true(allowed("chat/lobby/history/alice"));
+    assert_true(allowed("chat/a/b/send/alice"));
 }
 
 /* Empty, too long, wildcards, '$', NUL, invalid UTF-8, and characters the
@@ -213,7 +268,9 @@ int main(void) {
         cmocka_unit_test(test_parse_room_length),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_bad_room),
+        cmocka_unit_test(test_parse_sender),
         cmocka_unit_test(test_build_and_filter),
+        cmocka_unit_test(test_filter_sender),
         cmocka_unit_test(test_reply_allowed_ok),
         cmocka_unit_test(test_reply_allowed_loops),
         cmocka_unit_test(test_reply_allowed_refused),
