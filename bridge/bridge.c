@@ -49,6 +49,7 @@ struct slot {
 struct bridge {
     const struct config *cfg;
     struct codec_limits limits;
+    int max_reply_bytes;           /* limits.max_reply_bytes (live) */
     struct mqtt *mqtt;
     struct store *store;
     struct journal *journal;      /* Paho callback -> store worker */
@@ -497,6 +498,29 @@ static void bridge_done_send(struct bridge *b, const struct record *r,
     }
 }
 
+/* Encode msgs[0..n) (oldest first) as a history reply of at most
+ * limits.max_reply_bytes: a longer page leaves its oldest messages to the
+ * next one, next_before then pointing at the oldest message kept. A page
+ * holds at least one message, so paging always moves on; a reply is thus
+ * never larger than the bound or one message. NULL when out of memory. */
+static char *bridge_encode_page(struct bridge *b, const struct record *r,
+                                const struct codec_msg *msgs, size_t n,
+                                long long next_before, size_t *len) {
+    size_t max = (size_t)__atomic_load_n(&b->max_reply_bytes, __ATOMIC_RELAXED);
+    char *doc = codec_encode_history(r->room, msgs, n, next_before, r->correlation, len);
+
+    while (doc && *len > max && n > 1) {
+        size_t keep = (size_t)((double)n * (double)max / (double)*len);
+        keep = keep < 1 ? 1 : keep >= n ? n - 1 : keep;
+        msgs += n - keep;
+        n = keep;
+        next_before = msgs[0].id;
+        free(doc);
+        doc = codec_encode_history(r->room, msgs, n, next_before, r->correlation, len);
+    }
+    return doc;
+}
+
 /* A history page: the store gives newest first, the reply is oldest first. */
 static void bridge_done_history(struct bridge *b, const struct record *r,
                                 const struct store_op *op, struct ticket *t) {
@@ -512,8 +536,7 @@ static void bridge_done_history(struct bridge *b, const struct record *r,
         msgs[i] = (struct codec_msg){ s->id, r->room, s->user, s->text, s->ts,
                                       s->client_msg_id };
     }
-    char *doc = codec_encode_history(r->room, msgs, n, op->next_before,
-                                     r->correlation, &len);
+    char *doc = bridge_encode_page(b, r, msgs, n, op->next_before, &len);
     free(msgs);
     bridge_reply(b, r, doc, len, t);
 }
@@ -735,6 +758,7 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->journal_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10);
     b->outbox_limit = 4 * (size_t)cfg->batch_size;
     b->status_interval = cfg->mqtt_status_interval;
+    b->max_reply_bytes = cfg->max_reply_bytes;
     b->started = time(NULL);
     pthread_mutex_init(&b->tickets_lock, NULL);
     pthread_mutex_init(&b->window_lock, NULL);
@@ -817,6 +841,7 @@ void bridge_set_live(struct bridge *b, const struct config *cfg) {
     __atomic_store_n(&b->limits.history_default, cfg->history_default, __ATOMIC_RELAXED);
     __atomic_store_n(&b->limits.history_max, cfg->history_max, __ATOMIC_RELAXED);
     __atomic_store_n(&b->status_interval, cfg->mqtt_status_interval, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->max_reply_bytes, cfg->max_reply_bytes, __ATOMIC_RELAXED);
     b->next_status = 0;
 }
 

@@ -24,14 +24,23 @@ void h_sleep_ms(long ms) {
 
 /* Start redis-server on e->redis_port in e->dir, with e->opts. */
 static void h_spawn_redis(struct h_env *e) {
-    char path[300], port[16];
+    char path[300], port[16], sock[300];
     snprintf(port, sizeof(port), "%d", e->redis_port);
+    snprintf(sock, sizeof(sock), "%s/redis.sock", e->dir);
     char *redis_argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
-        "--dir", e->dir, "--save", "", "--appendonly", "no", NULL, NULL, NULL };
+        "--dir", e->dir, "--save", "", "--appendonly", "no", NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL };
+    int n = 11;
     if (e->opts.redis_aof) {
         redis_argv[10] = "yes";
-        redis_argv[11] = "--appendfsync";
-        redis_argv[12] = "always";
+        redis_argv[n++] = "--appendfsync";
+        redis_argv[n++] = "always";
+    }
+    if (e->opts.redis_unix) {
+        redis_argv[n++] = "--unixsocket";
+        redis_argv[n++] = sock;
+        redis_argv[n++] = "--unixsocketperm";
+        redis_argv[n++] = "700";
     }
     snprintf(path, sizeof(path), "%s/redis.log", e->dir);
     e->redis_pid = sys_spawn(redis_argv, path, 0);

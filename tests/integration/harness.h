@@ -16,6 +16,7 @@
  * h_mqtt_start start them again. All zero: what h_start_servers does. */
 struct h_server_opts {
     int redis_aof;            /* --appendonly yes --appendfsync always */
+    int redis_unix;           /* also listen on <dir>/redis.sock */
     int mqtt_persist;         /* mosquitto persistence in the temporary
                                  directory: saved every second and at exit */
     int mqtt_max_queued;      /* max_queued_messages; 0 = 100000 */
