@@ -443,7 +443,7 @@ static int bridge_redis_up(struct bridge *b) {
     if (store_connected(b->store)) return 1;
     int was = __atomic_load_n(&b->st.redis_connected, __ATOMIC_RELAXED);
     int up = store_connect(b->store) == STORE_OK;
-    if (up) log_info("redis: connected to %s:%d", b->cfg->redis_host, b->cfg->redis_port);
+    if (up) log_info("redis: connected to %s", store_address(b->store));
     else if (was || !b->redis_tried) log_warn("%s", store_errstr(b->store));
     b->redis_tried = 1;
     __atomic_store_n(&b->st.redis_connected, up, __ATOMIC_RELAXED);

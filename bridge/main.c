@@ -247,8 +247,12 @@ int main(int argc, char **argv) {
     log_set_level(a.verbose ? LOG_LEVEL_DEBUG : d.built->log_level);
     install_signals();
     service_init();
-    log_info("chat-bridge %s starting: broker %s, redis %s:%d", CB_VERSION,
-             d.built->mqtt_uri, d.built->redis_host, d.built->redis_port);
+    if (d.built->redis_unix_socket)
+        log_info("chat-bridge %s starting: broker %s, redis %s", CB_VERSION,
+                 d.built->mqtt_uri, d.built->redis_unix_socket);
+    else
+        log_info("chat-bridge %s starting: broker %s, redis %s:%d", CB_VERSION,
+                 d.built->mqtt_uri, d.built->redis_host, d.built->redis_port);
     rc = run(&d);
     if (d.current != d.built) config_destroy(d.current);
     config_destroy(d.built);

@@ -32,7 +32,7 @@ struct store {
     char *unix_socket;
     char *username;
     char *password;
-    char where[300];       /* "redis HOST:PORT" or "redis PATH", for errors */
+    char addr[300];        /* "HOST:PORT" or the socket's path */
     char *prefix;
     char *bridge_id;
     long long dedup_window_ms;
@@ -80,9 +80,9 @@ struct store *store_new(const struct store_opts *opts) {
     }
     s->port = opts->port;
     if (s->unix_socket)
-        snprintf(s->where, sizeof(s->where), "redis %s", s->unix_socket);
+        snprintf(s->addr, sizeof(s->addr), "%s", s->unix_socket);
     else
-        snprintf(s->where, sizeof(s->where), "redis %s:%d", s->host, s->port);
+        snprintf(s->addr, sizeof(s->addr), "%s:%d", s->host, s->port);
     s->timeout_ms = opts->timeout_ms;
     s->dedup_window_ms = opts->dedup_window_ms;
     s->retain_count = opts->retain_count;
@@ -107,6 +107,10 @@ void store_disconnect(struct store *s) {
     s->ctx = NULL;
 }
 
+const char *store_address(const struct store *s) {
+    return s->addr;
+}
+
 int store_connected(const struct store *s) {
     return s->ctx != NULL;
 }
@@ -122,7 +126,7 @@ static redisReply *store_command(struct store *s, int type, int argc,
                                  const char **argv) {
     redisReply *r = redisCommandArgv(s->ctx, argc, argv, NULL);
     if (r == NULL) {
-        store_seterr(s, "%s: %s", s->where, s->ctx->errstr);
+        store_seterr(s, "redis %s: %s", s->addr, s->ctx->errstr);
         store_disconnect(s);
         return NULL;
     }
@@ -161,7 +165,15 @@ static int store_auth(struct store *s) {
     } else {
         r = store_command(s, REDIS_REPLY_STATUS, 3, argv);
     }
-    if (r == NULL) return -1;
+    if (r == NULL) {
+        if (s->ctx) {           /* Redis answered: say what to fix */
+            char why[sizeof(s->errstr)];
+            snprintf(why, sizeof(why), "%s", s->errstr);
+            store_seterr(s, "redis %s refused the bridge's credentials "
+                         "(redis.username, redis.password): %s", s->addr, why);
+        }
+        return -1;
+    }
     freeReplyObject(r);
     return 0;
 }
@@ -174,12 +186,12 @@ int store_connect(struct store *s) {
     s->ctx = s->unix_socket ? redisConnectUnixWithTimeout(s->unix_socket, tv)
                             : redisConnectWithTimeout(s->host, s->port, tv);
     if (s->ctx == NULL || s->ctx->err) {
-        store_seterr(s, "%s: %s", s->where, s->ctx ? s->ctx->errstr : "out of memory");
+        store_seterr(s, "redis %s: %s", s->addr, s->ctx ? s->ctx->errstr : "out of memory");
         store_disconnect(s);
         return STORE_ERR_IO;
     }
     if (redisSetTimeout(s->ctx, tv) != REDIS_OK) {
-        store_seterr(s, "%s: cannot set timeout", s->where);
+        store_seterr(s, "redis %s: cannot set timeout", s->addr);
         goto fail;
     }
     if (store_auth(s) < 0 || store_load_scripts(s) < 0) goto fail;
@@ -355,7 +367,7 @@ static int store_pass(struct store *s, struct store_op *ops, size_t n) {
     }
     return STORE_OK;
 io_error:
-    store_seterr(s, "%s: %s", s->where,
+    store_seterr(s, "redis %s: %s", s->addr,
                  s->ctx->errstr[0] ? s->ctx->errstr : "connection lost");
     store_disconnect(s);
     return STORE_ERR_IO;
@@ -363,7 +375,7 @@ io_error:
 
 int store_exec(struct store *s, struct store_op *ops, size_t n) {
     if (s->ctx == NULL) {
-        store_seterr(s, "%s: not connected", s->where);
+        store_seterr(s, "redis %s: not connected", s->addr);
         return STORE_ERR_IO;
     }
     s->errstr[0] = '\0';

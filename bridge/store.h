@@ -135,4 +135,7 @@ void store_op_clear(struct store_op *op);
 /* The last error, for the log. */
 const char *store_errstr(const struct store *s);
 
+/* Where the store connects: "HOST:PORT" or the Unix socket's path. */
+const char *store_address(const struct store *s);
+
 #endif

@@ -264,8 +264,8 @@ int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *e
     return sys_write_file(conf, yaml);
 }
 
-/* Start the bridge on the configuration last written; wait until ready. */
-int h_restart_bridge(struct h_env *e) {
+/* Start the bridge on the configuration last written, without waiting. */
+int h_spawn_bridge(struct h_env *e) {
     char conf[300], log[300], wrapper[512];
     char *argv[32];
     snprintf(conf, sizeof(conf), "%s/bridge.yaml", e->dir);
@@ -273,11 +273,40 @@ int h_restart_bridge(struct h_env *e) {
     snprintf(wrapper, sizeof(wrapper), "%s", getenv("CB_WRAPPER") ? getenv("CB_WRAPPER") : "");
     h_bridge_argv(argv, 32, wrapper, conf);
     e->bridge_pid = sys_spawn(argv, log, 0);
-    if (e->bridge_pid < 0 || h_wait_bridge(e) < 0) {
+    return e->bridge_pid > 0 ? 0 : -1;
+}
+
+/* Start the bridge on the configuration last written; wait until ready. */
+int h_restart_bridge(struct h_env *e) {
+    char log[300];
+    snprintf(log, sizeof(log), "%s/bridge.log", e->dir);
+    if (h_spawn_bridge(e) < 0 || h_wait_bridge(e) < 0) {
         fprintf(stderr, "harness: bridge did not become ready (see %s)\n", log);
         return -1;
     }
     return 0;
+}
+
+/* Occurrences of needle in the bridge's log as it is now. */
+static int h_log_count(struct h_env *e, const char *needle) {
+    char path[300], line[4096];
+    int n = 0;
+    snprintf(path, sizeof(path), "%s/bridge.log", e->dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    while (fgets(line, sizeof(line), f))
+        for (const char *p = line; (p = strstr(p, needle)) != NULL; p++) n++;
+    fclose(f);
+    return n;
+}
+
+int h_log_wait(struct h_env *e, const char *needle, int times, int timeout_ms) {
+    int n = h_log_count(e, needle);
+    for (int waited = 0; n < times && waited < timeout_ms; waited += 100) {
+        h_sleep_ms(100);
+        n = h_log_count(e, needle);
+    }
+    return n;
 }
 
 int h_stop_bridge(struct h_env *e) {

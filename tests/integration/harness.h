@@ -56,6 +56,12 @@ int h_write_bridge_config(struct h_env *e, const char *redis_keys, const char *e
 /* Start the bridge again on the configuration last written; waits until
  * it is ready. 0 or -1. */
 int h_restart_bridge(struct h_env *e);
+/* Start it without waiting (for a bridge that is not meant to become
+ * ready); its log is <dir>/bridge.log. 0 or -1. */
+int h_spawn_bridge(struct h_env *e);
+/* Wait up to timeout_ms until <dir>/bridge.log holds needle at least
+ * times times. Returns how many times it was seen. */
+int h_log_wait(struct h_env *e, const char *needle, int times, int timeout_ms);
 /* Stop the bridge with SIGTERM; returns its exit status (-1 if killed). */
 int h_stop_bridge(struct h_env *e);
 /* SIGKILL the bridge and reap it. */
