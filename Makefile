@@ -15,8 +15,8 @@ CFLAGS ?= -O2 -g
 PKGS := hiredis jansson yaml-0.1 libsystemd
 DEB_PACKAGES := build-essential pkg-config libpaho-mqtt-dev libhiredis-dev \
 	libyaml-dev libjansson-dev libsystemd-dev libcmocka-dev \
-	mosquitto mosquitto-clients redis-server redis-tools valgrind cppcheck \
-	systemd man-db groff-base
+	mosquitto mosquitto-clients redis-server redis-tools valgrind cppcheck openssl \
+	systemd man-db groff-base clang libclang-rt-14-dev
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -96,6 +96,7 @@ $(ITEST_BIN): $(ITEST_OBJS)
 SEC_SRCS := $(wildcard tests/security/test_*.c)
 SEC_BINS := $(SEC_SRCS:tests/security/%.c=$(B)/tests/sec_%)
 
+.PRECIOUS: $(B)/tests/sec_%.o
 $(B)/tests/sec_%.o: tests/security/%.c | $(B)/tests
 	$(quiet) CC $<
 	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
@@ -263,3 +264,98 @@ test-service: deps
 	CB_BRIDGE=$(B)/chat-bridge timeout 300 $(SVC_TEST_BIN) || rc=1; \
 	exit $$rc
 # ==================== end of install ====================
+
+# ==================== fuzz (tests/fuzz/) ====================
+# make fuzz       build the libFuzzer targets (clang, ASan + UBSan) into
+#                 build/fuzz/ and run each for FUZZ_SECONDS (default 60) on
+#                 build/fuzz/corpus-<name>/, which starts as a copy of
+#                 tests/fuzz/corpus/<name>/ and keeps what the runs find (the
+#                 repository's corpus is never written). Fails when a target
+#                 crashes, leaks or hangs; the input is kept as
+#                 build/fuzz/<name>-crash-* (or leak-, timeout-, oom-) and
+#                 the run's output in build/fuzz/<name>.log. Reproduce with
+#                 build/fuzz/fuzz_<name> build/fuzz/<name>-crash-...
+# make fuzz-ci    the same, 30 s per target (.ci/run).
+# Targets: codec (payload decoder, validation, encoders), topic (router,
+# reply topics), config (YAML loader). The bridge's modules are compiled
+# again with clang and -fsanitize=fuzzer-no-link into build/fuzz/; only the
+# ones the targets use are linked (through an archive). The config target
+# links a copy of config.o whose open/access/stat calls go to in-memory
+# files in tests/fuzz/fuzz_config.c, so fuzzed paths never reach the disk.
+# FUZZ_OPT (not CFLAGS, which may hold gcc-only flags) sets the optimisation;
+# FUZZ_ARGS adds libFuzzer options, e.g. make fuzz FUZZ_ARGS=-seed=1.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_OPT ?= -O1 -g
+FUZZ_ARGS ?=
+OBJCOPY ?= objcopy
+FUZZ := $(B)/fuzz
+FUZZ_NAMES := codec topic config
+FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ)/fuzz_%)
+FUZZ_MODS := codec names topic journal log
+FUZZ_CFLAGS := $(FUZZ_OPT) -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP \
+	-fno-omit-frame-pointer -fno-sanitize-recover=all $(PKG_CFLAGS)
+FUZZ_SAN := address,undefined
+# The file system calls of config.o that the sandbox replaces; any other
+# one left in the sandboxed copy fails the build (FUZZ_UNSANDBOXED).
+FUZZ_SANDBOX := $(foreach f,open open64 access stat stat64,--redefine-sym $(f)=cb_fuzz_$(f))
+FUZZ_UNSANDBOXED := open open64 openat openat64 creat creat64 fopen fopen64 freopen \
+	access faccessat euidaccess eaccess stat stat64 lstat lstat64 fstatat fstatat64 \
+	statx realpath opendir mkdir unlink rename truncate truncate64 chmod symlink link
+FUZZ_RUN_FLAGS := -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	-max_len=8192 -print_final_stats=1
+
+.PHONY: fuzz fuzz-ci fuzz-build
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ)/fuzz_%.o)
+
+$(FUZZ):
+	$(Q)mkdir -p $@
+
+$(FUZZ)/%.o: bridge/%.c | $(FUZZ)
+	$(quiet) FUZZCC $<
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c -o $@ $<
+
+$(FUZZ)/config-sandboxed.o: $(FUZZ)/config.o
+	$(quiet) OBJCOPY $@
+	$(Q)$(OBJCOPY) $(FUZZ_SANDBOX) $< $@
+	$(Q)if nm -u $@ | awk '{ print $$2 }' | grep -Fx $(FUZZ_UNSANDBOXED:%=-e %); then \
+	  echo "$@: config.c calls the file system outside the fuzz sandbox (tests/fuzz/fuzz_config.c)"; \
+	  rm -f $@; exit 1; \
+	fi
+
+$(FUZZ)/libbridge-fuzz.a: $(FUZZ_MODS:%=$(FUZZ)/%.o) $(FUZZ)/config-sandboxed.o
+	$(quiet) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ)/fuzz_%.o: tests/fuzz/fuzz_%.c | $(FUZZ)
+	$(quiet) FUZZCC $<
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c -o $@ $<
+
+$(FUZZ)/fuzz_%: $(FUZZ)/fuzz_%.o $(FUZZ)/libbridge-fuzz.a
+	$(quiet) LINK $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -pthread
+
+fuzz-build: $(FUZZ_BINS)
+
+# One target at a time; each on its own corpus copy, with its dictionary.
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)rc=0; for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ)/corpus-$$n && cp tests/fuzz/corpus/$$n/* $(FUZZ)/corpus-$$n/ || exit 1; \
+	  dict=; [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
+	  printf '  %-6s %s, %s s\n' FUZZ $$n $(FUZZ_SECONDS); \
+	  if UBSAN_OPTIONS=print_stacktrace=1 $(FUZZ)/fuzz_$$n $(FUZZ_RUN_FLAGS) $$dict \
+	       -artifact_prefix=$(FUZZ)/$$n- $(FUZZ_ARGS) $(FUZZ)/corpus-$$n \
+	       > $(FUZZ)/$$n.log 2>&1; then \
+	    grep -E '^#[0-9]+.*DONE' $(FUZZ)/$$n.log | tail -1 | sed 's/^/         /'; \
+	    grep -E 'stat::(number_of_executed_units|average_exec_per_sec)' $(FUZZ)/$$n.log | sed 's/^/         /'; \
+	  else \
+	    rc=1; echo "fuzz: $$n FAILED, see $(FUZZ)/$$n.log:"; tail -n 60 $(FUZZ)/$$n.log; \
+	  fi; \
+	done; exit $$rc
+
+fuzz-ci:
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+
+-include $(wildcard $(FUZZ)/*.d)
+# ==================== end of fuzz ====================

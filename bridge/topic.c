@@ -91,17 +91,21 @@ int topic_parse_sender(const char *prefix, const char *topic, size_t len,
                        char room[NAME_MAX_BYTES + 1],
                        char user[NAME_MAX_BYTES + 1]) {
     size_t slash = last_slash(topic, len);
-    int kind;
+    int kind, head;
 
     user[0] = '\0';
     if (slash == len) return TOPIC_ERR_FOREIGN;
     kind = leaf_kind(topic + slash + 1, len - slash - 1);
+    head = topic_parse(prefix, topic, slash, room);
+    /* A sender may be called "send", "history" or "delete": after a send
+     * or delete topic, the last level is the sender whatever it reads. */
+    if (head == TOPIC_SEND || head == TOPIC_DELETE) kind = 0;
     if (kind == TOPIC_HISTORY) return topic_parse(prefix, topic, len, room);
     if (kind != 0) {         /* send or delete without a sender level */
         kind = topic_parse(prefix, topic, len, room);
         return kind < 0 ? kind : TOPIC_ERR_LEVELS;
     }
-    kind = topic_parse(prefix, topic, slash, room);
+    kind = head;
     if (kind == TOPIC_HISTORY) return TOPIC_ERR_LEVELS;
     if (kind < 0) return kind;
     if (!name_valid_user(topic + slash + 1, len - slash - 1))

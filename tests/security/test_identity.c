@@ -145,13 +145,13 @@ static int setup_topic(void **state) {
 }
 
 static int teardown(void **state) {
-    char cmd[300];
-
     (void)state;
     if (env.bridge_pid > 0) h_stop_bridge(&env);
     h_stop_servers(&env);
     memset(&env, 0, sizeof(env));
     if (pwdir[strlen(pwdir) - 1] != 'X') {
+        char cmd[300];
+
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pwdir);
         if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", pwdir);
     }

@@ -125,6 +125,11 @@ static void test_parse_sender(void **state) {
     assert_string_equal(user, "bob");
     assert_int_equal(parse_sender("chat/r2/history", room, user), TOPIC_HISTORY);
     assert_string_equal(user, "");
+    /* a sender may be called like a leaf (found by tests/fuzz/fuzz_topic) */
+    assert_int_equal(parse_sender("chat/lobby/send/history", room, user), TOPIC_SEND);
+    assert_string_equal(user, "history");
+    assert_int_equal(parse_sender("chat/lobby/delete/send", room, user), TOPIC_DELETE);
+    assert_string_equal(user, "send");
     assert_int_equal(parse_sender("chat/lobby/send", room, user), TOPIC_ERR_LEVELS);
     assert_int_equal(parse_sender("chat/lobby/delete", room, user), TOPIC_ERR_LEVELS);
     assert_int_equal(parse_sender("chat/lobby/history/alice", room, user),

@@ -1,0 +1,421 @@
+/* fuzz_codec.c -- libFuzzer target for the request decoder and the
+ * encoders (bridge/codec.c), with the name rules they rely on (names.c).
+ *
+ * Input: the first byte b picks the request kind (b % 3: send, history,
+ * delete), one of four sets of limits ((b / 3) % 4) and the sender named
+ * by the topic in identity "topic" mode ((b / 12) % 4: none, "alice",
+ * "caf\u00e9", "bob"); the rest is the MQTT payload given to
+ * codec_decode(). The seeds in corpus/codec/ start with '0' (send), '1'
+ * (history) or '2' (delete) under the default limits and no sender; '3',
+ * '4', '5' are the same under tiny limits; '<', '=', '>' the same under
+ * the default limits with sender "alice".
+ *
+ * Invariants (a broken one calls abort(), which libFuzzer reports as a
+ * crash and saves the input):
+ *   - codec_decode() returns CODEC_OK or a code the codec itself returns,
+ *     never one of the bridge's own codes (not_found, forbidden...);
+ *   - it agrees with jansson on the document: unparsable gives invalid_json
+ *     or invalid_utf8, a non-object gives not_object;
+ *   - reply_to and correlation are extracted before anything else: when
+ *     the document is an object holding them as strings they are copied
+ *     byte for byte, whatever else is wrong; a non-string one refuses it;
+ *   - with a sender, a send or delete naming another user is refused
+ *     as user_mismatch, and a decoded one has the sender as its user;
+ *   - on success: the user is a valid user name (history: "" or valid);
+ *     the text is 1..max_text_bytes bytes, NUL-terminated at text_len,
+ *     with no NUL inside, equal to the document's; client_msg_id is "" or
+ *     1..64 bytes without control characters; limit is the requested one
+ *     (or the default) clamped to 1..history_max; before >= 0; id >= 1;
+ *   - every encoder returns a document of length *len that json_loadb()
+ *     parses back to an object with exactly the documented members, in the
+ *     documented order, holding the values given, and that re-serialises
+ *     compactly to the same bytes;
+ *   - codec_req_free() releases everything (LeakSanitizer) and may run
+ *     twice. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "codec.h"
+#include "names.h"
+
+#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
+
+#define TS_SAMPLE 1764000000123LL   /* a receive time, Unix ms */
+
+/* The limit sets the first input byte chooses from. All are valid
+ * configurations (history_default <= history_max, as config.c enforces). */
+static const struct codec_limits limit_sets[4] = {
+    { .max_text_bytes = 4096, .history_default = 50, .history_max = 200 },
+    { .max_text_bytes = 16, .history_default = 1, .history_max = 1 },
+    { .max_text_bytes = 1, .history_default = 10000, .history_max = 10000 },
+    { .max_text_bytes = 1048576, .history_default = 7, .history_max = 10 },
+};
+
+/* The senders a topic may name (topic_parse_sender() checks they are
+ * valid user names); NULL is identity "payload". */
+static const char *const senders[4] = { NULL, "alice", "caf\xc3\xa9", "bob" };
+
+/* ==================== Round-trip helpers ==================== */
+
+/* Parse an encoder's output: non-NULL, *len bytes long, a JSON object that
+ * re-serialises compactly (in order) to exactly the same bytes. Returns the
+ * object, which the caller releases with json_decref(). */
+static json_t *reparse(const char *s, size_t len) {
+    json_t *o;
+    char *again;
+
+    CHECK(s != NULL);
+    CHECK(strlen(s) == len);
+    o = json_loadb(s, len, JSON_REJECT_DUPLICATES, NULL);
+    CHECK(o != NULL && json_is_object(o));
+    again = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    CHECK(again != NULL && strcmp(again, s) == 0);
+    free(again);
+    return o;
+}
+
+/* The members of obj are exactly keys[0..n), in this order. */
+static void check_keys(json_t *obj, const char *const *keys, size_t n) {
+    void *it = json_object_iter(obj);
+
+    for (size_t i = 0; i < n; i++) {
+        CHECK(it != NULL);
+        CHECK(strcmp(json_object_iter_key(it), keys[i]) == 0);
+        it = json_object_iter_next(obj, it);
+    }
+    CHECK(it == NULL);
+}
+
+/* Member key of obj is the string s[0..len). */
+static void check_str(const json_t *obj, const char *key, const char *s,
+                      size_t len) {
+    const json_t *v = json_object_get(obj, key);
+
+    CHECK(json_is_string(v));
+    CHECK(json_string_length(v) == len);
+    CHECK(memcmp(json_string_value(v), s, len) == 0);
+}
+
+/* Member key of obj is the integer n. */
+static void check_int(const json_t *obj, const char *key, long long n) {
+    const json_t *v = json_object_get(obj, key);
+
+    CHECK(json_is_integer(v) && json_integer_value(v) == n);
+}
+
+/* A reply carries "correlation" as its last member exactly when the
+ * request had one; returns the number of members expected besides it. */
+static size_t check_correlation(const json_t *obj, const char *correlation) {
+    if (correlation == NULL) {
+        CHECK(json_object_get(obj, "correlation") == NULL);
+        return 0;
+    }
+    check_str(obj, "correlation", correlation, strlen(correlation));
+    return 1;
+}
+
+/* ==================== Encoders ==================== */
+
+/* One stored message object as encode_msg and encode_history write it. */
+static void check_msg_object(json_t *o, const struct codec_msg *m) {
+    static const char *const keys[] = { "id", "room", "user", "text", "ts",
+                                        "client_msg_id" };
+    int has_cmid = m->client_msg_id != NULL && m->client_msg_id[0] != '\0';
+
+    check_keys(o, keys, has_cmid ? 6 : 5);
+    check_int(o, "id", m->id);
+    check_str(o, "room", m->room, strlen(m->room));
+    check_str(o, "user", m->user, strlen(m->user));
+    check_str(o, "text", m->text, strlen(m->text));
+    check_int(o, "ts", m->ts);
+    if (has_cmid)
+        check_str(o, "client_msg_id", m->client_msg_id,
+                  strlen(m->client_msg_id));
+}
+
+/* codec_encode_msg() round-trips. */
+static void fuzz_encode_msg(const struct codec_msg *m) {
+    size_t len = 0;
+    char *s = codec_encode_msg(m, &len);
+    json_t *o = reparse(s, len);
+
+    check_msg_object(o, m);
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_deleted() round-trips. */
+static void fuzz_encode_deleted(const char *room, long long id) {
+    static const char *const keys[] = { "id", "room", "deleted" };
+    size_t len = 0;
+    char *s = codec_encode_deleted(room, id, &len);
+    json_t *o = reparse(s, len);
+
+    check_keys(o, keys, 3);
+    check_int(o, "id", id);
+    check_str(o, "room", room, strlen(room));
+    CHECK(json_is_true(json_object_get(o, "deleted")));
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_ok() round-trips, correlation echoed. */
+static void fuzz_encode_ok(long long id, const char *correlation) {
+    static const char *const keys[] = { "ok", "id", "correlation" };
+    size_t len = 0;
+    char *s = codec_encode_ok(id, correlation, &len);
+    json_t *o = reparse(s, len);
+
+    check_keys(o, keys, 2 + check_correlation(o, correlation));
+    CHECK(json_is_true(json_object_get(o, "ok")));
+    check_int(o, "id", id);
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_error() round-trips; out-of-range codes are "internal". */
+static void fuzz_encode_error(int err, const char *correlation) {
+    static const char *const keys[] = { "ok", "error", "message",
+                                        "correlation" };
+    size_t len = 0;
+    char *s = codec_encode_error(err, correlation, &len);
+    json_t *o = reparse(s, len);
+    const char *code = codec_err_code(err);
+
+    check_keys(o, keys, 3 + check_correlation(o, correlation));
+    CHECK(json_is_false(json_object_get(o, "ok")));
+    check_str(o, "error", code, strlen(code));
+    check_str(o, "message", codec_err_text(err), strlen(codec_err_text(err)));
+    if (err < 0 || err >= CODEC_ERR_COUNT)
+        CHECK(strcmp(code, "internal") == 0);
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_history() round-trips: n messages, next_before or null. */
+static void fuzz_encode_history(const char *room, const struct codec_msg *msgs,
+                                size_t n, long long next_before,
+                                const char *correlation) {
+    static const char *const keys[] = { "room", "messages", "next_before",
+                                        "correlation" };
+    size_t len = 0;
+    char *s = codec_encode_history(room, msgs, n, next_before, correlation,
+                                   &len);
+    json_t *o = reparse(s, len);
+    json_t *a = json_object_get(o, "messages");
+
+    check_keys(o, keys, 3 + check_correlation(o, correlation));
+    check_str(o, "room", room, strlen(room));
+    CHECK(json_is_array(a) && json_array_size(a) == n);
+    for (size_t i = 0; i < n; i++)
+        check_msg_object(json_array_get(a, i), &msgs[i]);
+    if (next_before > 0)
+        check_int(o, "next_before", next_before);
+    else
+        CHECK(json_is_null(json_object_get(o, "next_before")));
+    json_decref(o);
+    free(s);
+}
+
+/* ==================== Decoder ==================== */
+
+/* Is err one the codec may return itself? codec.h lists those first,
+ * then from CODEC_ERR_TOPIC on the bridge's own, of which the codec only
+ * returns "internal" (out of memory). */
+static int codec_own_error(int err) {
+    return (err > CODEC_OK && err < CODEC_ERR_TOPIC) ||
+           err == CODEC_ERR_INTERNAL;
+}
+
+/* Does s[0..len) hold a control character (C0, DEL, C1)? Written out
+ * from the byte patterns of UTF-8, independently of codec.c. */
+static int has_control_char(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7F) return 1;
+        if (p[i] == 0xC2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F)
+            return 1;
+    }
+    return 0;
+}
+
+/* A decoded string member (reply_to or correlation) matches the document:
+ * NULL when absent, the same bytes when a string. Returns 1 when the
+ * member is present but not a string (the request must then be refused). */
+static int check_reply_member(const json_t *doc, const char *key,
+                              const char *got) {
+    const json_t *v = json_object_get(doc, key);
+
+    if (v == NULL) {
+        CHECK(got == NULL);
+        return 0;
+    }
+    if (!json_is_string(v)) return 1;
+    CHECK(got != NULL);
+    CHECK(strlen(got) == json_string_length(v));
+    CHECK(memcmp(got, json_string_value(v), json_string_length(v)) == 0);
+    return 0;
+}
+
+/* Identity "topic": a send or delete whose "user" is present, not null
+ * and not exactly the sender is refused, and user_mismatch means just
+ * that. Without a sender user_mismatch never happens. */
+static void check_author(const json_t *doc, int err,
+                         const struct codec_limits *lim) {
+    const json_t *u = json_object_get(doc, "user");
+    int other;
+
+    if (lim->sender == NULL) {
+        CHECK(err != CODEC_ERR_SENDER);
+        return;
+    }
+    other = u != NULL && !json_is_null(u) &&
+            (!json_is_string(u) ||
+             json_string_length(u) != strlen(lim->sender) ||
+             memcmp(json_string_value(u), lim->sender,
+                    strlen(lim->sender)) != 0);
+    if (err == CODEC_ERR_SENDER) CHECK(other);
+    if (other) CHECK(err != CODEC_OK);
+}
+
+/* The fields of a successfully decoded request obey codec.h. */
+static void check_decoded(const json_t *doc, const struct codec_limits *lim,
+                          const struct codec_req *r) {
+    size_t ulen = strlen(r->user), clen = strlen(r->client_msg_id);
+
+    CHECK(clen <= CODEC_CMID_MAX_BYTES);
+    CHECK(r->before >= 0);
+    if (r->kind == CODEC_HISTORY) {
+        const json_t *limit = json_object_get(doc, "limit");
+        long long want = limit ? json_integer_value(limit)
+                               : lim->history_default;
+
+        const json_t *before = json_object_get(doc, "before");
+
+        CHECK(ulen == 0 || name_valid_user(r->user, ulen));
+        if (ulen) check_str(doc, "user", r->user, ulen);
+        CHECK(r->limit >= 1 && r->limit <= lim->history_max);
+        CHECK(r->limit == (want > lim->history_max ? lim->history_max : want));
+        CHECK(r->before == (json_is_integer(before) ?
+                            json_integer_value(before) : 0));
+        CHECK(r->text == NULL && clen == 0);
+        return;
+    }
+    CHECK(name_valid_user(r->user, ulen));
+    if (lim->sender != NULL)
+        CHECK(strcmp(r->user, lim->sender) == 0);
+    else
+        check_str(doc, "user", r->user, ulen);
+    if (r->kind == CODEC_DELETE) {
+        CHECK(r->id >= 1);
+        check_int(doc, "id", r->id);
+        CHECK(r->text == NULL);
+        return;
+    }
+    CHECK(r->text != NULL);
+    CHECK(r->text_len >= 1 && r->text_len <= lim->max_text_bytes);
+    CHECK(strlen(r->text) == r->text_len);
+    CHECK(name_utf8_valid(r->text, r->text_len));
+    check_str(doc, "text", r->text, r->text_len);
+    if (clen == 0) {
+        CHECK(json_object_get(doc, "client_msg_id") == NULL);
+    } else {
+        CHECK(!has_control_char(r->client_msg_id, clen));
+        check_str(doc, "client_msg_id", r->client_msg_id, clen);
+    }
+}
+
+/* Decode again with jansson alone and check that codec_decode() agrees on
+ * the document and on the reply fields; then the request fields. */
+static void check_against_jansson(const uint8_t *p, size_t len, int err,
+                                  const struct codec_limits *lim,
+                                  const struct codec_req *r) {
+    json_t *doc = json_loadb((const char *)p, len,
+                             JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+    int bad_reply;
+
+    if (doc == NULL) {
+        CHECK(err == CODEC_ERR_JSON || err == CODEC_ERR_UTF8 ||
+              err == CODEC_ERR_INTERNAL);
+        return;
+    }
+    if (!json_is_object(doc)) {
+        CHECK(err == CODEC_ERR_NOT_OBJECT);
+        json_decref(doc);
+        return;
+    }
+    bad_reply = check_reply_member(doc, "reply_to", r->reply_to);
+    bad_reply |= check_reply_member(doc, "correlation", r->correlation);
+    if (bad_reply)
+        CHECK(err == CODEC_ERR_REPLY_TO || err == CODEC_ERR_CORRELATION);
+    else
+        CHECK(err != CODEC_ERR_REPLY_TO && err != CODEC_ERR_CORRELATION);
+    if (!bad_reply && r->kind != CODEC_HISTORY)
+        check_author(doc, err, lim);
+    if (err == CODEC_OK) check_decoded(doc, lim, r);
+    json_decref(doc);
+}
+
+/* Exercise every encoder with what was decoded, as the bridge would:
+ * the stored message, the ok or error reply, a history page, a delete. */
+static void exercise_encoders(int err, const struct codec_req *r) {
+    const char *room = r->user[0] ? r->user : "lobby";  /* a valid room too */
+    struct codec_msg msgs[3];
+    size_t n = 0;
+
+    if (err != CODEC_OK) {
+        fuzz_encode_error(err, r->correlation);
+        fuzz_encode_error(CODEC_ERR_COUNT + err, r->correlation);
+        return;
+    }
+    memset(msgs, 0, sizeof(msgs));
+    for (n = 0; n < (size_t)(r->limit % 4) && n < 3; n++) {
+        msgs[n].id = 1 + (long long)n;
+        msgs[n].room = room;
+        msgs[n].user = r->user[0] ? r->user : "alice";
+        msgs[n].text = r->text ? r->text : "hello";
+        msgs[n].ts = TS_SAMPLE + (long long)n;
+        msgs[n].client_msg_id = n == 1 ? "c-1" : r->client_msg_id;
+    }
+    switch (r->kind) {
+    case CODEC_SEND:
+        msgs[0] = (struct codec_msg){ .id = (long long)r->text_len,
+                                      .room = room, .user = r->user,
+                                      .text = r->text, .ts = TS_SAMPLE,
+                                      .client_msg_id = r->client_msg_id };
+        fuzz_encode_msg(&msgs[0]);
+        fuzz_encode_ok(msgs[0].id, r->correlation);
+        break;
+    case CODEC_HISTORY:
+        fuzz_encode_history(room, msgs, n, r->before, r->correlation);
+        break;
+    case CODEC_DELETE:
+        fuzz_encode_deleted(room, r->id);
+        fuzz_encode_ok(r->id, r->correlation);
+        break;
+    }
+}
+
+/* libFuzzer entry point: see the top of the file for the input layout. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    struct codec_limits lim;
+    struct codec_req req;
+    int kind, err;
+
+    if (size < 1) return 0;
+    kind = CODEC_SEND + data[0] % 3;
+    lim = limit_sets[(data[0] / 3) % 4];
+    lim.sender = senders[(data[0] / 12) % 4];
+    err = codec_decode(kind, (const char *)data + 1, size - 1, &lim, &req);
+    CHECK(err == CODEC_OK || codec_own_error(err));
+    CHECK(req.kind == kind);
+    check_against_jansson(data + 1, size - 1, err, &lim, &req);
+    exercise_encoders(err, &req);
+    codec_req_free(&req);
+    codec_req_free(&req);
+    return 0;
+}
