@@ -595,7 +595,8 @@ static void walk_section(struct load *ld, const char *sec,
         }
         snprintf(key, sizeof(key), "%s.%s", sec, (char *)k->data.scalar.value);
         if ((idx = find_option(key)) < 0) {
-            add_error(ld, node_line(k), key, "unknown key");
+            char tmp[VALUE_SHOWN_MAX + 4];   /* quoted back: no raw controls */
+            add_error(ld, node_line(k), shown(key, tmp), "unknown key");
         } else if (ld->seen[idx]) {
             add_error(ld, node_line(k), key, "duplicate key (first on line %d)",
                       ld->seen[idx]);
@@ -634,7 +635,8 @@ static void walk_root(struct load *ld) {
             add_error(ld, node_line(k), "(top level)",
                       "section name must be a plain name");
         } else if (sec < 0) {
-            add_error(ld, node_line(k), name, "unknown section");
+            char tmp[VALUE_SHOWN_MAX + 4];
+            add_error(ld, node_line(k), shown(name, tmp), "unknown section");
         } else if (ld->section_seen[sec]) {
             add_error(ld, node_line(k), name,
                       "duplicate section (first on line %d)",

@@ -646,6 +646,15 @@ static void test_secret_file_mode(void **state) {
     assert_int_equal(unlink(path), 0);
 }
 
+/* Unknown names are quoted back without their control characters: an
+ * error message must not drive the reader's terminal. */
+static void test_unknown_names_sanitised(void **state) {
+    (void)state;
+    expect_error("mqtt:\n  \"\\e[31mred\": 1\n",
+                 "t.yaml:2: mqtt.?[31mred: unknown key");
+    expect_error("\"\\e]0;x\\a\":\n  a: 1\n", "t.yaml:1: ?]0;x?: unknown section");
+}
+
 /* identity and booleans are words; anything else is refused. */
 static void test_identity_and_bools(void **state) {
     struct config c;
@@ -906,6 +915,7 @@ int main(void) {
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_secret_file_mode),
         cmocka_unit_test(test_identity_and_bools),
+        cmocka_unit_test(test_unknown_names_sanitised),
         cmocka_unit_test(test_needs_restart),
         cmocka_unit_test(test_binary_garbage),
     };
