@@ -667,6 +667,26 @@ static void check_secret_pairs(struct load *ld) {
     }
 }
 
+/* TLS files only mean something for a TLS URI; a key needs its
+ * certificate (Paho would ignore it silently). */
+static void check_tls(struct load *ld) {
+    static const char *const tls_keys[] = { "mqtt.tls_ca_file", "mqtt.tls_ca_dir",
+        "mqtt.tls_cert_file", "mqtt.tls_key_file" };
+    const char *uri = ld->c->mqtt_uri;
+    int tls = strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0 ||
+              strncmp(uri, "wss://", 6) == 0;
+
+    for (size_t i = 0; !tls && i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
+        int idx = find_option(tls_keys[i]);
+        if (ld->given[idx] && !ld->bad[idx])
+            add_error(ld, ld->given[idx], tls_keys[i], "set, but mqtt.uri is not "
+                      "TLS (ssl://, mqtts:// or wss://)");
+    }
+    int key = find_option("mqtt.tls_key_file"), cert = find_option("mqtt.tls_cert_file");
+    if (ld->given[key] && !ld->given[cert])
+        add_error(ld, ld->given[key], options[key].key, "needs mqtt.tls_cert_file");
+}
+
 /* Checks that involve more than one option, skipped for an option whose
  * own value was already refused (the message would be about a default). */
 static void check_cross(struct load *ld) {
@@ -676,6 +696,7 @@ static void check_cross(struct load *ld) {
     int js = find_option("journal.segment_bytes");
 
     check_secret_pairs(ld);
+    check_tls(ld);
     if (!ld->bad[hd] && !ld->bad[hm] &&
         ld->c->history_default > ld->c->history_max)
         add_error(ld, ld->seen[hd] ? ld->seen[hd] : ld->seen[hm],

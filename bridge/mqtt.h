@@ -52,8 +52,10 @@ struct mqtt_opts {
 
 struct mqtt;
 
-/* A client for these options (copied). NULL when Paho refuses them, with
- * the reason in err[0..errlen). Nothing is sent before mqtt_start(). */
+/* A client for these options (copied). NULL when Paho refuses them, or
+ * when TLS files are given for a URI that is not TLS or a key without its
+ * certificate, with the reason in err[0..errlen). Nothing is sent before
+ * mqtt_start(). */
 struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
                       void *arg, char *err, size_t errlen);
 void mqtt_free(struct mqtt *m);

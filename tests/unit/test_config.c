@@ -631,8 +631,9 @@ static void test_secret_file_mode(void **state) {
     snprintf(want, sizeof(want), "t.yaml:2: redis.password_file: %s: "
              "is accessible by others (chmod o-rwx it)", path);
     expect_error(text, want);
-    snprintf(text, sizeof(text), "mqtt:\n  tls_key_file: %s\n", path);
-    expect_error(text, "t.yaml:2: mqtt.tls_key_file: is accessible by "
+    snprintf(text, sizeof(text), "mqtt:\n  uri: ssl://b:8883\n  tls_cert_file: %s\n"
+             "  tls_key_file: %s\n", path, path);
+    expect_error(text, "t.yaml:4: mqtt.tls_key_file: is accessible by "
                  "others (chmod o-rwx it)");
     assert_int_equal(chmod(path, 0640), 0);     /* group is fine */
     {
@@ -653,6 +654,21 @@ static void test_unknown_names_sanitised(void **state) {
     expect_error("mqtt:\n  \"\\e[31mred\": 1\n",
                  "t.yaml:2: mqtt.?[31mred: unknown key");
     expect_error("\"\\e]0;x\\a\":\n  a: 1\n", "t.yaml:1: ?]0;x?: unknown section");
+}
+
+/* TLS files need a TLS URI, and a key its certificate. */
+static void test_tls_needs_tls_uri(void **state) {
+    char path[64], text[256];
+
+    (void)state;
+    write_temp(path, "key", 3);
+    snprintf(text, sizeof(text), "mqtt:\n  tls_ca_file: %s\n", path);
+    expect_error(text, "t.yaml:2: mqtt.tls_ca_file: set, but mqtt.uri is not TLS "
+                 "(ssl://, mqtts:// or wss://)");
+    snprintf(text, sizeof(text), "mqtt:\n  uri: mqtts://b:8883\n  tls_key_file: %s\n",
+             path);
+    expect_error(text, "t.yaml:3: mqtt.tls_key_file: needs mqtt.tls_cert_file");
+    assert_int_equal(unlink(path), 0);
 }
 
 /* identity and booleans are words; anything else is refused. */
@@ -916,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_secret_file_mode),
         cmocka_unit_test(test_identity_and_bools),
         cmocka_unit_test(test_unknown_names_sanitised),
+        cmocka_unit_test(test_tls_needs_tls_uri),
         cmocka_unit_test(test_needs_restart),
         cmocka_unit_test(test_binary_garbage),
     };
