@@ -1,15 +1,13 @@
 /* mqtt.c -- the MQTT session over Paho MQTTAsync (see mqtt.h).
  *
  * Paho runs every callback on its own thread. Our state shared with other
- * threads is a few atomics, and the connect diagnostics under diag_lock;
+ * threads is a few atomics, and the failure log under fails_lock;
  * no lock of ours is ever held across a Paho call, since Paho's own lock is
  * taken both by its callbacks and by calls.
  *
  * TLS (ssl://, mqtts://, wss://): the broker's certificate is always
  * verified, its name unless tls_verify_hostname is 0, and TLS 1.2 is the
- * least version. Paho reports nearly every failed connect as "TCP/TLS
- * connect failure"; to say why, we keep what OpenSSL's errors and Paho's
- * protocol trace told us during the attempt (tls_diag) and word it. */
+ * least version. tlsdiag.c says why a TLS connect failed. */
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +21,7 @@
 
 #include "log.h"
 #include "mqtt.h"
+#include "tlsdiag.h"
 
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 30000
@@ -30,15 +29,6 @@
 #define REASON_LEN 512
 #define FAIL_SLOTS 4               /* distinct failure reasons remembered */
 #define FAIL_RELOG_S 600           /* a reason is logged again after this */
-
-/* Cipher suites up to TLS 1.2 (TLS 1.3's are set apart and all kept):
- * only those that need TLS 1.2, so that a broker offering TLS 1.1 or less
- * has none in common with us. Paho 1.3.12 on OpenSSL >= 1.1 ignores
- * sslVersion, and at the security level it sets (1) OpenSSL 3 still
- * negotiates TLS 1.1 with RSA key exchange (tests/security/test_tls.c).
- * This also drops TLS 1.2's SHA-1 CBC suites, which no current broker
- * needs. */
-#define TLS_CIPHERS "DEFAULT:!SSLv3:!TLSv1.0"
 
 /* A failure reason and when it was last logged. */
 struct fail_seen {
@@ -63,26 +53,11 @@ struct mqtt {
     int need_connect;              /* atomic: first connect failed, retry */
     long retry_ms;                 /* current backoff (main thread only) */
     struct timespec retry_at;
-    struct fail_seen fails[FAIL_SLOTS]; /* under diag_lock; cleared once
+    struct fail_seen fails[FAIL_SLOTS]; /* under fails_lock; cleared once
                                            connected */
 };
 
-/* What the current connect attempt told us about TLS: set by Paho's SSL
- * error callback and its protocol trace, read when the attempt fails. The
- * trace callback has no context argument, so this is per process: the
- * bridge has one client. */
-enum tls_stage { TLS_NONE, TLS_STARTED, TLS_DONE };
-struct tls_diag {
-    int stage;                     /* how far the handshake got */
-    int host_mismatch;             /* Paho's hostname check failed */
-    char host[128];                /* the name it checked */
-    char error[160];               /* OpenSSL's first error reason */
-    char alert_sent[64];           /* our fatal alert, e.g. "unknown CA" */
-    char alert_received[64];       /* the broker's */
-};
-
-static pthread_mutex_t diag_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tls_diag tls_diag;   /* under diag_lock */
+static pthread_mutex_t fails_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int uri_is_tls(const char *uri) {
     return strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0 ||
@@ -153,128 +128,6 @@ static void set_nodelay_all(void) {
 
 /* ==================== Why a connect failed (Paho's thread) ==================== */
 
-/* dst = s[0..len), cut to fit, NUL-terminated. */
-static void copy_text(char *dst, size_t size, const char *s, size_t len) {
-    if (len >= size) len = size - 1;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-}
-
-/* dst = the rest of msg after prefix, up to end (or its end); 1 if found. */
-static int copy_after(char *dst, size_t size, const char *msg, const char *prefix,
-                      const char *end) {
-    const char *p = strstr(msg, prefix), *q;
-    if (p == NULL) return 0;
-    p += strlen(prefix);
-    q = end ? strstr(p, end) : NULL;
-    copy_text(dst, size, p, q ? (size_t)(q - p) : strlen(p));
-    return 1;
-}
-
-/* Paho's SSL error callback, called through ERR_print_errors_cb with one
- * line per OpenSSL error: "thread:error:code:library:function:reason:
- * file:line:data". Keeps the reason of the attempt's first error (the
- * whole line if it has another form). Returns > 0: go on. */
-static int on_tls_error(const char *str, size_t len, void *ctx) {
-    const char *p = str, *end = str + len, *q = NULL;
-    (void)ctx;
-    for (int i = 0; i < 5 && p; i++)
-        if ((p = memchr(p, ':', (size_t)(end - p))) != NULL) p++;
-    if (p) q = memchr(p, ':', (size_t)(end - p));
-    if (p == NULL || q == NULL) {
-        p = str;
-        q = end;
-    }
-    while (q > p && (q[-1] == '\n' || q[-1] == ' ')) q--;
-    pthread_mutex_lock(&diag_lock);
-    if (tls_diag.error[0] == '\0')
-        copy_text(tls_diag.error, sizeof(tls_diag.error), p, (size_t)(q - p));
-    pthread_mutex_unlock(&diag_lock);
-    return 1;
-}
-
-/* Paho's trace, at protocol level while connecting over TLS: a new
- * attempt, how far the handshake got, the fatal alerts, and Paho's own
- * hostname check (after the handshake), which fails the connect without
- * any OpenSSL error. These are Paho 1.3's texts: should they change, the
- * reasons only get less precise. */
-static void on_trace(enum MQTTASYNC_TRACE_LEVELS level, char *msg) {
-    struct tls_diag *d = &tls_diag;
-    (void)level;
-    pthread_mutex_lock(&diag_lock);
-    if (strstr(msg, "Connecting to serverURI"))
-        memset(d, 0, sizeof(*d));
-    else if (strstr(msg, "SSL handshake started"))
-        d->stage = TLS_STARTED;
-    else if (strstr(msg, "SSL handshake done"))
-        d->stage = TLS_DONE;
-    else if (strstr(msg, "X509_check_host") && strstr(msg, " failed"))
-        d->host_mismatch = copy_after(d->host, sizeof(d->host), msg,
-                                      "for hostname ", " failed");
-    else if (!copy_after(d->alert_sent, sizeof(d->alert_sent), msg,
-                         "SSL alert write:fatal:", NULL))
-        copy_after(d->alert_received, sizeof(d->alert_received), msg,
-                   "SSL alert read:fatal:", NULL);
-    pthread_mutex_unlock(&diag_lock);
-}
-
-/* What to add to an OpenSSL reason: its likely cause in our terms. */
-static const char *tls_hint(const char *error) {
-    static const char *const version[] = { "handshake failure", "protocol version",
-        "unsupported protocol", "no shared cipher", "no ciphers", "legacy sigalg" };
-    if (strstr(error, "certificate verify failed"))
-        return "; the broker's certificate is not signed by a trusted CA "
-               "(mqtt.tls_ca_file, mqtt.tls_ca_dir)";
-    for (size_t i = 0; i < sizeof(version) / sizeof(version[0]); i++)
-        if (strstr(error, version[i]))
-            return "; the bridge requires TLS 1.2 or later";
-    return "";
-}
-
-/* A fatal alert as " (alert: name)"; "" for none, one the error already
- * names, or one OpenSSL cannot name (TLS 1.3's certificate_required is
- * "unknown" to OpenSSL 3.0). */
-static void tls_alert(char *buf, size_t size, const char *alert, const char *error) {
-    if (alert[0] && strcmp(alert, "unknown") != 0 && strstr(error, alert) == NULL)
-        snprintf(buf, size, " (alert: %s)", alert);
-    else
-        buf[0] = '\0';
-}
-
-/* Word the TLS cause of a failed connect into buf; 0 when nothing TLS
- * explains it (Paho's own message is then the reason). */
-static int tls_reason(const struct mqtt *m, const char *why, char *buf, size_t size) {
-    struct tls_diag d;
-    char alert[80];
-    int closed = strcmp(why, "TCP/TLS connect failure") == 0 ||
-                 strcmp(why, "TCP connect completion failure") == 0 ||
-                 strcmp(why, "socket error") == 0;
-    pthread_mutex_lock(&diag_lock);
-    d = tls_diag;
-    memset(&tls_diag, 0, sizeof(tls_diag));
-    pthread_mutex_unlock(&diag_lock);
-    if (d.error[0]) {
-        tls_alert(alert, sizeof(alert), d.alert_sent[0] ? d.alert_sent : d.alert_received,
-                  d.error);
-        snprintf(buf, size, "TLS: %s%s%s", d.error, alert, tls_hint(d.error));
-    } else if (d.host_mismatch) {
-        snprintf(buf, size, "TLS: hostname %s does not match the broker's "
-                 "certificate (mqtt.tls_verify_hostname)", d.host);
-    } else if (closed && d.stage == TLS_DONE) {
-        tls_alert(alert, sizeof(alert), d.alert_received, "");
-        snprintf(buf, size, "TLS: the broker closed the connection after the "
-                 "handshake%s; %s", alert, m->opts.tls_cert_file
-                 ? "did it refuse the client certificate?"
-                 : "does it require a client certificate (mqtt.tls_cert_file)?");
-    } else if (closed && d.stage == TLS_STARTED) {
-        snprintf(buf, size, "TLS: the connection closed during the handshake; "
-                 "is the broker's port a TLS listener?");
-    } else {
-        return 0;
-    }
-    return 1;
-}
-
 static long ms_since(const struct timespec *t) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -282,7 +135,7 @@ static long ms_since(const struct timespec *t) {
 }
 
 /* The slot remembering reason, or the one to reuse for it (empty or the
- * least recently logged); 1 if reason was there. Under diag_lock. */
+ * least recently logged); 1 if reason was there. Under fails_lock. */
 static int fail_slot(struct mqtt *m, const char *reason, struct fail_seen **slot) {
     struct fail_seen *f = &m->fails[0];
     for (int i = 0; i < FAIL_SLOTS; i++) {
@@ -306,7 +159,7 @@ static void log_connect_fail(struct mqtt *m, const char *reason) {
     struct fail_seen *f;
     unsigned long repeats = 0;
     int warn = 1;
-    pthread_mutex_lock(&diag_lock);
+    pthread_mutex_lock(&fails_lock);
     if (!fail_slot(m, reason, &f)) {
         snprintf(f->reason, sizeof(f->reason), "%s", reason);
         f->repeats = 0;
@@ -318,7 +171,7 @@ static void log_connect_fail(struct mqtt *m, const char *reason) {
         f->repeats = 0;
     }
     if (warn) clock_gettime(CLOCK_MONOTONIC, &f->logged);
-    pthread_mutex_unlock(&diag_lock);
+    pthread_mutex_unlock(&fails_lock);
     if (!warn)
         log_debug("mqtt: cannot connect to %s: %s", m->opts.uri, reason);
     else if (repeats)
@@ -340,11 +193,13 @@ static void on_connected(void *ctx, char *cause) {
     __atomic_store_n(&m->connecting, 0, __ATOMIC_RELEASE);
     (void)cause;      /* Paho says "automatic reconnect" even the first time */
     log_info("mqtt: connected to %s", m->opts.uri);
-    pthread_mutex_lock(&diag_lock);
+    pthread_mutex_lock(&fails_lock);
     memset(m->fails, 0, sizeof(m->fails));
-    memset(&tls_diag, 0, sizeof(tls_diag));
-    pthread_mutex_unlock(&diag_lock);
-    if (m->tls) MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
+    pthread_mutex_unlock(&fails_lock);
+    if (m->tls) {
+        tlsdiag_clear();
+        tlsdiag_watch(0);
+    }
     set_nodelay_all();
     ro.context = m;
     if (m->opts.version >= 5) {
@@ -370,7 +225,8 @@ static void connect_failed(struct mqtt *m, const char *reason) {
 /* Paho's failure callbacks: its message, or in TLS terms what caused it. */
 static void on_connect_fail_common(struct mqtt *m, const char *why) {
     char reason[REASON_LEN];
-    if (!m->tls || !tls_reason(m, why, reason, sizeof(reason)))
+    if (!m->tls || !tlsdiag_reason(why, m->opts.tls_cert_file != NULL, reason,
+                                   sizeof(reason)))
         snprintf(reason, sizeof(reason), "%s", why);
     connect_failed(m, reason);
 }
@@ -389,7 +245,7 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData *resp) {
 static void on_connection_lost(void *ctx, char *cause) {
     struct mqtt *m = ctx;
     __atomic_store_n(&m->ready, 0, __ATOMIC_RELEASE);
-    if (m->tls) MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
+    if (m->tls) tlsdiag_watch(1);
     log_warn("mqtt: connection lost%s%s; reconnecting", cause ? ": " : "",
              cause ? cause : "");
 }
@@ -507,14 +363,13 @@ struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
         mqtt_free(m);
         return NULL;
     }
-    if (m->tls) MQTTAsync_setTraceCallback(on_trace);
     return m;
 }
 
 void mqtt_free(struct mqtt *m) {
     if (m == NULL) return;
     if (m->client) MQTTAsync_destroy(&m->client);
-    if (m->tls) MQTTAsync_setTraceCallback(NULL);
+    if (m->tls) tlsdiag_stop();
     for (int i = 0; i < NSTRINGS; i++) free(m->strings[i]);
     for (int i = 0; m->filters && i < m->opts.nfilters; i++) free(m->filters[i]);
     free(m->filters);
@@ -537,7 +392,7 @@ static void mqtt_ssl_opts(const struct mqtt *m, MQTTAsync_SSLOptions *ssl) {
     ssl->verify = m->opts.tls_verify_hostname != 0;
     ssl->sslVersion = MQTT_SSL_VERSION_TLS_1_2;
     ssl->enabledCipherSuites = TLS_CIPHERS;
-    ssl->ssl_error_cb = on_tls_error;
+    ssl->ssl_error_cb = tlsdiag_ssl_error;
 }
 
 /* Fill the version-specific half of the connect options: a persistent
@@ -575,7 +430,7 @@ static int mqtt_connect(struct mqtt *m) {
     if (m->tls) {
         mqtt_ssl_opts(m, &ssl);
         co.ssl = &ssl;
-        MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
+        tlsdiag_watch(1);
     }
     if (m->opts.will_topic && m->opts.will_payload) {
         will.topicName = m->opts.will_topic;
