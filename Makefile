@@ -359,3 +359,29 @@ fuzz-ci:
 
 -include $(wildcard $(FUZZ)/*.d)
 # ==================== end of fuzz ====================
+
+# ==================== cluster (tests/cluster/) ====================
+# make test-cluster  bridge/cluster.c (Redis Cluster slot routing) against a
+#                    real cluster: three redis-server primaries on free
+#                    loopback ports in a temporary directory, joined with
+#                    redis-cli --cluster create; keys spread and found on
+#                    their slot's owner, a slot moved by hand (ASK, TRYAGAIN,
+#                    MOVED), scripts on hash-tagged keys, a primary stopped.
+#                    A few seconds; the directory is removed afterwards
+#                    (CB_KEEP=1 keeps it).
+CLUSTER_TEST_BIN := $(B)/tests/cluster_slots
+
+.PHONY: test-cluster
+
+$(B)/tests/cl_%.o: tests/cluster/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(CLUSTER_TEST_BIN): $(B)/tests/cl_test_slots.o $(TEST_LIB) $(B)/libbridge.a
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka -pthread
+
+test-cluster: deps
+	$(Q)$(MAKE) --no-print-directory $(CLUSTER_TEST_BIN)
+	$(Q)timeout 120 $(CLUSTER_TEST_BIN)
+# ==================== end of cluster ====================
