@@ -67,6 +67,8 @@ static const char *check_uri(const char *s);
 static const char *check_topic_prefix(const char *s);
 static const char *check_key_prefix(const char *s);
 static const char *check_readable(const char *s);
+static const char *check_group(const char *s);
+static const char *check_nodes(const char *s);
 static const char *check_private(const char *s);
 static int version_parse(const char *name);
 static const char *version_name(int value);
@@ -122,9 +124,12 @@ static const struct option options[] = {
     STR("mqtt.tls_cert_file", tls_cert_file, NULL, check_readable),
     STR("mqtt.tls_key_file", tls_key_file, NULL, check_private),
     ENUM("mqtt.tls_verify_hostname", tls_verify_hostname, &bool_enum, 1),
+    STR("mqtt.shared_group", shared_group, NULL, check_group),
     STR("redis.host", redis_host, "127.0.0.1", check_nonempty),
     INT("redis.port", redis_port, 1, 65535, 6379),
     STR("redis.unix_socket", redis_unix_socket, NULL, check_readable),
+    ENUM("redis.cluster", redis_cluster, &bool_enum, 0),
+    STR("redis.cluster_nodes", redis_cluster_nodes, NULL, check_nodes),
     STR("redis.username", redis_username, NULL, check_nonempty),
     SECRET("redis.password", redis_password),
     SFILE("redis.password_file", redis_password),
@@ -334,6 +339,35 @@ static int bool_parse(const char *name) {
 
 static const char *bool_name(int value) {
     return value ? "true" : "false";
+}
+
+/* mqtt.shared_group: one topic level, so no '/', wildcards or controls. */
+static const char *check_group(const char *s) {
+    if (s[0] == '\0') return "must not be empty";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p == '/' || *p == '+' || *p == '#' || *p < 0x20 || *p == 0x7f)
+            return "must be one topic level without '/', '+', '#' or controls";
+    return strlen(s) > 64 ? "longer than 64 bytes" : NULL;
+}
+
+/* redis.cluster_nodes: HOST:PORT words separated by spaces or commas. */
+static const char *check_nodes(const char *s) {
+    const char *p = s;
+    int n = 0;
+
+    while (*p) {
+        size_t len = strcspn(p, " ,");
+        if (len > 0) {
+            const char *colon = memrchr(p, ':', len);
+            char *end;
+            long port = colon ? strtol(colon + 1, &end, 10) : 0;
+            if (colon == NULL || colon == p || end != p + len || port < 1 || port > 65535)
+                return "must be HOST:PORT words, separated by spaces or commas";
+            n++;
+        }
+        p += len + (p[len] != '\0');
+    }
+    return n ? NULL : "must name at least one HOST:PORT";
 }
 
 /* A path the bridge will read later (CA file or directory, certificate,

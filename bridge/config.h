@@ -45,10 +45,16 @@ struct config {
     char *tls_key_file;      /* mqtt.tls_key_file: its key, not readable
                                 by others */
     int tls_verify_hostname; /* mqtt.tls_verify_hostname, default true */
+    char *shared_group;      /* mqtt.shared_group: subscribe through
+                                $share/<group>/...; NULL (default) = off */
     /* redis: */
     char *redis_host;        /* redis.host, default 127.0.0.1 */
     int redis_port;          /* redis.port 1..65535, default 6379 */
     char *redis_unix_socket; /* redis.unix_socket: path; replaces host/port */
+    int redis_cluster;       /* redis.cluster, default false: Redis Cluster,
+                                keys hash-tagged by room */
+    char *redis_cluster_nodes; /* redis.cluster_nodes: "HOST:PORT ..." seeds;
+                                NULL = host:port */
     char *redis_username;    /* redis.username: Redis 6 ACL user, NULL = default */
     char *redis_password;    /* redis.password, or contents of redis.password_file */
     char *key_prefix;        /* redis.key_prefix, default chatroom; no ':' etc. */

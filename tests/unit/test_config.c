@@ -671,6 +671,28 @@ static void test_tls_needs_tls_uri(void **state) {
     assert_int_equal(unlink(path), 0);
 }
 
+/* Scale-out options: a group is one topic level, seeds are HOST:PORT. */
+static void test_scale_out_options(void **state) {
+    struct config c;
+    struct config_errors e;
+
+    (void)state;
+    assert_int_equal(load_text(&c, &e, "mqtt:\n  shared_group: bridges\n"
+                               "redis:\n  cluster: true\n"
+                               "  cluster_nodes: 10.0.0.1:7000, h:7001 [::1]:7002\n"), 0);
+    assert_string_equal(c.shared_group, "bridges");
+    assert_int_equal(c.redis_cluster, 1);
+    config_free(&c);
+    expect_error("mqtt:\n  shared_group: a/b\n", "t.yaml:2: mqtt.shared_group: "
+                 "must be one topic level without '/', '+', '#' or controls");
+    expect_error("redis:\n  cluster_nodes: h:70000\n", "t.yaml:2: redis.cluster_nodes: "
+                 "must be HOST:PORT words, separated by spaces or commas");
+    expect_error("redis:\n  cluster_nodes: ' , '\n", "t.yaml:2: redis.cluster_nodes: "
+                 "must name at least one HOST:PORT");
+    expect_error("redis:\n  cluster_nodes: h:1 :2\n", "t.yaml:2: redis.cluster_nodes: "
+                 "must be HOST:PORT words, separated by spaces or commas");
+}
+
 /* identity and booleans are words; anything else is refused. */
 static void test_identity_and_bools(void **state) {
     struct config c;
@@ -816,7 +838,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 43);     /* 45 options less 2 password_file */
+    assert_int_equal(lines, 46);     /* 48 options less 2 password_file */
     free(out);
     config_free(&c);
 }
@@ -933,6 +955,7 @@ int main(void) {
         cmocka_unit_test(test_identity_and_bools),
         cmocka_unit_test(test_unknown_names_sanitised),
         cmocka_unit_test(test_tls_needs_tls_uri),
+        cmocka_unit_test(test_scale_out_options),
         cmocka_unit_test(test_needs_restart),
         cmocka_unit_test(test_binary_garbage),
     };
