@@ -651,6 +651,20 @@ static void *bridge_worker(void *arg) {
 
 /* ==================== Lifecycle ==================== */
 
+/* The subscription filter of one request kind, through the shared group
+ * when there is one ("$share/<group>/chat/+/send"): the broker then gives
+ * each message to one bridge of the group. */
+static int bridge_filter(const struct config *c,
+                         int (*filter)(char *, size_t, const char *, int),
+                         char *buf, int kind) {
+    char plain[TOPIC_MAX];
+    if (filter(plain, TOPIC_MAX, c->topic_prefix, kind) < 0) return -1;
+    int n = c->shared_group
+        ? snprintf(buf, TOPIC_MAX, "$share/%s/%s", c->shared_group, plain)
+        : snprintf(buf, TOPIC_MAX, "%s", plain);
+    return n > 0 && n < TOPIC_MAX ? n : -1;
+}
+
 static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) {
     const struct config *c = b->cfg;
     char filters[3][TOPIC_MAX];
@@ -659,7 +673,7 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
     int (*filter)(char *, size_t, const char *, int) =
         c->identity == CONFIG_IDENTITY_TOPIC ? topic_filter_sender : topic_filter;
     for (int i = 0; i < 3; i++) {
-        if (filter(filters[i], TOPIC_MAX, c->topic_prefix, kinds[i]) < 0) {
+        if (bridge_filter(c, filter, filters[i], kinds[i]) < 0) {
             snprintf(err, errlen, "topic prefix too long");
             return NULL;
         }
@@ -697,6 +711,7 @@ static struct store *bridge_store_new(const struct config *c) {
     struct store_opts o = {
         .host = c->redis_host, .port = c->redis_port,
         .unix_socket = c->redis_unix_socket, .username = c->redis_username,
+        .cluster = c->redis_cluster, .cluster_nodes = c->redis_cluster_nodes,
         .password = c->redis_password, .key_prefix = c->key_prefix,
         .bridge_id = c->mqtt_client_id,
         .dedup_window_ms = (long long)c->dedup_window * 1000,
@@ -916,4 +931,5 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
     out->journal_max = js.max_bytes;
     out->outbox = outbox_len(b->outbox);
     out->mqtt_ready = mqtt_ready(b->mqtt);
+    store_redirects(b->store, &out->redis_moved, &out->redis_ask);
 }

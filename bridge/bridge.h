@@ -31,6 +31,7 @@ struct bridge_stats {
     unsigned long history;      /* history requests answered */
     unsigned long deleted;      /* messages deleted */
     unsigned long redis_retries;/* batches retried after a Redis failure */
+    unsigned long long redis_moved, redis_ask; /* cluster redirections */
     unsigned long publish_errors; /* publishes Paho refused */
     unsigned long lost;         /* acknowledged but not journaled (journal
                                    closed at shutdown): should stay 0 */

@@ -702,7 +702,8 @@ static void check_secret_pairs(struct load *ld) {
 }
 
 /* TLS files only mean something for a TLS URI; a key needs its
- * certificate (Paho would ignore it silently). */
+ * certificate (Paho would ignore it silently). A cluster is not reached
+ * through a Unix socket. */
 static void check_tls(struct load *ld) {
     static const char *const tls_keys[] = { "mqtt.tls_ca_file", "mqtt.tls_ca_dir",
         "mqtt.tls_cert_file", "mqtt.tls_key_file" };
@@ -716,6 +717,10 @@ static void check_tls(struct load *ld) {
             add_error(ld, ld->given[idx], tls_keys[i], "set, but mqtt.uri is not "
                       "TLS (ssl://, mqtts:// or wss://)");
     }
+    int cl = find_option("redis.cluster"), sock = find_option("redis.unix_socket");
+    if (ld->c->redis_cluster && ld->given[sock])
+        add_error(ld, ld->given[sock], options[sock].key, "cannot be used with "
+                  "redis.cluster (line %d): cluster nodes are HOST:PORT", ld->given[cl]);
     int key = find_option("mqtt.tls_key_file"), cert = find_option("mqtt.tls_cert_file");
     if (ld->given[key] && !ld->given[cert])
         add_error(ld, ld->given[key], options[key].key, "needs mqtt.tls_cert_file");

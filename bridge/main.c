@@ -247,7 +247,11 @@ int main(int argc, char **argv) {
     log_set_level(a.verbose ? LOG_LEVEL_DEBUG : d.built->log_level);
     install_signals();
     service_init();
-    if (d.built->redis_unix_socket)
+    if (d.built->redis_cluster)
+        log_info("chat-bridge %s starting: broker %s, redis cluster %s", CB_VERSION,
+                 d.built->mqtt_uri, d.built->redis_cluster_nodes
+                 ? d.built->redis_cluster_nodes : d.built->redis_host);
+    else if (d.built->redis_unix_socket)
         log_info("chat-bridge %s starting: broker %s, redis %s", CB_VERSION,
                  d.built->mqtt_uri, d.built->redis_unix_socket);
     else

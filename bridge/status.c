@@ -26,12 +26,13 @@ static json_t *rejections(const struct bridge_stats *st) {
 }
 
 static json_t *counts(const struct bridge_stats *st) {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "received", (json_int_t)st->received, "stored", (json_int_t)st->stored,
         "republished", (json_int_t)st->republished, "replies", (json_int_t)st->replies,
         "duplicates", (json_int_t)st->duplicates, "replayed", (json_int_t)st->replayed,
         "history", (json_int_t)st->history, "deleted", (json_int_t)st->deleted,
         "redis_retries", (json_int_t)st->redis_retries,
+        "redis_moved", (json_int_t)st->redis_moved, "redis_ask", (json_int_t)st->redis_ask,
         "publish_errors", (json_int_t)st->publish_errors,
         "rejected", (json_int_t)st->rejected, "rejected_by", rejections(st));
 }
@@ -50,6 +51,9 @@ char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
         "outbox", (json_int_t)st->outbox, "counts", counts(st),
         "latency_ms", "store", latency(st->store_ms), "end_to_end", latency(st->e2e_ms));
     if (doc == NULL) return NULL;
+    /* which group of bridges shares the requests (null: none) */
+    json_object_set_new(doc, "shared_group", cfg->shared_group
+                        ? json_string(cfg->shared_group) : json_null());
     char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(doc);
     if (s) *len = strlen(s);

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <hiredis/hiredis.h>
 
+#include "cluster.h"
+#include "names.h"
 #include "store.h"
 
 /* The Lua scripts, embedded from bridge/lua/ at build time. */
@@ -43,6 +45,15 @@ struct store {
     redisContext *ctx;
     char sha[SCRIPT_COUNT][41];
     int noscript;          /* a reply said NOSCRIPT: reload and run again */
+    /* Cluster mode (ctx unused): */
+    int cluster;
+    char **seeds;          /* cluster_nodes split, or host:port */
+    size_t nseeds;
+    struct cluster *cl;
+    int cl_up;             /* the map is loaded and the scripts known */
+    struct cluster_cmd *cmds; /* one pass: the commands of its pending ops */
+    size_t *cmd_op;        /* cmds[i] belongs to ops[cmd_op[i]] */
+    size_t ncmds, cmds_cap;
     char errstr[256];
 };
 
@@ -66,6 +77,10 @@ static int dup_opt(char **dst, const char *src) {
     return *dst ? 0 : -1;
 }
 
+static int store_cluster_new(struct store *s, const char *nodes);
+static int store_cluster_connect(struct store *s);
+static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n);
+
 /* ==================== Lifecycle ==================== */
 
 struct store *store_new(const struct store_opts *opts) {
@@ -79,11 +94,15 @@ struct store *store_new(const struct store_opts *opts) {
         return NULL;
     }
     s->port = opts->port;
+    s->timeout_ms = opts->timeout_ms;
     if (s->unix_socket)
         snprintf(s->addr, sizeof(s->addr), "%s", s->unix_socket);
     else
         snprintf(s->addr, sizeof(s->addr), "%s:%d", s->host, s->port);
-    s->timeout_ms = opts->timeout_ms;
+    if (opts->cluster && store_cluster_new(s, opts->cluster_nodes) < 0) {
+        store_free(s);
+        return NULL;
+    }
     s->dedup_window_ms = opts->dedup_window_ms;
     s->retain_count = opts->retain_count;
     s->retain_ms = opts->retain_ms;
@@ -99,12 +118,27 @@ void store_free(struct store *s) {
     free(s->password);
     free(s->prefix);
     free(s->bridge_id);
+    cluster_free(s->cl);
+    for (size_t i = 0; i < s->nseeds; i++) free(s->seeds[i]);
+    free(s->seeds);
+    free(s->cmds);
+    free(s->cmd_op);
     free(s);
 }
 
 void store_disconnect(struct store *s) {
     if (s->ctx) redisFree(s->ctx);
     s->ctx = NULL;
+    if (s->cl) cluster_disconnect(s->cl);
+    s->cl_up = 0;
+}
+
+void store_redirects(const struct store *s, unsigned long long *moved,
+                     unsigned long long *ask) {
+    struct cluster_stats st = { 0 };
+    if (s->cl) cluster_get_stats(s->cl, &st);
+    *moved = st.moved;
+    *ask = st.ask;
 }
 
 const char *store_address(const struct store *s) {
@@ -112,6 +146,7 @@ const char *store_address(const struct store *s) {
 }
 
 int store_connected(const struct store *s) {
+    if (s->cluster) return s->cl_up;
     return s->ctx != NULL;
 }
 
@@ -181,6 +216,7 @@ static int store_auth(struct store *s) {
 /* Connect with a timeout that also bounds every later read and write
  * (hiredis' connect timeout alone does not), authenticate, load scripts. */
 int store_connect(struct store *s) {
+    if (s->cluster) return store_cluster_connect(s);
     struct timeval tv = { s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000 };
     store_disconnect(s);
     s->ctx = s->unix_socket ? redisConnectUnixWithTimeout(s->unix_socket, tv)
@@ -203,12 +239,31 @@ fail:
 
 /* ==================== Commands ==================== */
 
+/* The room part of every key: the room, or in cluster mode "{room}", a
+ * hash tag that puts all of a room's keys in one slot so that each script
+ * stays atomic on one node. */
+static void store_room_tag(const struct store *s, const char *room,
+                           char out[NAME_MAX_BYTES + 3]) {
+    snprintf(out, NAME_MAX_BYTES + 3, s->cluster ? "{%s}" : "%s", room);
+}
+
+static int store_cluster_emit(struct store *s, const char *room, int argc,
+                              const char **argv, const size_t *len);
+
+/* Queue one command of a room: on the connection, or for cluster_exec. */
+static int store_emit(struct store *s, const char *room, int argc,
+                      const char **argv, const size_t *len) {
+    if (s->cluster) return store_cluster_emit(s, room, argc, argv, len);
+    return redisAppendCommandArgv(s->ctx, argc, argv, len);
+}
+
 /* Append the EVALSHA of one operation to the pipeline. Key names are built
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
     char k[8][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
-    char keep[24], age[24];
-    const char *p = s->prefix, *r = op->room, *u = op->user;
+    char keep[24], age[24], r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix, *u = op->user;
+    store_room_tag(s, op->room, r);
     snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s", p, r);
     snprintf(k[2], KEY_MAX, "%s:%s:%s", p, r, u);
@@ -232,26 +287,28 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
     len[TEXT_ARG] = op->text_len;
-    return redisAppendCommandArgv(s->ctx, ARGC, argv, len);
+    return store_emit(s, op->room, ARGC, argv, len);
 }
 
 static int store_append_history(struct store *s, const struct store_op *op) {
-    char index[KEY_MAX], mprefix[KEY_MAX], before[24], limit[16];
+    char index[KEY_MAX], mprefix[KEY_MAX], before[24], limit[16], r[NAME_MAX_BYTES + 3];
+    store_room_tag(s, op->room, r);
     if (op->user && op->user[0])
-        snprintf(index, KEY_MAX, "%s:%s:%s:ids", s->prefix, op->room, op->user);
+        snprintf(index, KEY_MAX, "%s:%s:%s:ids", s->prefix, r, op->user);
     else
-        snprintf(index, KEY_MAX, "%s:%s:messages:ids", s->prefix, op->room);
-    snprintf(mprefix, KEY_MAX, "%s:%s:", s->prefix, op->room);
+        snprintf(index, KEY_MAX, "%s:%s:messages:ids", s->prefix, r);
+    snprintf(mprefix, KEY_MAX, "%s:%s:", s->prefix, r);
     snprintf(before, sizeof(before), "%lld", op->before);
     snprintf(limit, sizeof(limit), "%d", op->limit);
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_HISTORY], "1",
         index, mprefix, before, limit };
-    return redisAppendCommandArgv(s->ctx, 7, argv, NULL);
+    return store_emit(s, op->room, 7, argv, NULL);
 }
 
 static int store_append_delete(struct store *s, const struct store_op *op) {
-    char k[5][KEY_MAX], id[24];
-    const char *p = s->prefix, *r = op->room, *u = op->user;
+    char k[5][KEY_MAX], id[24], r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix, *u = op->user;
+    store_room_tag(s, op->room, r);
     snprintf(id, sizeof(id), "%lld", op->id);
     snprintf(k[0], KEY_MAX, "%s:%s", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s:messages:ids", p, r);
@@ -260,7 +317,7 @@ static int store_append_delete(struct store *s, const struct store_op *op) {
     snprintf(k[4], KEY_MAX, "%s:%s:%s", p, r, id);
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_DELETE], "5",
         k[0], k[1], k[2], k[3], k[4], id, u };
-    return redisAppendCommandArgv(s->ctx, 10, argv, NULL);
+    return store_emit(s, op->room, 10, argv, NULL);
 }
 
 static int store_append(struct store *s, const struct store_op *op) {
@@ -374,6 +431,7 @@ io_error:
 }
 
 int store_exec(struct store *s, struct store_op *ops, size_t n) {
+    if (s->cluster) return store_cluster_exec(s, ops, n);
     if (s->ctx == NULL) {
         store_seterr(s, "redis %s: not connected", s->addr);
         return STORE_ERR_IO;
@@ -404,4 +462,188 @@ void store_op_clear(struct store_op *op) {
     op->new_id = 0;
     op->how = 0;
     op->result = STORE_PENDING;
+}
+
+/* ==================== Cluster mode ==================== */
+
+/* Split "HOST:PORT HOST:PORT,..." (config.c checked it) into s->seeds; no
+ * list means host:port. The seeds also name the store in messages. */
+static int store_split_seeds(struct store *s, const char *nodes) {
+    char one[300], hostport[300];
+    const char *p = nodes;
+
+    if (p == NULL) {
+        snprintf(hostport, sizeof(hostport), "%s:%d", s->host, s->port);
+        p = hostport;
+    }
+    snprintf(s->addr, sizeof(s->addr), "cluster %.280s", p);
+    while (*p) {
+        size_t len = strcspn(p, " ,");
+        if (len > 0 && len < sizeof(one)) {
+            char **grown = realloc(s->seeds, (s->nseeds + 1) * sizeof(*grown));
+            if (grown == NULL) return -1;
+            s->seeds = grown;
+            snprintf(one, sizeof(one), "%.*s", (int)len, p);
+            if ((s->seeds[s->nseeds] = strdup(one)) == NULL) return -1;
+            s->nseeds++;
+        }
+        p += len + (p[len] != '\0');
+    }
+    return s->nseeds ? 0 : -1;
+}
+
+/* The cluster context for these seeds, with the store's credentials. */
+static int store_cluster_new(struct store *s, const char *nodes) {
+    s->cluster = 1;
+    if (store_split_seeds(s, nodes) < 0) return -1;
+    struct cluster_opts o = { (const char *const *)s->seeds, s->nseeds,
+        s->username, s->password, s->timeout_ms, 0 };
+    s->cl = cluster_new(&o);
+    return s->cl ? 0 : -1;
+}
+
+/* Room for n commands in the pass arrays. 0 or -1. */
+static int store_cmds_reserve(struct store *s, size_t n) {
+    if (n <= s->cmds_cap) return 0;
+    struct cluster_cmd *cmds = realloc(s->cmds, n * sizeof(*cmds));
+    if (cmds == NULL) return -1;
+    s->cmds = cmds;
+    size_t *map = realloc(s->cmd_op, n * sizeof(*map));
+    if (map == NULL) return -1;
+    s->cmd_op = map;
+    s->cmds_cap = n;
+    return 0;
+}
+
+/* Queue one command for the pass being built, in its room's slot. */
+static int store_cluster_emit(struct store *s, const char *room, int argc,
+                              const char **argv, const size_t *len) {
+    struct cluster_cmd *cmd = &s->cmds[s->ncmds];
+    memset(cmd, 0, sizeof(*cmd));
+    if (cluster_cmd_format(cmd, cluster_keyslot(room, strlen(room)), argc, argv,
+                           len) != CLUSTER_OK)
+        return REDIS_ERR;
+    s->ncmds++;
+    return REDIS_OK;
+}
+
+/* Run the commands queued; every one is cleared afterwards. */
+static int store_cluster_run(struct store *s) {
+    int rc = cluster_exec(s->cl, s->cmds, s->ncmds);
+    if (rc != CLUSTER_OK)
+        store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
+    return rc;
+}
+
+static void store_cluster_clear(struct store *s) {
+    for (size_t i = 0; i < s->ncmds; i++) cluster_cmd_clear(&s->cmds[i]);
+    s->ncmds = 0;
+}
+
+/* Load every script into the primaries of slot (each primary has its own
+ * script cache: a new one after a failover or a reshard starts empty),
+ * and remember the SHA1s. 0, or -1 when a node could not be reached. */
+static int store_cluster_load(struct store *s, unsigned slot) {
+    int rc = 0;
+    if (store_cmds_reserve(s, SCRIPT_COUNT) < 0) return -1;
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", script_source[i] };
+        memset(&s->cmds[i], 0, sizeof(s->cmds[i]));
+        if (cluster_cmd_format(&s->cmds[i], slot, 3, argv, NULL) != CLUSTER_OK) {
+            store_cluster_clear(s);
+            return -1;
+        }
+        s->ncmds++;
+    }
+    store_cluster_run(s);
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        redisReply *r = s->cmds[i].reply;
+        if (s->cmds[i].result == CLUSTER_REPLY && r && r->type == REDIS_REPLY_STRING)
+            snprintf(s->sha[i], sizeof(s->sha[i]), "%s", r->str);
+        else rc = -1;
+    }
+    if (rc < 0 && s->errstr[0] == '\0')
+        store_seterr(s, "redis %s: cannot load the scripts", s->addr);
+    store_cluster_clear(s);
+    return rc;
+}
+
+/* Load the slot map and the scripts (into slot 0's primary; the others
+ * get them on their first NOSCRIPT). */
+static int store_cluster_connect(struct store *s) {
+    s->cl_up = 0;
+    if (cluster_refresh(s->cl) != CLUSTER_OK) {
+        store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
+        return STORE_ERR_IO;
+    }
+    if (store_cluster_load(s, 0) < 0) return STORE_ERR_IO;
+    s->cl_up = 1;
+    return STORE_OK;
+}
+
+/* Give each command's outcome to its op: a reply is taken like on one
+ * connection; -TRYAGAIN, -CLUSTERDOWN and too many redirections make the
+ * op retry later; a failed node leaves it pending (STORE_ERR_IO). */
+static int store_cluster_results(struct store *s, struct store_op *ops) {
+    int rc = STORE_OK;
+    for (size_t i = 0; i < s->ncmds; i++) {
+        struct cluster_cmd *cmd = &s->cmds[i];
+        struct store_op *op = &ops[s->cmd_op[i]];
+        if (cmd->result == CLUSTER_REPLY) {
+            store_take_reply(s, op, cmd->reply);
+            cmd->reply = NULL;
+        } else if (cmd->result == CLUSTER_RETRY) {
+            op->result = STORE_RETRY;
+            store_seterr(s, "redis %s: %s", s->addr, cmd->reply && cmd->reply->str
+                         ? cmd->reply->str : cluster_errstr(s->cl));
+        } else {
+            rc = STORE_ERR_IO;
+        }
+    }
+    return rc;
+}
+
+/* One pass over the pending ops, routed by slot. */
+static int store_cluster_pass(struct store *s, struct store_op *ops, size_t n) {
+    if (store_cmds_reserve(s, n) < 0) return STORE_ERR_OOM;
+    s->ncmds = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].result != STORE_PENDING) continue;
+        s->cmd_op[s->ncmds] = i;
+        if (store_append(s, &ops[i]) != REDIS_OK) {
+            store_cluster_clear(s);
+            return STORE_ERR_OOM;
+        }
+    }
+    store_cluster_run(s);
+    int rc = store_cluster_results(s, ops);
+    store_cluster_clear(s);
+    if (rc == STORE_ERR_IO) {
+        store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
+        store_disconnect(s);         /* the caller reconnects: map reload */
+    }
+    return rc;
+}
+
+/* store_exec in cluster mode. A NOSCRIPT (a primary that has not seen the
+ * scripts) loads them into the primaries of the ops that did not run, and
+ * those run again. */
+static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n) {
+    if (!s->cl_up) {
+        store_seterr(s, "redis %s: not connected", s->addr);
+        return STORE_ERR_IO;
+    }
+    s->errstr[0] = '\0';
+    s->noscript = 0;
+    int rc = store_cluster_pass(s, ops, n);
+    if (rc != STORE_OK || !s->noscript) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].result != STORE_PENDING) continue;
+        if (store_cluster_load(s, cluster_keyslot(ops[i].room, strlen(ops[i].room))) < 0) {
+            store_disconnect(s);
+            return STORE_ERR_IO;
+        }
+    }
+    s->noscript = 0;
+    return store_cluster_pass(s, ops, n);
 }

@@ -38,6 +38,8 @@ struct store_opts {
     const char *host;
     int port;
     const char *unix_socket;   /* NULL: host and port; else this path */
+    int cluster;               /* 1: Redis Cluster, keys hash-tagged by room */
+    const char *cluster_nodes; /* "HOST:PORT ..." seeds; NULL: host:port */
     const char *username;      /* Redis 6 ACL user; NULL: "default" */
     const char *password;      /* NULL: no AUTH */
     const char *key_prefix;
@@ -135,7 +137,13 @@ void store_op_clear(struct store_op *op);
 /* The last error, for the log. */
 const char *store_errstr(const struct store *s);
 
-/* Where the store connects: "HOST:PORT" or the Unix socket's path. */
+/* Where the store connects: "HOST:PORT" or the Unix socket's path (in
+ * cluster mode, the seeds). */
 const char *store_address(const struct store *s);
+
+/* Cluster mode: -MOVED and -ASK answers since the start (0 otherwise).
+ * Any thread. */
+void store_redirects(const struct store *s, unsigned long long *moved,
+                     unsigned long long *ask);
 
 #endif
