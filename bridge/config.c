@@ -704,7 +704,7 @@ static void check_secret_pairs(struct load *ld) {
 /* TLS files only mean something for a TLS URI; a key needs its
  * certificate (Paho would ignore it silently). A cluster is not reached
  * through a Unix socket. */
-static void check_tls(struct load *ld) {
+static void check_transport(struct load *ld) {
     static const char *const tls_keys[] = { "mqtt.tls_ca_file", "mqtt.tls_ca_dir",
         "mqtt.tls_cert_file", "mqtt.tls_key_file" };
     const char *uri = ld->c->mqtt_uri;
@@ -735,7 +735,7 @@ static void check_cross(struct load *ld) {
     int js = find_option("journal.segment_bytes");
 
     check_secret_pairs(ld);
-    check_tls(ld);
+    check_transport(ld);
     if (!ld->bad[hd] && !ld->bad[hm] &&
         ld->c->history_default > ld->c->history_max)
         add_error(ld, ld->seen[hd] ? ld->seen[hd] : ld->seen[hm],
