@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bridge.h"
 #include "codec.h"
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "mqtt.h"
 #include "outbox.h"
+#include "peers.h"
 #include "record.h"
 #include "stats.h"
 #include "store.h"
@@ -76,6 +78,9 @@ struct bridge {
     int journal_warned;           /* the 80% warning is up */
     int status_interval;          /* seconds, live */
     char status_topic[TOPIC_MAX];
+    char peer_filter[TOPIC_MAX];  /* "<prefix>/$bridge/+/status" or "" */
+    char instance[96];            /* "host:pid:start", in the status doc */
+    struct peers peers;           /* Paho's thread only */
     time_t started, next_status;
     struct stats_hist store_lat;  /* per batch, Redis round trip */
     struct stats_hist e2e_lat;    /* per message, arrival to outbox */
@@ -375,11 +380,33 @@ static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const str
               (int)(in->topic_len > 128 ? 128 : in->topic_len), in->topic);
 }
 
+/* 1 when topic is the status topic of a bridge (peer_filter's shape). */
+static int bridge_is_peer_topic(const struct bridge *b, const struct mqtt_in *in) {
+    size_t head = strlen(b->peer_filter) - strlen("+/status");
+    return b->peer_filter[0] && in->topic_len > head + 7 &&
+           memcmp(in->topic, b->peer_filter, head) == 0 &&
+           memcmp(in->topic + in->topic_len - 7, "/status", 7) == 0;
+}
+
+/* Another bridge's status document: warn, once per bridge, when it would
+ * store what we store too or shares our client id (peers.h). */
+static void bridge_on_peer(struct bridge *b, const struct mqtt_in *in) {
+    char who[80], why[300];
+    int verdict = peers_judge(&b->peers, in->payload, in->payload_len, who, sizeof(who));
+    if (verdict <= PEERS_FINE) return;
+    peers_explain(verdict, who, b->cfg->shared_group, why, sizeof(why));
+    log_warn("%s", why);
+}
+
 static void bridge_on_message(void *arg, const struct mqtt_in *in) {
     struct bridge *b = arg;
     struct codec_req req;
     struct record r = { 0 };
     char room[NAME_MAX_BYTES + 1] = "", *reply = NULL;
+    if (bridge_is_peer_topic(b, in)) {
+        bridge_on_peer(b, in);
+        return;
+    }
     STAT_INC(b, received);
     int err = bridge_decode(b, in, room, &req, &r);
     if (bridge_reply_address(b, in, &req, &r, &reply) < 0) {
@@ -668,7 +695,7 @@ static int bridge_filter(const struct config *c,
 static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) {
     const struct config *c = b->cfg;
     char filters[3][TOPIC_MAX];
-    const char *fp[3] = { filters[0], filters[1], filters[2] };
+    const char *fp[4] = { filters[0], filters[1], filters[2], b->peer_filter };
     const int kinds[3] = { TOPIC_SEND, TOPIC_HISTORY, TOPIC_DELETE };
     int (*filter)(char *, size_t, const char *, int) =
         c->identity == CONFIG_IDENTITY_TOPIC ? topic_filter_sender : topic_filter;
@@ -686,7 +713,8 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         .version = c->mqtt_version, .keepalive = c->mqtt_keepalive,
         .session_expiry = c->mqtt_session_expiry,
         .connect_timeout = c->mqtt_connect_timeout, .qos = c->mqtt_qos,
-        .max_buffered = c->mqtt_max_buffered, .filters = fp, .nfilters = 3,
+        .max_buffered = c->mqtt_max_buffered, .filters = fp,
+        .nfilters = b->peer_filter[0] ? 4 : 3,
         .will_topic = will ? b->status_topic : NULL, .will_payload = will,
         .tls_ca_file = c->tls_ca_file, .tls_ca_dir = c->tls_ca_dir,
         .tls_cert_file = c->tls_cert_file, .tls_key_file = c->tls_key_file,
@@ -697,14 +725,24 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
     return m;
 }
 
-/* The status topic: mqtt.status_topic, else <prefix>/$bridge/<client_id>/status. */
+/* The status topic: mqtt.status_topic, else <prefix>/$bridge/<client_id>/status;
+ * with the latter, the other bridges' status topics are read too (peers.h).
+ * The instance tag tells this process from another with the same id. */
 static int bridge_status_topic(struct bridge *b) {
     const struct config *c = b->cfg;
-    int n = c->status_topic && c->status_topic[0]
-        ? snprintf(b->status_topic, TOPIC_MAX, "%s", c->status_topic)
-        : snprintf(b->status_topic, TOPIC_MAX, "%s/$bridge/%s/status",
-                   c->topic_prefix, c->mqtt_client_id);
-    return n > 0 && n < TOPIC_MAX ? 0 : -1;
+    char host[64] = "?";
+    int own = c->status_topic && c->status_topic[0];
+    int n = own ? snprintf(b->status_topic, TOPIC_MAX, "%s", c->status_topic)
+                : snprintf(b->status_topic, TOPIC_MAX, "%s/$bridge/%s/status",
+                           c->topic_prefix, c->mqtt_client_id);
+    if (n <= 0 || n >= TOPIC_MAX) return -1;
+    if (!own && c->mqtt_status_interval > 0)
+        snprintf(b->peer_filter, TOPIC_MAX, "%s/$bridge/+/status", c->topic_prefix);
+    gethostname(host, sizeof(host) - 1);
+    snprintf(b->instance, sizeof(b->instance), "%s:%ld:%lld", host, (long)getpid(),
+             (long long)b->started);
+    peers_init(&b->peers, c->mqtt_client_id, c->shared_group, b->instance);
+    return 0;
 }
 
 static struct store *bridge_store_new(const struct config *c) {
@@ -931,5 +969,6 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
     out->journal_max = js.max_bytes;
     out->outbox = outbox_len(b->outbox);
     out->mqtt_ready = mqtt_ready(b->mqtt);
+    memcpy(out->instance, b->instance, sizeof(out->instance));
     store_redirects(b->store, &out->redis_moved, &out->redis_ask);
 }

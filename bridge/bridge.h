@@ -44,6 +44,7 @@ struct bridge_stats {
     long uptime_s;
     int mqtt_ready;
     int redis_connected;
+    char instance[96];          /* this process: "host:pid:start" */
 };
 
 /* A bridge for cfg (copied where needed; cfg must outlive the bridge).

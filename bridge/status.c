@@ -54,6 +54,7 @@ char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
     /* which group of bridges shares the requests (null: none) */
     json_object_set_new(doc, "shared_group", cfg->shared_group
                         ? json_string(cfg->shared_group) : json_null());
+    json_object_set_new(doc, "instance", json_string(st->instance));
     char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(doc);
     if (s) *len = strlen(s);
