@@ -66,9 +66,12 @@ static int uri_is_tls(const char *uri) {
 
 /* ==================== Callbacks (Paho's thread) ==================== */
 
+/* Paho 1.3.12 fills alt.sub.reasonCodes only for two or more filters (with
+ * one, the pointer is left uninitialised and the code is in reasonCode). */
 static void on_subscribe(void *ctx, MQTTAsync_successData5 *resp) {
     struct mqtt *m = ctx;
-    for (int i = 0; i < resp->alt.sub.reasonCodeCount; i++) {
+    for (int i = 0; resp->alt.sub.reasonCodeCount > 1 &&
+                    i < resp->alt.sub.reasonCodeCount; i++) {
         if (resp->alt.sub.reasonCodes[i] >= 0x80) {
             log_error("mqtt: subscription to %s refused (reason 0x%02x)",
                       m->filters[i], resp->alt.sub.reasonCodes[i]);
