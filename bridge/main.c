@@ -242,8 +242,11 @@ int main(int argc, char **argv) {
     if (a.check || a.dump) {
         if (a.dump) config_dump(d.built, stdout);
         else printf("%s: configuration is valid\n", a.config);
-        if (a.check) log_set_level(LOG_LEVEL_ERROR);   /* the probe's chatter */
-        if (a.check) check_peers(d.built, stdout, 3000);
+        if (a.check) {
+            fflush(stdout);
+            log_set_level(LOG_LEVEL_ERROR);     /* the probe's own chatter */
+            check_peers(d.built, stdout, 3000);
+        }
         config_destroy(d.built);
         return 0;
     }
