@@ -750,6 +750,8 @@ static struct store *bridge_store_new(const struct config *c) {
         .host = c->redis_host, .port = c->redis_port,
         .unix_socket = c->redis_unix_socket, .username = c->redis_username,
         .cluster = c->redis_cluster, .cluster_nodes = c->redis_cluster_nodes,
+        .wait_replicas = c->redis_wait_replicas,
+        .wait_timeout_ms = c->redis_wait_timeout_ms,
         .password = c->redis_password, .key_prefix = c->key_prefix,
         .bridge_id = c->mqtt_client_id,
         .dedup_window_ms = (long long)c->dedup_window * 1000,
@@ -970,5 +972,9 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
     out->outbox = outbox_len(b->outbox);
     out->mqtt_ready = mqtt_ready(b->mqtt);
     memcpy(out->instance, b->instance, sizeof(out->instance));
-    store_redirects(b->store, &out->redis_moved, &out->redis_ask);
+    struct store_counters sc;
+    store_counters(b->store, &sc);
+    out->redis_moved = sc.moved;
+    out->redis_ask = sc.ask;
+    out->redis_wait_short = sc.wait_short;
 }

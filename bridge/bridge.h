@@ -32,6 +32,7 @@ struct bridge_stats {
     unsigned long deleted;      /* messages deleted */
     unsigned long redis_retries;/* batches retried after a Redis failure */
     unsigned long long redis_moved, redis_ask; /* cluster redirections */
+    unsigned long long redis_wait_short; /* WAIT saw too few replicas */
     unsigned long publish_errors; /* publishes Paho refused */
     unsigned long lost;         /* acknowledged but not journaled (journal
                                    closed at shutdown): should stay 0 */

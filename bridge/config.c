@@ -130,6 +130,8 @@ static const struct option options[] = {
     STR("redis.unix_socket", redis_unix_socket, NULL, check_readable),
     ENUM("redis.cluster", redis_cluster, &bool_enum, 0),
     STR("redis.cluster_nodes", redis_cluster_nodes, NULL, check_nodes),
+    INT("redis.wait_replicas", redis_wait_replicas, 0, 16, 0),
+    INT("redis.wait_timeout_ms", redis_wait_timeout_ms, 1, 60000, 1000),
     STR("redis.username", redis_username, NULL, check_nonempty),
     SECRET("redis.password", redis_password),
     SFILE("redis.password_file", redis_password),
@@ -721,6 +723,13 @@ static void check_transport(struct load *ld) {
     if (ld->c->redis_cluster && ld->given[sock])
         add_error(ld, ld->given[sock], options[sock].key, "cannot be used with "
                   "redis.cluster (line %d): cluster nodes are HOST:PORT", ld->given[cl]);
+    int wt = find_option("redis.wait_timeout_ms"), to = find_option("redis.timeout_ms");
+    if (ld->c->redis_wait_replicas > 0 && !ld->bad[wt] && !ld->bad[to] &&
+        ld->c->redis_wait_timeout_ms >= ld->c->redis_timeout_ms)
+        add_error(ld, ld->seen[wt] ? ld->seen[wt] : ld->seen[to], options[wt].key,
+                  "%d must be less than redis.timeout_ms (%d): a WAIT longer than "
+                  "the read timeout would look like a lost connection",
+                  ld->c->redis_wait_timeout_ms, ld->c->redis_timeout_ms);
     int key = find_option("mqtt.tls_key_file"), cert = find_option("mqtt.tls_cert_file");
     if (ld->given[key] && !ld->given[cert])
         add_error(ld, ld->given[key], options[key].key, "needs mqtt.tls_cert_file");

@@ -55,6 +55,10 @@ struct config {
                                 keys hash-tagged by room */
     char *redis_cluster_nodes; /* redis.cluster_nodes: "HOST:PORT ..." seeds;
                                 NULL = host:port */
+    int redis_wait_replicas; /* redis.wait_replicas 0..16, default 0: after
+                                a batch that wrote, WAIT for this many
+                                replicas of each primary written */
+    int redis_wait_timeout_ms; /* redis.wait_timeout_ms 1..60000, default 1000 */
     char *redis_username;    /* redis.username: Redis 6 ACL user, NULL = default */
     char *redis_password;    /* redis.password, or contents of redis.password_file */
     char *key_prefix;        /* redis.key_prefix, default chatroom; no ':' etc. */

@@ -45,6 +45,8 @@ struct store {
     redisContext *ctx;
     char sha[SCRIPT_COUNT][41];
     int noscript;          /* a reply said NOSCRIPT: reload and run again */
+    int wait_replicas, wait_timeout_ms;
+    unsigned long long wait_short; /* atomic: WAITs short of replicas */
     /* Cluster mode (ctx unused): */
     int cluster;
     char **seeds;          /* cluster_nodes split, or host:port */
@@ -80,6 +82,7 @@ static int dup_opt(char **dst, const char *src) {
 static int store_cluster_new(struct store *s, const char *nodes);
 static int store_cluster_connect(struct store *s);
 static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n);
+static void store_wait(struct store *s, const struct store_op *ops, size_t n);
 
 /* ==================== Lifecycle ==================== */
 
@@ -95,6 +98,8 @@ struct store *store_new(const struct store_opts *opts) {
     }
     s->port = opts->port;
     s->timeout_ms = opts->timeout_ms;
+    s->wait_replicas = opts->wait_replicas;
+    s->wait_timeout_ms = opts->wait_timeout_ms;
     if (s->unix_socket)
         snprintf(s->addr, sizeof(s->addr), "%s", s->unix_socket);
     else
@@ -133,12 +138,12 @@ void store_disconnect(struct store *s) {
     s->cl_up = 0;
 }
 
-void store_redirects(const struct store *s, unsigned long long *moved,
-                     unsigned long long *ask) {
+void store_counters(const struct store *s, struct store_counters *out) {
     struct cluster_stats st = { 0 };
     if (s->cl) cluster_get_stats(s->cl, &st);
-    *moved = st.moved;
-    *ask = st.ask;
+    out->moved = st.moved;
+    out->ask = st.ask;
+    out->wait_short = __atomic_load_n(&s->wait_short, __ATOMIC_RELAXED);
 }
 
 const char *store_address(const struct store *s) {
@@ -445,6 +450,7 @@ int store_exec(struct store *s, struct store_op *ops, size_t n) {
         if (store_load_scripts(s) < 0) return s->ctx ? STORE_OK : STORE_ERR_IO;
         rc = store_pass(s, ops, n);
     }
+    if (rc == STORE_OK) store_wait(s, ops, n);
     return rc;
 }
 
@@ -645,5 +651,78 @@ static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n) {
         }
     }
     s->noscript = 0;
-    return store_cluster_pass(s, ops, n);
+    rc = store_cluster_pass(s, ops, n);
+    if (rc == STORE_OK) store_wait(s, ops, n);
+    return rc;
+}
+
+/* ==================== Replication (WAIT) ==================== */
+
+#define WAIT_NODES_MAX 32
+
+/* 1 when op changed the data set: a send stored now, or a delete. */
+static int store_op_wrote(const struct store_op *op) {
+    return op->result == STORE_DONE &&
+           (op->kind == STORE_DELETE || (op->kind == STORE_SEND && op->how == STORE_NEW));
+}
+
+/* Count a WAIT that saw fewer replicas than asked. The writes stand (WAIT
+ * cannot undo them): a failover within the window may still lose them. */
+static void store_wait_result(struct store *s, const redisReply *r) {
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= s->wait_replicas) return;
+    __atomic_add_fetch(&s->wait_short, 1, __ATOMIC_RELAXED);
+    store_seterr(s, "redis %s: WAIT: %lld of %d replicas within %d ms", s->addr,
+                 r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL,
+                 s->wait_replicas, s->wait_timeout_ms);
+}
+
+/* Cluster mode: one WAIT per primary written to, sent in a slot it owns. */
+static void store_cluster_wait(struct store *s, const struct store_op *ops, size_t n) {
+    char addrs[WAIT_NODES_MAX][64], count[16], ms[16];
+    unsigned slots[WAIT_NODES_MAX];
+    size_t nodes = 0;
+    for (size_t i = 0; i < n && nodes < WAIT_NODES_MAX; i++) {
+        if (!store_op_wrote(&ops[i])) continue;
+        unsigned slot = cluster_keyslot(ops[i].room, strlen(ops[i].room));
+        const char *addr = cluster_slot_addr(s->cl, slot);
+        size_t j = 0;
+        while (addr && j < nodes && strcmp(addrs[j], addr) != 0) j++;
+        if (addr == NULL || j < nodes) continue;
+        snprintf(addrs[nodes], sizeof(addrs[0]), "%s", addr);
+        slots[nodes++] = slot;
+    }
+    if (nodes == 0 || store_cmds_reserve(s, nodes) < 0) return;
+    snprintf(count, sizeof(count), "%d", s->wait_replicas);
+    snprintf(ms, sizeof(ms), "%d", s->wait_timeout_ms);
+    const char *argv[] = { "WAIT", count, ms };
+    for (size_t i = 0; i < nodes; i++) {
+        memset(&s->cmds[i], 0, sizeof(s->cmds[i]));
+        if (cluster_cmd_format(&s->cmds[i], slots[i], 3, argv, NULL) == CLUSTER_OK)
+            s->ncmds++;
+    }
+    store_cluster_run(s);
+    for (size_t i = 0; i < s->ncmds; i++)
+        store_wait_result(s, s->cmds[i].result == CLUSTER_REPLY ? s->cmds[i].reply : NULL);
+    store_cluster_clear(s);
+}
+
+/* With redis.wait_replicas set, after a batch that wrote: wait until that
+ * many replicas hold the writes (or the timeout), before the caller
+ * acknowledges and the journal lets the records go. */
+static void store_wait(struct store *s, const struct store_op *ops, size_t n) {
+    char count[16], ms[16];
+    size_t i = 0;
+    if (s->wait_replicas <= 0) return;
+    while (i < n && !store_op_wrote(&ops[i])) i++;
+    if (i == n) return;
+    if (s->cluster) {
+        store_cluster_wait(s, ops, n);
+        return;
+    }
+    snprintf(count, sizeof(count), "%d", s->wait_replicas);
+    snprintf(ms, sizeof(ms), "%d", s->wait_timeout_ms);
+    const char *argv[] = { "WAIT", count, ms };
+    redisReply *r = redisCommandArgv(s->ctx, 3, argv, NULL);
+    store_wait_result(s, r);
+    if (r) freeReplyObject(r);
 }

@@ -40,6 +40,8 @@ struct store_opts {
     const char *unix_socket;   /* NULL: host and port; else this path */
     int cluster;               /* 1: Redis Cluster, keys hash-tagged by room */
     const char *cluster_nodes; /* "HOST:PORT ..." seeds; NULL: host:port */
+    int wait_replicas;         /* > 0: WAIT for them after a batch that wrote */
+    int wait_timeout_ms;
     const char *username;      /* Redis 6 ACL user; NULL: "default" */
     const char *password;      /* NULL: no AUTH */
     const char *key_prefix;
@@ -141,9 +143,12 @@ const char *store_errstr(const struct store *s);
  * cluster mode, the seeds). */
 const char *store_address(const struct store *s);
 
-/* Cluster mode: -MOVED and -ASK answers since the start (0 otherwise).
- * Any thread. */
-void store_redirects(const struct store *s, unsigned long long *moved,
-                     unsigned long long *ask);
+/* Counters since the start; any thread. */
+struct store_counters {
+    unsigned long long moved, ask;   /* cluster mode: -MOVED, -ASK answers */
+    unsigned long long wait_short;   /* WAITs that saw fewer replicas than
+                                        redis.wait_replicas in time */
+};
+void store_counters(const struct store *s, struct store_counters *out);
 
 #endif

@@ -838,7 +838,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 46);     /* 48 options less 2 password_file */
+    assert_int_equal(lines, 48);     /* 50 options less 2 password_file */
     free(out);
     config_free(&c);
 }
