@@ -336,13 +336,16 @@ static int store_append(struct store *s, const struct store_op *op) {
 
 /* ==================== Replies ==================== */
 
-/* Errors Redis gives while it cannot serve now but will later. */
+/* Errors Redis gives while it cannot serve now but will later. A script
+ * that touches a key its node does not hold while the slot migrates fails
+ * with "non local key"; the scripts are written so that nothing is left
+ * half-written then (send.lua), and the migration ends in a MOVED. */
 static int store_transient(const char *err) {
     static const char *const codes[] = { "LOADING", "BUSY", "TRYAGAIN",
         "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN" };
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (strncmp(err, codes[i], strlen(codes[i])) == 0) return 1;
-    return 0;
+    return strstr(err, "non local key") != NULL;
 }
 
 /* Turn history.lua's flat reply into store_msg entries pointing into it. */

@@ -25,7 +25,12 @@ if cmid ~= '' and window > 0 then
     if orig then return { tonumber(orig), 2 } end
 end
 
-local id = redis.call('INCR', KEYS[1])
+-- The message hash is the one key the script cannot declare (its name
+-- holds the id). While its slot migrates, Redis Cluster refuses it ("non
+-- local key"): write it first, so that a refusal leaves nothing written
+-- and the bridge simply retries; the counter's INCR comes after it (the
+-- script is atomic, so GET + 1 is the id INCR will give).
+local id = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local key = ARGV[1] .. id
 if cmid ~= '' then
     redis.call('HSET', key, 'content', ARGV[3], 'timestamp', ARGV[4],
@@ -34,6 +39,7 @@ else
     redis.call('HSET', key, 'content', ARGV[3], 'timestamp', ARGV[4],
                'user', ARGV[2])
 end
+redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[2], id)
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('ZADD', KEYS[4], id, id)
@@ -57,7 +63,10 @@ if cmid ~= '' and window > 0 then
 end
 -- Retention: drop the room's oldest messages beyond the count or age
 -- limit, from every structure, at most 4 per message stored (a bounded
--- amount of work; a room catches up as it keeps receiving).
+-- amount of work; a room catches up as it keeps receiving). It comes
+-- last: should a migrating slot refuse one of its undeclared keys, the
+-- message is already stored and recorded in the replay guard, and the
+-- retry finds it there.
 local keep, max_age = tonumber(ARGV[9]), tonumber(ARGV[10])
 if keep > 0 or max_age > 0 then
     local oldest_ts = tonumber(ARGV[4]) - max_age
