@@ -171,13 +171,18 @@ clean:
 # make bench         the full benchmark (several minutes)
 # make bench-quick   the same, short (under a minute, for CI): fails only if
 #                    a message went missing or was not stored, never on timing
+# make bench-cluster scaling out (bench --cluster, tests/bench/cluster.c,
+#                    about 2 minutes): the broker alone, 1 bridge on one
+#                    Redis, then 1, 2 and 3 bridges in one shared group on a
+#                    3-primary Redis Cluster; throughput, CPU of every
+#                    process, messages per bridge CPU second, shares.
 # BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--json-only".
 BENCH_BIN := $(B)/bench/bench
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o) $(TEST_LIB)
 BENCH_LIBS := -lpaho-mqtt3a $(shell pkg-config --libs hiredis 2>/dev/null) -pthread
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-cluster
 
 $(B)/bench:
 	$(Q)mkdir -p $@
@@ -195,6 +200,9 @@ bench: $(B)/chat-bridge $(BENCH_BIN)
 
 bench-quick: $(B)/chat-bridge $(BENCH_BIN)
 	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --quick $(BENCH_ARGS)
+
+bench-cluster: $(B)/chat-bridge $(BENCH_BIN)
+	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --cluster $(BENCH_ARGS)
 
 -include $(wildcard $(B)/bench/*.d)
 # ==================== end of bench ====================
@@ -361,15 +369,25 @@ fuzz-ci:
 # ==================== end of fuzz ====================
 
 # ==================== cluster (tests/cluster/) ====================
-# make test-cluster  bridge/cluster.c (Redis Cluster slot routing) against a
-#                    real cluster: three redis-server primaries on free
-#                    loopback ports in a temporary directory, joined with
-#                    redis-cli --cluster create; keys spread and found on
-#                    their slot's owner, a slot moved by hand (ASK, TRYAGAIN,
-#                    MOVED), scripts on hash-tagged keys, a primary stopped.
-#                    A few seconds; the directory is removed afterwards
-#                    (CB_KEEP=1 keeps it).
+# make test-cluster  two programs against real Redis Clusters on free
+#                    loopback ports, each in a temporary directory removed
+#                    afterwards (CB_KEEP=1 keeps it):
+#   tests/cluster/test_slots.c  bridge/cluster.c (slot routing): three
+#                    primaries joined with redis-cli --cluster create; keys
+#                    spread and found on their slot's owner, a slot moved by
+#                    hand (ASK, TRYAGAIN, MOVED), scripts on hash-tagged
+#                    keys, a primary stopped. A few seconds.
+#   tests/cluster/test_scale.c  the bridge scaled out (issue #8): three
+#                    primaries and three replicas, one mosquitto, three
+#                    bridges in one MQTT 5 shared group, numbered QoS 1
+#                    messages over 200 rooms, each stored exactly once while
+#                    a bridge is killed, busy rooms' slots are resharded and
+#                    primaries fail over; history and delete across primaries.
+#                    About two minutes; CB_SCALE_ONLY='*reshard*' runs only
+#                    the matching scenarios, CB_WRAPPER runs the bridges under
+#                    a wrapper (valgrind).
 CLUSTER_TEST_BIN := $(B)/tests/cluster_slots
+CLUSTER_SCALE_BIN := $(B)/tests/cluster_scale
 
 .PHONY: test-cluster
 
@@ -381,7 +399,12 @@ $(CLUSTER_TEST_BIN): $(B)/tests/cl_test_slots.o $(TEST_LIB) $(B)/libbridge.a
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka -pthread
 
+$(CLUSTER_SCALE_BIN): $(B)/tests/cl_test_scale.o $(B)/tests/it_harness.o $(TEST_LIB)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+
 test-cluster: deps
-	$(Q)$(MAKE) --no-print-directory $(CLUSTER_TEST_BIN)
-	$(Q)timeout 120 $(CLUSTER_TEST_BIN)
+	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge $(CLUSTER_TEST_BIN) $(CLUSTER_SCALE_BIN)
+	$(Q)rc=0; timeout 120 $(CLUSTER_TEST_BIN) || rc=1; \
+	  CB_BRIDGE=$(B)/chat-bridge timeout 300 $(CLUSTER_SCALE_BIN) || rc=1; exit $$rc
 # ==================== end of cluster ====================

@@ -16,7 +16,8 @@
  *   6. latency at 10,000/s, last because it may overload the bridge.
  * Prints a table and a JSON line. Exits 1 if any message or reply went
  * missing, was malformed, or was not stored; 2 on a usage error. Timing
- * never fails a run. */
+ * never fails a run. With --cluster it measures scaling out instead
+ * (cluster.c): 1..n bridges in one shared group on a Redis Cluster. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ struct opts {
     double duration;              /* saturation window, s */
     long long messages;           /* saturation: measure this many instead */
     int rooms, publishers, payload, qos, window, quick, json_only, keep;
+    int cluster, bridges;         /* --cluster: up to `bridges` in a group */
     char broker_extra[1024];      /* --mosquitto-conf lines */
     const char *bridge;
 };
@@ -56,9 +58,6 @@ struct ctx {
     long long mark_ns[2];         /* ... and when */
 };
 
-/* Progress on stderr (stdout is the report). */
-#define PROGRESS(...) do { fprintf(stderr, "bench: " __VA_ARGS__); fputc('\n', stderr); } while (0)
-
 /* ==================== Options ==================== */
 
 /* The --help text. */
@@ -67,7 +66,8 @@ static void usage(FILE *f) {
         "usage: bench [options]\n"
         "  --duration S      saturation measurement window (default 10, quick 3)\n"
         "  --messages N      measure N messages per saturation phase instead\n"
-        "  --rooms N         rooms of the saturation and latency phases (100)\n"
+        "  --rooms N         rooms of the saturation and latency phases (100;\n"
+        "                    --cluster: 200)\n"
         "  --publishers N    publishers (10)\n"
         "  --payload BYTES   text size, 48..4096 (100)\n"
         "  --qos Q           QoS of the benchmark's publishes and subscription (1)\n"
@@ -77,7 +77,11 @@ static void usage(FILE *f) {
         "  --json-only       print only the JSON line\n"
         "  --mosquitto-conf LINE  add LINE to the broker's configuration (repeatable;\n"
         "                    default: the settings of config/mosquitto.conf)\n"
-        "  --keep            keep the temporary directory (servers' and bridge's logs)\n");
+        "  --keep            keep the temporary directory (servers' and bridge's logs)\n"
+        "  --cluster         scaling out instead (make bench-cluster): the broker alone,\n"
+        "                    1 bridge on one Redis, then 1..N bridges in one shared group\n"
+        "                    on a 3-primary Redis Cluster, each --duration (default 20)\n"
+        "  --bridges N       --cluster: the largest group (3, at most %d)\n", PROCS_GROUP);
 }
 
 /* A whole number in lo..hi from an option argument, or exit 2. */
@@ -106,12 +110,13 @@ static const struct option longopts[] = {
     { "publishers", 1, 0, 'p' }, { "payload", 1, 0, 's' }, { "qos", 1, 0, 'q' },
     { "window", 1, 0, 'w' }, { "quick", 0, 0, 'Q' }, { "bridge", 1, 0, 'b' },
     { "json-only", 0, 0, 'j' }, { "keep", 0, 0, 'k' }, { "mosquitto-conf", 1, 0, 'c' },
+    { "cluster", 0, 0, 'C' }, { "bridges", 1, 0, 'n' },
     { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 
 /* Parse the command line into o; exits 2 on a bad option. */
 static void parse_opts(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){ .duration = -1, .rooms = 100, .publishers = 10, .payload = 100,
-                        .qos = 1, .window = 20, .bridge = "build/chat-bridge" };
+    *o = (struct opts){ .duration = -1, .rooms = 0, .publishers = 10, .payload = 100,
+                        .qos = 1, .window = 20, .bridges = 3, .bridge = "build/chat-bridge" };
     for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         switch (c) {
         case 'd': o->duration = (double)opt_num("duration", optarg, 1, 3600); break;
@@ -126,15 +131,19 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         case 'j': o->json_only = 1; break;
         case 'k': o->keep = 1; break;
         case 'c': add_line(o->broker_extra, sizeof(o->broker_extra), optarg); break;
+        case 'C': o->cluster = 1; break;
+        case 'n': o->bridges = (int)opt_num("bridges", optarg, 1, PROCS_GROUP); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (o->cluster && o->messages)) {
+        if (o->cluster && o->messages) fprintf(stderr, "bench: --messages: not with --cluster\n");
         usage(stderr);
         exit(2);
     }
-    if (o->duration < 0) o->duration = o->quick ? 3 : 10;
+    if (o->duration < 0) o->duration = o->quick ? 3 : o->cluster ? 20 : 10;
+    if (o->rooms == 0) o->rooms = o->cluster ? 200 : 100;
 }
 
 /* Phase lengths: full run, or --quick for CI. */
@@ -538,6 +547,23 @@ static void init_results(struct ctx *c) {
     snprintf(r->broker_extra, sizeof(r->broker_extra), "%s", c->o.broker_extra);
 }
 
+/* --cluster: run cluster.c's points and report them. Exit status as
+ * main's. */
+static int main_cluster(const struct opts *o) {
+    static struct group_results r;
+    struct group_opts g = { .duration = o->duration, .rooms = o->rooms,
+        .publishers = o->publishers, .payload = o->payload, .qos = o->qos,
+        .window = o->window, .bridges = o->bridges, .keep = o->keep, .bridge = o->bridge,
+        .broker_extra = o->broker_extra };
+    cluster_bench(&g, &r);
+    if (!o->json_only) {
+        report_group_table(&r);
+        printf("\n");
+    }
+    report_group_json(&r);
+    return r.problems || r.failed[0] ? 1 : 0;
+}
+
 /* Set up, run the phases, clean up, report; see the top of this file. */
 int main(int argc, char **argv) {
     static struct ctx c;
@@ -547,6 +573,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
+    if (c.o.cluster) return main_cluster(&c.o);
     c.pr.keep = c.o.keep;
     snprintf(c.pr.broker_extra, sizeof(c.pr.broker_extra), "%s", c.o.broker_extra);
     procs_watchdog(&c.pr, c.o.quick ? 300 : 3600);

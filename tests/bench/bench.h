@@ -8,7 +8,9 @@
  *             broker-only baseline and history requests alike
  *   kv.c      hiredis: seeding rooms in the bridge's schema, counters, INFO
  *   hist.c    latency histogram (log-linear buckets, < 1% error)
- *   report.c  the table and the JSON line */
+ *   report.c  the table and the JSON line
+ *   cluster.c bench --cluster: 1..n bridges in one shared group against a
+ *             3-primary Redis Cluster (make bench-cluster) */
 #ifndef CB_BENCH_H
 #define CB_BENCH_H
 
@@ -23,6 +25,9 @@
 long long now_ns(void);
 /* Sleep until the CLOCK_MONOTONIC time t (ns); returns at once if past. */
 void sleep_until_ns(long long t);
+
+/* Progress on stderr (stdout is the report). */
+#define PROGRESS(...) do { fprintf(stderr, "bench: " __VA_ARGS__); fputc('\n', stderr); } while (0)
 
 /* Set by SIGINT/SIGTERM: every phase stops early and the run cleans up. */
 extern volatile sig_atomic_t bench_interrupted;
@@ -52,12 +57,18 @@ void hist_summary(const struct hist *h, struct lat_summary *s);
 
 /* ==================== Processes (proc.c) ==================== */
 
+#define PROCS_NODES 3             /* Redis Cluster primaries (--cluster) */
+#define PROCS_GROUP 8             /* most bridges in one shared group */
+
 struct procs {
     char dir[256];                /* the temporary directory */
     int redis_port, mqtt_port;
     pid_t redis_pid, mqtt_pid, bridge_pid;
     int keep;                     /* leave the directory (logs) in place */
     char broker_extra[1024];      /* lines appended to mosquitto.conf */
+    int node_port[PROCS_NODES], node_bus[PROCS_NODES];   /* --cluster */
+    pid_t node_pid[PROCS_NODES];
+    pid_t group_pid[PROCS_GROUP]; /* the bridges of a shared group */
 };
 
 /* Make the temporary directory and start redis-server (AOF, everysec) and
@@ -76,6 +87,24 @@ int procs_bridge_alive(struct procs *p);
  * after a deadline) and remove the temporary directory unless keep is set.
  * Idempotent. */
 void procs_stop_all(struct procs *p);
+/* Start PROCS_NODES redis-server primaries in cluster mode (config/redis.conf,
+ * each in its own directory under the temporary one, client and bus ports
+ * both free ones) and join them with redis-cli --cluster create. 0, or -1
+ * with a message. The caller waits for cluster_state:ok (kv.c). */
+int procs_start_cluster(struct procs *p);
+/* Start bridge i of a shared group, called name: name.yaml, name.log and
+ * the journal name.journal/ in the temporary directory; the mqtt section
+ * holds the broker, client_id name, then mqtt_lines (indented YAML); the
+ * redis section is redis_lines. 0 or -1. */
+int procs_start_group_bridge(struct procs *p, int i, const char *bridge_path, const char *name,
+                             const char *mqtt_lines, const char *redis_lines);
+/* Stop every bridge of the group by PID (SIGTERM first, all at once). */
+void procs_stop_group(struct procs *p);
+/* 1 while bridge i of the group runs; 0 once it exited (it is reaped). */
+int procs_group_alive(struct procs *p, int i);
+/* In the log `name`.log of the temporary directory, the last line holding
+ * marker: the number right after it (0 if none); -1 when no line does. */
+long long procs_log_find(const struct procs *p, const char *name, const char *marker);
 /* Print the last lines of a log in the temporary directory to stderr. */
 void procs_dump_log(const struct procs *p, const char *name);
 /* Kill every child and exit if the run is still going after `seconds`. */
@@ -92,6 +121,9 @@ double proc_machine_busy_s(void);
 int proc_nodelay_to(int port);
 /* "2.0.11" from `mosquitto -h`; "?" when not found. */
 void proc_mosquitto_version(char *buf, size_t size);
+/* The three load averages of /proc/loadavg, "0.61 0.58 0.64"; "?" if
+ * unreadable. */
+void proc_loadavg(char *buf, size_t size);
 
 /* ==================== Redis (kv.c) ==================== */
 
@@ -126,6 +158,13 @@ void kv_version(struct redisContext *c, char *buf, size_t size);
 /* The counters chatroom:<prefix><i>:messages for i in 0..n-1 into out
  * (0 where absent). 0 or -1. */
 int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out);
+/* kv_counters on a Redis Cluster: chatroom:{<prefix><i>}:messages (the
+ * room as hash tag), each read from the node owning its slot. 0, or -1
+ * when a node failed or a room was answered by none or several. */
+int kv_cluster_counters(struct redisContext *const *nodes, int nnodes, const char *prefix,
+                        int n, long long *out);
+/* Wait until every node says cluster_state:ok. 0, or -1 after timeout_ms. */
+int kv_cluster_wait_ok(struct redisContext *const *nodes, int nnodes, int timeout_ms);
 /* ZCARD of chatroom:<room>:messages:ids, the room's live ids; -1 on error. */
 long long kv_room_ids(struct redisContext *c, const char *room);
 /* The encodings of message id of room and of the room's index ("?" where
@@ -287,5 +326,53 @@ struct results {
 void report_table(const struct results *r);
 /* The one-line JSON, to stdout. */
 void report_json(const struct results *r);
+
+/* ==================== Scaling out (cluster.c, report.c) ==================== */
+
+/* bench --cluster's settings (from bench.c's options). */
+struct group_opts {
+    double duration;              /* each point's measurement window, s */
+    int rooms, publishers, payload, qos, window;
+    int bridges;                  /* the largest group, 1..PROCS_GROUP */
+    int keep;
+    const char *bridge;           /* the bridge binary */
+    const char *broker_extra;     /* --mosquitto-conf lines */
+};
+
+/* One closed-loop saturation point: the baseline (broker only), one
+ * bridge on the single Redis, or n bridges in one shared group on the
+ * cluster. CPU in seconds over the measurement window. */
+struct group_point {
+    char label[48];
+    int bridges;                  /* 0: the baseline */
+    int cluster;                  /* on the Redis Cluster (else single Redis) */
+    struct load_result r;
+    double bridge_cpu;            /* sum over the group's bridges */
+    double mosquitto_cpu, redis_cpu, bench_cpu;   /* redis: the one(s) in use */
+    double other_cores;           /* everything else on the machine, cores */
+    long long stored[PROCS_GROUP];/* each bridge's own count ("stopped: N
+                                     stored" in its log), whole point */
+    struct store_check check;
+};
+
+#define GROUP_POINTS (2 + PROCS_GROUP)   /* baseline, reference, 1..n bridges */
+
+struct group_results {
+    int cores, qos, payload, window, rooms, publishers, bridges;
+    double duration_s;
+    char mosquitto[64], redis[64], paho[64];
+    char load_before[64], load_after[64];    /* /proc/loadavg */
+    struct group_point pts[GROUP_POINTS];
+    int npts;
+    int problems;                 /* anything lost, bad or mismatched */
+    char failed[256];             /* why the run stopped early, if it did */
+};
+
+/* Run bench --cluster into r (see cluster.c). 0, or -1 when it stopped
+ * early (r->failed says why). */
+int cluster_bench(const struct group_opts *o, struct group_results *r);
+/* Its table and JSON line, to stdout. */
+void report_group_table(const struct group_results *r);
+void report_group_json(const struct group_results *r);
 
 #endif

@@ -1,6 +1,8 @@
 /* kv.c -- the benchmark's Redis side (see bench.h): seeding history rooms
  * in the bridge's exact schema (README "Redis schema", prefix chatroom),
- * reading the rooms' counters, indexes, encodings and INFO.
+ * reading the rooms' counters (on the single Redis or, with the room as
+ * hash tag, on the node of a Redis Cluster that owns it), indexes,
+ * encodings and INFO.
  *
  * Seeding is pipelined with redisAppendCommandArgv in chunks of SEED_CHUNK
  * messages: one HSET per message hash, and per chunk one multi-member
@@ -233,20 +235,69 @@ void kv_version(struct redisContext *c, char *buf, size_t size) {
     info_field(c, "server", "redis_version", buf, size);
 }
 
-/* GET every room counter, pipelined in chunks. */
-int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out) {
+/* GET every room counter, pipelined in chunks; with tagged, the cluster
+ * key chatroom:{<room>}:messages. With owned (a cluster node), a room
+ * whose slot another node owns (-MOVED) is skipped and each answered one
+ * counted in owned[i]. */
+static int get_counters(redisContext *c, const char *prefix, int tagged, int n,
+                        long long *out, int *owned) {
+    const char *fmt = tagged ? "GET " PREFIX ":{%s%d}:messages"
+                             : "GET " PREFIX ":%s%d:messages";
     for (int first = 0; first < n; first += SEED_CHUNK) {
         int k = n - first < SEED_CHUNK ? n - first : SEED_CHUNK;
-        for (int i = 0; i < k; i++)
-            redisAppendCommand(c, "GET " PREFIX ":%s%d:messages", prefix, first + i);
+        for (int i = 0; i < k; i++) redisAppendCommand(c, fmt, prefix, first + i);
         for (int i = 0; i < k; i++) {
             redisReply *r = NULL;
             if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) return -1;
-            out[first + i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+            int moved = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0;
+            if (!moved)
+                out[first + i] = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+            if (!moved && owned) owned[first + i]++;
             freeReplyObject(r);
         }
     }
     return 0;
+}
+
+/* The single Redis's counters. */
+int kv_counters(struct redisContext *c, const char *prefix, int n, long long *out) {
+    return get_counters(c, prefix, 0, n, out, NULL);
+}
+
+/* Every node asked for every room; exactly one must own each. */
+int kv_cluster_counters(struct redisContext *const *nodes, int nnodes, const char *prefix,
+                        int n, long long *out) {
+    int *owned = calloc((size_t)n, sizeof(*owned)), rc = owned ? 0 : -1;
+    for (int j = 0; rc == 0 && j < nnodes; j++)
+        rc = get_counters(nodes[j], prefix, 1, n, out, owned);
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (owned[i] != 1) {
+            fprintf(stderr, "bench: room %s%d answered by %d cluster nodes\n", prefix, i,
+                    owned[i]);
+            rc = -1;
+        }
+    free(owned);
+    return rc;
+}
+
+/* CLUSTER INFO of one node says cluster_state:ok. */
+static int cluster_ok(redisContext *c) {
+    redisReply *r = redisCommand(c, "CLUSTER INFO");
+    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") != NULL;
+    if (r) freeReplyObject(r);
+    return ok;
+}
+
+/* Poll every node every 100 ms. */
+int kv_cluster_wait_ok(struct redisContext *const *nodes, int nnodes, int timeout_ms) {
+    long long deadline = now_ns() + (long long)timeout_ms * 1000000LL;
+    while (now_ns() < deadline && !bench_interrupted) {
+        int ok = 0;
+        for (int j = 0; j < nnodes; j++) ok += cluster_ok(nodes[j]);
+        if (ok == nnodes) return 0;
+        sleep_until_ns(now_ns() + 100000000LL);
+    }
+    return -1;
 }
 
 /* A command's integer reply (hiredis format); -1 on error or another

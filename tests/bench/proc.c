@@ -4,7 +4,8 @@
  * Every child is started with fork+exec, its output appended to a log in
  * the temporary directory, and asked to die with the benchmark
  * (PR_SET_PDEATHSIG), so nothing outlives a benchmark killed with -9. They
- * are stopped by PID only. */
+ * are stopped by PID only. bench --cluster adds three Redis Cluster
+ * primaries and a shared group of bridges, each with its own files. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +95,92 @@ int procs_start_servers(struct procs *p) {
     return 0;
 }
 
+/* ==================== Redis Cluster ==================== */
+
+/* A free port not yet given to this run (the client + 10000 default of a
+ * bus port is impossible above 55535: bus ports are free ports too). */
+static int fresh_port(const struct procs *p) {
+    for (int tries = 0; tries < 50; tries++) {
+        int port = sys_free_port(), dup = port == p->redis_port || port == p->mqtt_port;
+        for (int i = 0; i < PROCS_NODES; i++)
+            dup |= port == p->node_port[i] || port == p->node_bus[i];
+        if (port > 0 && !dup) return port;
+    }
+    return -1;
+}
+
+/* Primary i: config/redis.conf (AOF everysec, as the single Redis) in
+ * cluster mode, its data and nodes.conf in dir/node-<i>. 0 or -1. */
+static int spawn_node(struct procs *p, int i) {
+    char port[16], bus[16], dir[300], nodes[320], log[32];
+    snprintf(port, sizeof(port), "%d", p->node_port[i]);
+    snprintf(bus, sizeof(bus), "%d", p->node_bus[i]);
+    snprintf(dir, sizeof(dir), "%s/node-%d", p->dir, i);
+    snprintf(nodes, sizeof(nodes), "%s/nodes.conf", dir);
+    snprintf(log, sizeof(log), "node-%d.log", i);
+    if (mkdir(dir, 0700) != 0) return -1;
+    char *argv[] = { "redis-server", "config/redis.conf", "--port", port,
+        "--cluster-enabled", "yes", "--cluster-port", bus, "--cluster-config-file", nodes,
+        "--bind", "127.0.0.1", "--dir", dir, NULL };
+    p->node_pid[i] = spawn(argv, p->dir, log);
+    return p->node_pid[i] > 0 ? 0 : -1;
+}
+
+/* Run argv to its end, at most timeout_ms, its output appended to
+ * dir/logname. Its exit status, or -1. */
+static int run_to_end(char *const argv[], const char *dir, const char *logname,
+                      int timeout_ms) {
+    pid_t child = spawn(argv, dir, logname);
+    int status;
+    if (child <= 0) return -1;
+    for (int waited = 0; waited < timeout_ms && !bench_interrupted; waited += 50) {
+        if (waitpid(child, &status, WNOHANG) == child)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        sys_sleep_ms(50);
+    }
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    return -1;
+}
+
+/* redis-cli --cluster create over the primaries, no replicas. */
+static int create_cluster(struct procs *p) {
+    char addr[PROCS_NODES][32];
+    char *argv[PROCS_NODES + 5] = { "redis-cli", "--cluster", "create" };
+    for (int i = 0; i < PROCS_NODES; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", p->node_port[i]);
+        argv[3 + i] = addr[i];
+    }
+    argv[3 + PROCS_NODES] = "--cluster-yes";
+    if (run_to_end(argv, p->dir, "cluster-create.log", 60000) == 0) return 0;
+    fprintf(stderr, "bench: redis-cli --cluster create failed\n");
+    procs_dump_log(p, "cluster-create.log");
+    return -1;
+}
+
+/* Ports, the primaries, their ports open, the cluster created. */
+int procs_start_cluster(struct procs *p) {
+    for (int i = 0; i < PROCS_NODES; i++)
+        if ((p->node_port[i] = fresh_port(p)) < 0 || (p->node_bus[i] = fresh_port(p)) < 0)
+            return -1;
+    for (int i = 0; i < PROCS_NODES; i++)
+        if (spawn_node(p, i) < 0) {
+            fprintf(stderr, "bench: cannot start Redis Cluster node %d\n", i);
+            return -1;
+        }
+    for (int i = 0; i < PROCS_NODES; i++)
+        if (sys_wait_port(p->node_port[i], 10000, &bench_interrupted) < 0) {
+            char log[32];
+            snprintf(log, sizeof(log), "node-%d.log", i);
+            fprintf(stderr, "bench: Redis Cluster node %d did not start\n", i);
+            procs_dump_log(p, log);
+            return -1;
+        }
+    return create_cluster(p);
+}
+
+/* ==================== Bridges ==================== */
+
 /* Write bridge.yaml (broker, Redis, journal in the temporary directory;
  * every other option default unless extra_yaml sets it) and start the
  * bridge on it. */
@@ -125,6 +213,59 @@ int procs_bridge_alive(struct procs *p) {
     return 0;
 }
 
+/* name.yaml: broker and client id, the caller's mqtt lines, its redis
+ * section, the journal in name.journal/; then the bridge on it. */
+int procs_start_group_bridge(struct procs *p, int i, const char *bridge_path, const char *name,
+                             const char *mqtt_lines, const char *redis_lines) {
+    char conf[320], yaml[1024], log[80];
+    if (i < 0 || i >= PROCS_GROUP) return -1;
+    snprintf(conf, sizeof(conf), "%s/%s.yaml", p->dir, name);
+    snprintf(log, sizeof(log), "%s.log", name);
+    if (snprintf(yaml, sizeof(yaml),
+                 "mqtt:\n  uri: tcp://127.0.0.1:%d\n  client_id: %s\n%s"
+                 "redis:\n%s"
+                 "journal:\n  dir: %s/%s.journal\n", p->mqtt_port, name, mqtt_lines,
+                 redis_lines, p->dir, name) >= (int)sizeof(yaml) ||
+        sys_write_file(conf, yaml) < 0)
+        return -1;
+    char *argv[] = { (char *)bridge_path, "-c", conf, NULL };
+    p->group_pid[i] = spawn(argv, p->dir, log);
+    return p->group_pid[i] > 0 ? 0 : -1;
+}
+
+/* SIGTERM to all, then each waited for (SIGKILL after 15 s): they store
+ * what they hold in parallel. */
+void procs_stop_group(struct procs *p) {
+    for (int i = 0; i < PROCS_GROUP; i++)
+        if (p->group_pid[i] > 0) kill(p->group_pid[i], SIGTERM);
+    for (int i = 0; i < PROCS_GROUP; i++)
+        if (p->group_pid[i] > 0) stop_pid(&p->group_pid[i], 15000);
+}
+
+/* Reap bridge i of the group if it exited. */
+int procs_group_alive(struct procs *p, int i) {
+    int status;
+    if (i < 0 || i >= PROCS_GROUP || p->group_pid[i] <= 0) return 0;
+    if (waitpid(p->group_pid[i], &status, WNOHANG) != p->group_pid[i]) return 1;
+    p->group_pid[i] = 0;
+    return 0;
+}
+
+/* Scan the log line by line; the last line with the marker wins. */
+long long procs_log_find(const struct procs *p, const char *name, const char *marker) {
+    char path[512], line[1024];
+    long long v = -1;
+    snprintf(path, sizeof(path), "%s/%s.log", p->dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (fgets(line, sizeof(line), f)) {
+        const char *m = strstr(line, marker);
+        if (m) v = strtoll(m + strlen(marker), NULL, 10);
+    }
+    fclose(f);
+    return v;
+}
+
 /* nftw callback: remove one entry, children first. */
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb;
@@ -134,11 +275,15 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
-/* The bridge first (it stores what it holds), then the broker and Redis. */
+/* The bridges first (they store what they hold), then the broker and the
+ * Redis servers. */
 void procs_stop_all(struct procs *p) {
     procs_stop_bridge(p);
+    procs_stop_group(p);
     stop_pid(&p->mqtt_pid, 5000);
     stop_pid(&p->redis_pid, 10000);
+    for (int i = 0; i < PROCS_NODES; i++)
+        if (p->node_pid[i] > 0) stop_pid(&p->node_pid[i], 10000);
     if (p->dir[0] && p->keep) fprintf(stderr, "bench: logs kept in %s\n", p->dir);
     else if (p->dir[0]) nftw(p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     p->dir[0] = '\0';
@@ -175,6 +320,10 @@ static void *watchdog_main(void *arg) {
     pid_t pids[3] = { w->p->bridge_pid, w->p->mqtt_pid, w->p->redis_pid };
     for (int i = 0; i < 3; i++)
         if (pids[i] > 0) kill(pids[i], SIGKILL);
+    for (int i = 0; i < PROCS_GROUP; i++)
+        if (w->p->group_pid[i] > 0) kill(w->p->group_pid[i], SIGKILL);
+    for (int i = 0; i < PROCS_NODES; i++)
+        if (w->p->node_pid[i] > 0) kill(w->p->node_pid[i], SIGKILL);
     if (w->p->dir[0]) nftw(w->p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     _exit(3);
 }
@@ -255,4 +404,15 @@ void proc_mosquitto_version(char *buf, size_t size) {
         if (v) snprintf(buf, size, "%.*s", (int)strcspn(v + 18, " \r\n"), v + 18);
     }
     pclose(f);
+}
+
+/* The first three fields of /proc/loadavg. */
+void proc_loadavg(char *buf, size_t size) {
+    double a[3];
+    snprintf(buf, size, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f == NULL) return;
+    if (fscanf(f, "%lf %lf %lf", &a[0], &a[1], &a[2]) == 3)
+        snprintf(buf, size, "%.2f %.2f %.2f", a[0], a[1], a[2]);
+    fclose(f);
 }

@@ -1,5 +1,6 @@
 /* report.c -- the benchmark's output: a table for people and one JSON line
- * for scripts, both from struct results (see bench.h). */
+ * for scripts, both from struct results (see bench.h); the same two for
+ * bench --cluster from struct group_results. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -215,6 +216,98 @@ void report_table(const struct results *r) {
     if (r->nhist) table_history(r);
     if (r->nscale_rooms + r->nscale_pubs) table_scale(r);
     if (r->ret.done) table_retention(r);
+    if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
+    printf("\nResult: %s\n", r->problems || r->failed[0] ?
+           "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
+}
+
+/* ==================== Table: scaling out ==================== */
+
+/* Machine, versions, settings and the load average before the run. */
+static void group_header(const struct group_results *r) {
+    printf("chat-bridge scale-out benchmark: %d cores, mosquitto %s, Redis %s, Paho %s\n",
+           r->cores, r->mosquitto, r->redis, r->paho);
+    printf("QoS %d, %d-byte texts, %d publishers x %d in flight, %d rooms, %.1f s per point.\n",
+           r->qos, r->payload, r->publishers, r->window, r->rooms, r->duration_s);
+    printf("Bridges of a point share one mqtt.shared_group; the cluster is %d primaries, no "
+           "replicas,\nAOF everysec like the single Redis. The benchmark's clients, mosquitto, "
+           "the bridges and\nRedis share these cores. Load average before the run: %s\n",
+           PROCS_NODES, r->load_before);
+}
+
+/* One point: rate, ratio to the baseline, latency, CPU over the window. */
+static void group_row(const struct group_point *p, double base_rate) {
+    printf("  %-26s", p->label);
+    cell(p->r.rate, 7, 0);
+    cell(ratio(p->r.rate, base_rate), 6, 3);
+    cell(p->r.lat.p50, 6, 1);
+    cell(p->r.lat.p99, 6, 1);
+    cell(p->bridge_cpu, 7, 2);
+    cell(ratio((double)p->r.measured, p->bridge_cpu), 8, 0);
+    cell(p->mosquitto_cpu, 6, 2);
+    cell(p->redis_cpu, 6, 2);
+    cell(p->bench_cpu, 6, 2);
+    cell(p->other_cores, 6, 2);
+    if (p->r.missing) printf("  %lld missing", p->r.missing);
+    if (p->check.rooms_off) printf("  %d rooms' counters differ", p->check.rooms_off);
+    printf("\n");
+}
+
+/* CPU microseconds per message measured, of each process. */
+static void group_cost(const struct group_results *r) {
+    printf("\nCPU per message, microseconds (CPU s over the window / messages measured)\n");
+    printf("  %-26s %7s %7s %7s %7s %7s\n", "", "bridges", "mosq.", "redis", "bench", "all");
+    for (int i = 0; i < r->npts; i++) {
+        const struct group_point *p = &r->pts[i];
+        double n = (double)p->r.measured / 1e6, all = p->mosquitto_cpu + p->bench_cpu;
+        all += (p->bridge_cpu > 0 ? p->bridge_cpu : 0) + (p->redis_cpu > 0 ? p->redis_cpu : 0);
+        printf("  %-26s", p->label);
+        cell(ratio(p->bridge_cpu, n), 7, 1);
+        cell(ratio(p->mosquitto_cpu, n), 7, 1);
+        cell(ratio(p->redis_cpu, n), 7, 1);
+        cell(ratio(p->bench_cpu, n), 7, 1);
+        cell(p->mosquitto_cpu < 0 || p->bench_cpu < 0 ? NAN : ratio(all, n), 7, 1);
+        printf("\n");
+    }
+}
+
+/* Each bridge's stored count and share, per bridge point. */
+static void group_shares(const struct group_results *r) {
+    printf("\nEach bridge's share (its own stored count at its stop: the whole point, "
+           "warm-up and drain included)\n");
+    for (int i = 0; i < r->npts; i++) {
+        const struct group_point *p = &r->pts[i];
+        long long total = 0;
+        if (p->bridges == 0) continue;
+        for (int b = 0; b < p->bridges; b++) total += p->stored[b] > 0 ? p->stored[b] : 0;
+        printf("  %-26s", p->label);
+        for (int b = 0; b < p->bridges; b++) {
+            double share = 100 * ratio((double)p->stored[b], (double)total);
+            if (isnan(share)) printf(" %8lld (-)", p->stored[b]);
+            else printf(" %8lld (%.1f%%)", p->stored[b], share);
+        }
+        printf("   Redis counters %lld\n", p->check.stored);
+    }
+}
+
+/* The table of every point, the shares, the verdict. */
+void report_group_table(const struct group_results *r) {
+    double base = r->npts > 0 && r->pts[0].bridges == 0 ? r->pts[0].r.rate : NAN;
+    group_header(r);
+    printf("\nSaturation (closed loop; counted at the subscriber: stored in Redis and "
+           "republished).\nCPU in seconds over the window; \"msg per bridge CPU s\" = "
+           "messages / the bridges' CPU s.\n");
+    printf("  %-26s %7s %6s %6s %6s %7s %8s %6s %6s %6s %6s\n", "", "msg/s", "ratio", "p50",
+           "p99", "bridge", "msg per", "mosq.", "redis", "bench", "other");
+    printf("  %-26s %7s %6s %6s %6s %7s %8s %6s %6s %6s %6s\n", "", "", "/base", "ms", "ms",
+           "CPU s", "bridge", "CPU s", "CPU s", "CPU s", "cores");
+    printf("  %-26s %7s %6s %6s %6s %7s %8s\n", "", "", "", "", "", "", "CPU s");
+    for (int i = 0; i < r->npts; i++) group_row(&r->pts[i], base);
+    printf("  (a closed loop's latency at saturation is mostly its queue: %d messages in "
+           "flight / msg/s)\n", r->publishers * r->window);
+    group_cost(r);
+    group_shares(r);
+    printf("\nLoad average before the run: %s; after: %s\n", r->load_before, r->load_after);
     if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
     printf("\nResult: %s\n", r->problems || r->failed[0] ?
            "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
@@ -480,6 +573,53 @@ void report_json(const struct results *r) {
     json_history(&w, r);
     json_scale(&w, r);
     json_retention(&w, r);
+    jw_int(&w, "problems", r->problems);
+    if (r->failed[0]) jw_str(&w, "failed", r->failed);
+    jw_bool(&w, "ok", !r->problems && !r->failed[0]);
+    jw_close(&w, '}');
+    putchar('\n');
+    fflush(stdout);
+}
+
+/* One point of bench --cluster. */
+static void json_group_point(struct jw *w, const struct group_point *p) {
+    jw_open(w, NULL, '{');
+    jw_str(w, "label", p->label);
+    jw_int(w, "bridges", p->bridges);
+    jw_bool(w, "cluster", p->cluster);
+    json_run(w, "run", &p->r, 0);
+    jw_num(w, "bridge_cpu_s", p->bridge_cpu);
+    jw_num(w, "msgs_per_bridge_cpu_s", ratio((double)p->r.measured, p->bridge_cpu));
+    jw_num(w, "mosquitto_cpu_s", p->mosquitto_cpu);
+    jw_num(w, "redis_cpu_s", p->redis_cpu);
+    jw_num(w, "bench_cpu_s", p->bench_cpu);
+    jw_num(w, "other_cores", p->other_cores);
+    if (p->bridges) json_ints(w, "stored_per_bridge", p->stored, p->bridges);
+    json_check(w, &p->check);
+    jw_close(w, '}');
+}
+
+/* bench --cluster on one line. */
+void report_group_json(const struct group_results *r) {
+    struct jw w = { 0 };
+    jw_open(&w, NULL, '{');
+    jw_str(&w, "mode", "cluster");
+    jw_int(&w, "cores", r->cores);
+    jw_str(&w, "mosquitto", r->mosquitto);
+    jw_str(&w, "redis", r->redis);
+    jw_str(&w, "paho", r->paho);
+    jw_int(&w, "qos", r->qos);
+    jw_int(&w, "payload", r->payload);
+    jw_int(&w, "publishers", r->publishers);
+    jw_int(&w, "window", r->window);
+    jw_int(&w, "rooms", r->rooms);
+    jw_int(&w, "cluster_nodes", PROCS_NODES);
+    jw_num(&w, "duration_s", r->duration_s);
+    jw_str(&w, "loadavg_before", r->load_before);
+    jw_str(&w, "loadavg_after", r->load_after);
+    jw_open(&w, "points", '[');
+    for (int i = 0; i < r->npts; i++) json_group_point(&w, &r->pts[i]);
+    jw_close(&w, ']');
     jw_int(&w, "problems", r->problems);
     if (r->failed[0]) jw_str(&w, "failed", r->failed);
     jw_bool(&w, "ok", !r->problems && !r->failed[0]);
