@@ -130,17 +130,9 @@ static int spawn_node(struct procs *p, int i) {
  * dir/logname. Its exit status, or -1. */
 static int run_to_end(char *const argv[], const char *dir, const char *logname,
                       int timeout_ms) {
-    pid_t child = spawn(argv, dir, logname);
-    int status;
-    if (child <= 0) return -1;
-    for (int waited = 0; waited < timeout_ms && !bench_interrupted; waited += 50) {
-        if (waitpid(child, &status, WNOHANG) == child)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        sys_sleep_ms(50);
-    }
-    kill(child, SIGKILL);
-    waitpid(child, &status, 0);
-    return -1;
+    char log[512];
+    snprintf(log, sizeof(log), "%s/%s", dir, logname);
+    return sys_run(argv, log, timeout_ms, &bench_interrupted);
 }
 
 /* redis-cli --cluster create over the primaries, no replicas. */

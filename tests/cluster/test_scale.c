@@ -110,17 +110,7 @@ static int fresh_port(void) {
 
 /* Run argv to its end, at most timeout_ms. Its exit status, or -1. */
 static int run(char *const argv[], const char *log, int timeout_ms) {
-    pid_t child = sys_spawn(argv, log, 1);
-    int status;
-    if (child <= 0) return -1;
-    for (int waited = 0; waited < timeout_ms; waited += 50) {
-        if (waitpid(child, &status, WNOHANG) == child)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        sys_sleep_ms(50);
-    }
-    kill(child, SIGKILL);
-    waitpid(child, &status, 0);
-    return -1;
+    return sys_run(argv, log, timeout_ms, NULL);
 }
 
 /* nftw callback: remove one entry (children first). */

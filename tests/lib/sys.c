@@ -97,3 +97,19 @@ long sys_proc_kb(pid_t pid, const char *field) {
     fclose(f);
     return kb;
 }
+/* Spawn, then poll every 50 ms until the child ends or time runs out. */
+int sys_run(char *const argv[], const char *logfile, int timeout_ms,
+            const volatile int *cancel) {
+    pid_t child = sys_spawn(argv, logfile, 1);
+    int status;
+    if (child <= 0) return -1;
+    for (int waited = 0; waited < timeout_ms && !(cancel && *cancel); waited += 50) {
+        if (waitpid(child, &status, WNOHANG) == child)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        sys_sleep_ms(50);
+    }
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    return -1;
+}
+

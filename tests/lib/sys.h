@@ -23,6 +23,12 @@ int sys_wait_port(int port, int timeout_ms, const volatile int *cancel);
  * thread dies (only for a caller whose thread lives as long as it). */
 pid_t sys_spawn(char *const argv[], const char *logfile, int die_with_parent);
 
+/* sys_spawn argv (dying with the caller) and wait for its end, at most
+ * timeout_ms, or until *cancel (if given) becomes non-zero: then SIGKILL.
+ * Its exit status, or -1. */
+int sys_run(char *const argv[], const char *logfile, int timeout_ms,
+            const volatile int *cancel);
+
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the exit
  * status, or -1 when it did not exit by itself. */
 int sys_stop_pid(pid_t pid, int timeout_ms);
