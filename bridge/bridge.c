@@ -388,6 +388,17 @@ static int bridge_is_peer_topic(const struct bridge *b, const struct mqtt_in *in
            memcmp(in->topic + in->topic_len - 7, "/status", 7) == 0;
 }
 
+/* 1 when the topic is a request's, whatever its payload: such a topic is
+ * never taken for a status document (a room may be called "$bridge", and
+ * in identity "topic" a user "status"). */
+static int bridge_is_request_topic(const struct bridge *b, const struct mqtt_in *in) {
+    char room[NAME_MAX_BYTES + 1], user[NAME_MAX_BYTES + 1];
+    int kind = b->cfg->identity == CONFIG_IDENTITY_TOPIC
+        ? topic_parse_sender(b->cfg->topic_prefix, in->topic, in->topic_len, room, user)
+        : topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, room);
+    return kind != TOPIC_ERR_FOREIGN;
+}
+
 /* Another bridge's status document: warn, once per bridge, when it would
  * store what we store too or shares our client id (peers.h). */
 static void bridge_on_peer(struct bridge *b, const struct mqtt_in *in) {
@@ -403,7 +414,7 @@ static void bridge_on_message(void *arg, const struct mqtt_in *in) {
     struct codec_req req;
     struct record r = { 0 };
     char room[NAME_MAX_BYTES + 1] = "", *reply = NULL;
-    if (bridge_is_peer_topic(b, in)) {
+    if (bridge_is_peer_topic(b, in) && !bridge_is_request_topic(b, in)) {
         bridge_on_peer(b, in);
         return;
     }
@@ -714,7 +725,7 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         .session_expiry = c->mqtt_session_expiry,
         .connect_timeout = c->mqtt_connect_timeout, .qos = c->mqtt_qos,
         .max_buffered = c->mqtt_max_buffered, .filters = fp,
-        .nfilters = b->peer_filter[0] ? 4 : 3,
+        .nfilters = b->peer_filter[0] ? 4 : 3, .nwatch = b->peer_filter[0] ? 1 : 0,
         .will_topic = will ? b->status_topic : NULL, .will_payload = will,
         .tls_ca_file = c->tls_ca_file, .tls_ca_dir = c->tls_ca_dir,
         .tls_cert_file = c->tls_cert_file, .tls_key_file = c->tls_key_file,

@@ -392,6 +392,10 @@ int cluster_load_slots(struct cluster *c, const redisReply *r, const char *from)
         goto cleanup;
     }
     rc = parse_slots(c, r, fromhost, p);
+    if (rc == CLUSTER_OK && p->n == 0) {      /* a reset or stray node */
+        cluster_seterr(c, "cluster: %s serves no slots", from);
+        rc = CLUSTER_ERR_PROTO;
+    }
     if (rc == CLUSTER_OK) rc = install_map(c, p);
 cleanup:
     free(p);

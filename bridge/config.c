@@ -25,6 +25,7 @@
 
 #include <yaml.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "journal.h"
 #include "log.h"
@@ -68,6 +69,7 @@ static const char *check_topic_prefix(const char *s);
 static const char *check_key_prefix(const char *s);
 static const char *check_readable(const char *s);
 static const char *check_group(const char *s);
+static const char *check_socket_path(const char *s);
 static const char *check_nodes(const char *s);
 static const char *check_private(const char *s);
 static int version_parse(const char *name);
@@ -127,7 +129,7 @@ static const struct option options[] = {
     STR("mqtt.shared_group", shared_group, NULL, check_group),
     STR("redis.host", redis_host, "127.0.0.1", check_nonempty),
     INT("redis.port", redis_port, 1, 65535, 6379),
-    STR("redis.unix_socket", redis_unix_socket, NULL, check_readable),
+    STR("redis.unix_socket", redis_unix_socket, NULL, check_socket_path),
     ENUM("redis.cluster", redis_cluster, &bool_enum, 0),
     STR("redis.cluster_nodes", redis_cluster_nodes, NULL, check_nodes),
     INT("redis.wait_replicas", redis_wait_replicas, 0, 16, 0),
@@ -352,24 +354,32 @@ static const char *check_group(const char *s) {
     return strlen(s) > 64 ? "longer than 64 bytes" : NULL;
 }
 
-/* redis.cluster_nodes: HOST:PORT words separated by spaces or commas. */
+/* redis.cluster_nodes: HOST:PORT words separated by spaces or commas, as
+ * the cluster module will parse them. */
 static const char *check_nodes(const char *s) {
     const char *p = s;
-    int n = 0;
+    char word[300], host[256];
+    int n = 0, port;
 
     while (*p) {
         size_t len = strcspn(p, " ,");
         if (len > 0) {
-            const char *colon = memrchr(p, ':', len);
-            char *end;
-            long port = colon ? strtol(colon + 1, &end, 10) : 0;
-            if (colon == NULL || colon == p || end != p + len || port < 1 || port > 65535)
+            snprintf(word, sizeof(word), "%.*s", (int)len, p);
+            if (len >= sizeof(word) ||
+                cluster_parse_addr(word, host, sizeof(host), &port) < 0 || !host[0])
                 return "must be HOST:PORT words, separated by spaces or commas";
             n++;
         }
         p += len + (p[len] != '\0');
     }
     return n ? NULL : "must name at least one HOST:PORT";
+}
+
+/* redis.unix_socket: a path that fits a socket address. It need not exist
+ * yet: Redis may be starting, and the bridge retries like for TCP. */
+static const char *check_socket_path(const char *s) {
+    if (s[0] == '\0') return "must not be empty";
+    return strlen(s) >= 108 ? "longer than a Unix socket path may be (107 bytes)" : NULL;
 }
 
 /* A path the bridge will read later (CA file or directory, certificate,

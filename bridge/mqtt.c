@@ -72,11 +72,15 @@ static void on_subscribe(void *ctx, MQTTAsync_successData5 *resp) {
     struct mqtt *m = ctx;
     for (int i = 0; resp->alt.sub.reasonCodeCount > 1 &&
                     i < resp->alt.sub.reasonCodeCount; i++) {
-        if (resp->alt.sub.reasonCodes[i] >= 0x80) {
-            log_error("mqtt: subscription to %s refused (reason 0x%02x)",
-                      m->filters[i], resp->alt.sub.reasonCodes[i]);
-            return;
+        if (resp->alt.sub.reasonCodes[i] < 0x80) continue;
+        if (i >= m->opts.nfilters - m->opts.nwatch) {
+            log_warn("mqtt: subscription to %s refused (reason 0x%02x): other "
+                     "bridges go unseen", m->filters[i], resp->alt.sub.reasonCodes[i]);
+            continue;
         }
+        log_error("mqtt: subscription to %s refused (reason 0x%02x)",
+                  m->filters[i], resp->alt.sub.reasonCodes[i]);
+        return;
     }
     if (resp->alt.sub.reasonCodeCount <= 1 && resp->reasonCode >= 0x80) {
         log_error("mqtt: subscription refused (reason 0x%02x)", resp->reasonCode);
@@ -307,7 +311,7 @@ static int mqtt_copy_opts(struct mqtt *m, const struct mqtt_opts *o) {
     if (m->filters == NULL || m->qoss == NULL) return -1;
     for (int i = 0; i < o->nfilters; i++) {
         if ((m->filters[i] = strdup(o->filters[i])) == NULL) return -1;
-        m->qoss[i] = o->qos;
+        m->qoss[i] = i >= o->nfilters - o->nwatch ? 0 : o->qos;
     }
     m->opts.filters = (const char *const *)m->filters;
     return 0;

@@ -39,6 +39,9 @@ struct mqtt_opts {
     int max_buffered;              /* publishes kept while disconnected */
     const char *const *filters;    /* topic filters to subscribe */
     int nfilters;
+    int nwatch;                    /* the last nwatch filters only watch
+                                      (other bridges' status): QoS 0, and a
+                                      refusal is logged, not fatal */
     const char *will_topic;        /* NULL: no last will */
     const char *will_payload;      /* published retained, QoS 1, if we die */
     /* TLS, for ssl:// and mqtts:// URIs (NULL: not set): */

@@ -20,8 +20,18 @@ static int peers_seen(struct peers *p, const char *id, const char *instance) {
     snprintf(key, sizeof(key), "%s %s", id, instance);
     for (int i = 0; i < p->n; i++)
         if (strcmp(p->seen[i], key) == 0) return 1;
-    if (p->n < PEERS_MAX) memcpy(p->seen[p->n++], key, sizeof(key));
+    if (p->n >= PEERS_MAX) return 1;     /* full: no more warnings */
+    memcpy(p->seen[p->n++], key, sizeof(key));
     return 0;
+}
+
+/* Copy a peer's client id for the log: anyone may publish a status
+ * document, so control characters become '?'. */
+static void peers_name(char *out, size_t size, const char *id) {
+    size_t i = 0;
+    for (; id[i] && i + 1 < size; i++)
+        out[i] = (unsigned char)id[i] < 0x20 || id[i] == 0x7f ? '?' : id[i];
+    if (size) out[i] = '\0';
 }
 
 /* 1 when both are in the same shared group (two NULLs are not). */
@@ -50,7 +60,7 @@ int peers_judge(struct peers *p, const char *payload, size_t len,
         !(strcmp(id, p->client_id) == 0 && strcmp(instance, p->instance) == 0) &&
         !peers_seen(p, id, instance)) {
         verdict = peers_verdict(p, id, group, instance);
-        if (verdict > PEERS_FINE && who) snprintf(who, size, "%s", id);
+        if (verdict > PEERS_FINE && who) peers_name(who, size, id);
     }
     json_decref(doc);
     return verdict;

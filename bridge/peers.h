@@ -20,7 +20,8 @@
 
 #include <stddef.h>
 
-#define PEERS_MAX 64          /* peers remembered; others are not warned of */
+#define PEERS_MAX 64          /* peers remembered; once full, no more
+                                 warnings (status documents can be forged) */
 
 enum peers_verdict {
     PEERS_IGNORE = 0,         /* not a document, offline, ourselves, or seen */

@@ -27,6 +27,14 @@ static const char *const script_source[SCRIPT_COUNT] = {
     script_send_lua, script_history_lua, script_delete_lua
 };
 
+/* Their SHA1s, computed at build time (embed.sh): what EVALSHA names. */
+extern const char script_send_sha[];
+extern const char script_history_sha[];
+extern const char script_delete_sha[];
+static const char *const script_sha[SCRIPT_COUNT] = {
+    script_send_sha, script_history_sha, script_delete_sha
+};
+
 #define KEY_MAX 256
 
 struct store {
@@ -83,6 +91,7 @@ static int store_cluster_new(struct store *s, const char *nodes);
 static int store_cluster_connect(struct store *s);
 static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n);
 static void store_wait(struct store *s, const struct store_op *ops, size_t n);
+static int store_op_wrote(const struct store_op *op);
 
 /* ==================== Lifecycle ==================== */
 
@@ -98,6 +107,8 @@ struct store *store_new(const struct store_opts *opts) {
     }
     s->port = opts->port;
     s->timeout_ms = opts->timeout_ms;
+    for (int i = 0; i < SCRIPT_COUNT; i++)
+        snprintf(s->sha[i], sizeof(s->sha[i]), "%s", script_sha[i]);
     s->wait_replicas = opts->wait_replicas;
     s->wait_timeout_ms = opts->wait_timeout_ms;
     if (s->unix_socket)
@@ -549,45 +560,76 @@ static void store_cluster_clear(struct store *s) {
     s->ncmds = 0;
 }
 
-/* Load every script into the primaries of slot (each primary has its own
- * script cache: a new one after a failover or a reshard starts empty),
- * and remember the SHA1s. 0, or -1 when a node could not be reached. */
-static int store_cluster_load(struct store *s, unsigned slot) {
-    int rc = 0;
-    if (store_cmds_reserve(s, SCRIPT_COUNT) < 0) return -1;
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
-        const char *argv[] = { "SCRIPT", "LOAD", script_source[i] };
-        memset(&s->cmds[i], 0, sizeof(s->cmds[i]));
-        if (cluster_cmd_format(&s->cmds[i], slot, 3, argv, NULL) != CLUSTER_OK) {
-            store_cluster_clear(s);
-            return -1;
+/* The distinct primaries that ops[i] with want(&ops[i]) go to, as one
+ * slot of each, into slots[] (room for n). Returns how many. */
+static size_t store_cluster_nodes(struct store *s, const struct store_op *ops,
+                                  size_t n, int (*want)(const struct store_op *),
+                                  unsigned *slots) {
+    char addr[300];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!want(&ops[i])) continue;
+        unsigned slot = cluster_keyslot(ops[i].room, strlen(ops[i].room));
+        const char *a = cluster_slot_addr(s->cl, slot);
+        size_t j = 0;
+        if (a == NULL) continue;
+        snprintf(addr, sizeof(addr), "%s", a);
+        for (; j < k; j++) {
+            const char *b = cluster_slot_addr(s->cl, slots[j]);
+            if (b && strcmp(addr, b) == 0) break;
         }
+        if (j == k) slots[k++] = slot;
+    }
+    return k;
+}
+
+/* Queue argv once for each of slots[0..k) (one per node). 0 or -1. */
+static int store_cluster_each(struct store *s, const unsigned *slots, size_t k,
+                              int argc, const char **argv) {
+    for (size_t i = 0; i < k; i++) {
+        memset(&s->cmds[s->ncmds], 0, sizeof(s->cmds[0]));
+        if (cluster_cmd_format(&s->cmds[s->ncmds], slots[i], argc, argv, NULL) != CLUSTER_OK)
+            return -1;
         s->ncmds++;
     }
-    store_cluster_run(s);
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
-        redisReply *r = s->cmds[i].reply;
-        if (s->cmds[i].result == CLUSTER_REPLY && r && r->type == REDIS_REPLY_STRING)
-            snprintf(s->sha[i], sizeof(s->sha[i]), "%s", r->str);
-        else rc = -1;
+    return 0;
+}
+
+/* Load every script into the primaries of slots[0..k) (each primary has
+ * its own script cache: a new one after a failover or a reshard starts
+ * empty). 0, or -1 when a node could not be reached. */
+static int store_cluster_load(struct store *s, const unsigned *slots, size_t k) {
+    int rc = 0;
+    s->ncmds = 0;
+    if (store_cmds_reserve(s, k * SCRIPT_COUNT) < 0) return -1;
+    for (int i = 0; i < SCRIPT_COUNT && rc == 0; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", script_source[i] };
+        rc = store_cluster_each(s, slots, k, 3, argv);
     }
+    if (rc == 0) store_cluster_run(s);
+    for (size_t i = 0; rc == 0 && i < s->ncmds; i++)
+        if (s->cmds[i].result != CLUSTER_REPLY) rc = -1;
     if (rc < 0 && s->errstr[0] == '\0')
         store_seterr(s, "redis %s: cannot load the scripts", s->addr);
     store_cluster_clear(s);
     return rc;
 }
 
-/* Load the slot map and the scripts (into slot 0's primary; the others
- * get them on their first NOSCRIPT). */
+/* Load the slot map. The scripts' SHA1s are known from the build; each
+ * primary gets the scripts on its first NOSCRIPT. */
 static int store_cluster_connect(struct store *s) {
     s->cl_up = 0;
     if (cluster_refresh(s->cl) != CLUSTER_OK) {
         store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
         return STORE_ERR_IO;
     }
-    if (store_cluster_load(s, 0) < 0) return STORE_ERR_IO;
     s->cl_up = 1;
     return STORE_OK;
+}
+
+/* 1 when op still waits for Redis. */
+static int store_op_pending(const struct store_op *op) {
+    return op->result == STORE_PENDING;
 }
 
 /* Give each command's outcome to its op: a reply is taken like on one
@@ -645,23 +687,23 @@ static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n) {
     s->errstr[0] = '\0';
     s->noscript = 0;
     int rc = store_cluster_pass(s, ops, n);
-    if (rc != STORE_OK || !s->noscript) return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (ops[i].result != STORE_PENDING) continue;
-        if (store_cluster_load(s, cluster_keyslot(ops[i].room, strlen(ops[i].room))) < 0) {
+    if (rc == STORE_OK && s->noscript) {
+        unsigned *slots = malloc(n * sizeof(*slots));
+        size_t k = slots ? store_cluster_nodes(s, ops, n, store_op_pending, slots) : 0;
+        int loaded = slots ? store_cluster_load(s, slots, k) : -1;
+        free(slots);
+        if (loaded < 0) {
             store_disconnect(s);
             return STORE_ERR_IO;
         }
+        s->noscript = 0;
+        rc = store_cluster_pass(s, ops, n);
     }
-    s->noscript = 0;
-    rc = store_cluster_pass(s, ops, n);
     if (rc == STORE_OK) store_wait(s, ops, n);
     return rc;
 }
 
 /* ==================== Replication (WAIT) ==================== */
-
-#define WAIT_NODES_MAX 32
 
 /* 1 when op changed the data set: a send stored now, or a delete. */
 static int store_op_wrote(const struct store_op *op) {
@@ -681,32 +723,24 @@ static void store_wait_result(struct store *s, const redisReply *r) {
 
 /* Cluster mode: one WAIT per primary written to, sent in a slot it owns. */
 static void store_cluster_wait(struct store *s, const struct store_op *ops, size_t n) {
-    char addrs[WAIT_NODES_MAX][64], count[16], ms[16];
-    unsigned slots[WAIT_NODES_MAX];
-    size_t nodes = 0;
-    for (size_t i = 0; i < n && nodes < WAIT_NODES_MAX; i++) {
-        if (!store_op_wrote(&ops[i])) continue;
-        unsigned slot = cluster_keyslot(ops[i].room, strlen(ops[i].room));
-        const char *addr = cluster_slot_addr(s->cl, slot);
-        size_t j = 0;
-        while (addr && j < nodes && strcmp(addrs[j], addr) != 0) j++;
-        if (addr == NULL || j < nodes) continue;
-        snprintf(addrs[nodes], sizeof(addrs[0]), "%s", addr);
-        slots[nodes++] = slot;
-    }
-    if (nodes == 0 || store_cmds_reserve(s, nodes) < 0) return;
+    char count[16], ms[16];
+    const char *argv[] = { "WAIT", count, ms };
+    unsigned *slots = malloc(n * sizeof(*slots));
+    size_t k = slots ? store_cluster_nodes(s, ops, n, store_op_wrote, slots) : 0;
+
     snprintf(count, sizeof(count), "%d", s->wait_replicas);
     snprintf(ms, sizeof(ms), "%d", s->wait_timeout_ms);
-    const char *argv[] = { "WAIT", count, ms };
-    for (size_t i = 0; i < nodes; i++) {
-        memset(&s->cmds[i], 0, sizeof(s->cmds[i]));
-        if (cluster_cmd_format(&s->cmds[i], slots[i], 3, argv, NULL) == CLUSTER_OK)
-            s->ncmds++;
+    s->ncmds = 0;
+    if (k > 0 && store_cmds_reserve(s, k) == 0 &&
+        store_cluster_each(s, slots, k, 3, argv) == 0) {
+        store_cluster_run(s);
+        for (size_t i = 0; i < s->ncmds; i++)
+            store_wait_result(s, s->cmds[i].result == CLUSTER_REPLY ? s->cmds[i].reply : NULL);
+    } else if (k > 0) {
+        store_wait_result(s, NULL);      /* out of memory: say it did not wait */
     }
-    store_cluster_run(s);
-    for (size_t i = 0; i < s->ncmds; i++)
-        store_wait_result(s, s->cmds[i].result == CLUSTER_REPLY ? s->cmds[i].reply : NULL);
     store_cluster_clear(s);
+    free(slots);
 }
 
 /* With redis.wait_replicas set, after a batch that wrote: wait until that
@@ -728,4 +762,5 @@ static void store_wait(struct store *s, const struct store_op *ops, size_t n) {
     redisReply *r = redisCommandArgv(s->ctx, 3, argv, NULL);
     store_wait_result(s, r);
     if (r) freeReplyObject(r);
+    else store_disconnect(s);          /* the next batch reconnects */
 }

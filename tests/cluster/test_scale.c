@@ -434,7 +434,7 @@ static int write_bridge_conf(int k) {
              "mqtt:\n  uri: tcp://127.0.0.1:%d\n  client_id: bridge-%d\n"
              "  shared_group: scale\n  status_interval: 1\n"
              "redis:\n  host: 127.0.0.1\n  port: %d\n  cluster: true\n"
-             "  cluster_nodes: \"%s\"\n"
+             "  cluster_nodes: \"%s\"\n  wait_replicas: 1\n  wait_timeout_ms: 500\n"
              "journal:\n  dir: %s/journal-%d\n"
              "log:\n  status_interval: 10\n",
              env.mqtt_port, k + 1, rport[0], seeds, dir, k + 1);
@@ -1076,6 +1076,20 @@ static int teardown(void **state) {
 
 /* 1. 4,500 messages over 200 rooms: exactly once, gapless ids, every key
  * of a room in the room's slot, each bridge at least 20% of the stores. */
+/* WAITs the nodes have served (INFO commandstats), over all of them: the
+ * bridges run with redis.wait_replicas: 1. */
+static long long wait_calls(void) {
+    long long sum = 0;
+    for (int i = 0; i < NODES; i++) {
+        redisReply *r = node_cmd(i, "INFO commandstats");
+        const char *p = r && r->type == REDIS_REPLY_STRING
+            ? strstr(r->str, "cmdstat_wait:calls=") : NULL;
+        if (p) sum += strtoll(p + strlen("cmdstat_wait:calls="), NULL, 10);
+        if (r) freeReplyObject(r);
+    }
+    return sum;
+}
+
 static void test_1_spread(void **state) {
     struct bstat a[BRIDGES], b[BRIDGES];
     struct outcome o;
@@ -1086,10 +1100,14 @@ static void test_1_spread(void **state) {
     assert_int_equal(load_topo(), 0);
     assert_slots_match_redis();
     read_status(a, 1500);
+    long long waits = wait_calls();
     stream_start();
     stream_finish(&o);
     read_status(b, 2500);
+    waits = wait_calls() - waits;
     print_outcome("1 spread", &o);
+    printf("  WAIT commands served by the primaries (redis.wait_replicas: 1): %lld\n", waits);
+    assert_true(waits > 0);
     print_bridges(a, b);
     int bad = check_key_slots(&keys);
     printf("  keys on the primaries: %ld, outside their room's slot: %d\n", keys, bad);

@@ -196,13 +196,14 @@ static void test_load_slots(void **state) {
     assert_string_equal(cluster_slot_addr(c, 16383), "127.0.0.2:7001");
     freeReplyObject(r);
 
-    /* No slot assigned at all (a cluster being created) is a valid map. */
+    /* A node serving no slot (reset, or a cluster being created) is not
+     * asked to wipe the map: refused, the map kept, the next node tried. */
     r = resp("*0\r\n");
-    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CLUSTER_OK);
-    assert_null(cluster_slot_addr(c, 100));
+    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CLUSTER_ERR_PROTO);
+    assert_string_equal(cluster_slot_addr(c, 100), "127.0.0.2:7001");
     freeReplyObject(r);
     cluster_get_stats(c, &st);
-    assert_int_equal(st.refreshes, 3);
+    assert_int_equal(st.refreshes, 2);
     assert_int_equal(st.moved + st.ask + st.retry + st.connects, 0);
     cluster_free(c);
 }

@@ -40,6 +40,26 @@ static void test_groups(void **state) {
                            "\"instance\":\"h:2:1\"}", who), PEERS_NO_GROUP);
 }
 
+/* A forged document cannot drive the log (control characters) nor flood
+ * it (new instances past PEERS_MAX are not judged). */
+static void test_forged(void **state) {
+    struct peers p;
+    char who[80], doc[200];
+    int warned = 0;
+
+    (void)state;
+    peers_init(&p, "b1", NULL, "h:1:1");
+    assert_int_equal(judge(&p, "{\"client_id\":\"evil\\nFAKE\",\"online\":true,"
+                           "\"instance\":\"x\"}", who), PEERS_NO_GROUP);
+    assert_string_equal(who, "evil?FAKE");
+    for (int i = 0; i < 2 * PEERS_MAX; i++) {
+        snprintf(doc, sizeof(doc), "{\"client_id\":\"e\",\"online\":true,"
+                 "\"instance\":\"%d\"}", i);
+        warned += judge(&p, doc, who) != PEERS_IGNORE;
+    }
+    assert_int_equal(warned, PEERS_MAX - 1);
+}
+
 /* Our own document is ignored; another process with our id is not. */
 static void test_same_id(void **state) {
     struct peers p;
@@ -92,6 +112,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_same_id),
+        cmocka_unit_test(test_forged),
         cmocka_unit_test(test_ignored),
         cmocka_unit_test(test_explain),
     };
