@@ -691,6 +691,14 @@ static void test_scale_out_options(void **state) {
                  "must name at least one HOST:PORT");
     expect_error("redis:\n  cluster_nodes: h:1 :2\n", "t.yaml:2: redis.cluster_nodes: "
                  "must be HOST:PORT words, separated by spaces or commas");
+    expect_error("redis:\n  cluster_nodes: h:+7100\n", "t.yaml:2: redis.cluster_nodes: "
+                 "must be HOST:PORT words, separated by spaces or commas");
+    /* a socket that does not exist yet is fine (Redis may be starting) */
+    assert_int_equal(load_text(&c, &e, "redis:\n  unix_socket: /nonexistent/redis.sock\n"), 0);
+    config_free(&c);
+    expect_error("redis:\n  cluster: true\n  unix_socket: /run/r.sock\n",
+                 "t.yaml:3: redis.unix_socket: cannot be used with redis.cluster "
+                 "(line 2): cluster nodes are HOST:PORT");
 }
 
 /* identity and booleans are words; anything else is refused. */
