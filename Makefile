@@ -300,7 +300,7 @@ OBJCOPY ?= objcopy
 FUZZ := $(B)/fuzz
 FUZZ_NAMES := codec topic config
 FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ)/fuzz_%)
-FUZZ_MODS := codec names topic journal log
+FUZZ_MODS := codec names topic journal log cluster
 FUZZ_CFLAGS := $(FUZZ_OPT) -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP \
 	-fno-omit-frame-pointer -fno-sanitize-recover=all $(PKG_CFLAGS)
 FUZZ_SAN := address,undefined
