@@ -125,16 +125,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 /* ==================== Redis nodes ==================== */
 
 static int start_node(int i) {
-    char p[16], b[16], conf[300], log[300];
-    snprintf(p, sizeof(p), "%d", rport[i]);
-    snprintf(b, sizeof(b), "%d", rbus[i]);
-    snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", dir, rport[i]);
-    snprintf(log, sizeof(log), "%s/redis-%d.log", dir, rport[i]);
-    char *argv[] = { "redis-server", "--port", p, "--cluster-port", b,
-        "--cluster-enabled", "yes", "--cluster-config-file", conf,
-        "--cluster-node-timeout", "2000", "--bind", "127.0.0.1", "--dir", dir,
-        "--save", "", "--appendonly", "no", NULL };
-    rpid[i] = sys_spawn(argv, log, 1);
+    rpid[i] = sys_spawn_cluster_node(dir, rport[i], rbus[i], 2000);
     return rpid[i] > 0 ? 0 : -1;
 }
 

@@ -49,15 +49,7 @@ static int fresh_port(void) {
 }
 
 static int start_node(int i) {
-    char p[16], b[16], conf[300], log[300];
-    snprintf(p, sizeof(p), "%d", port[i]);
-    snprintf(b, sizeof(b), "%d", bus[i]);
-    snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", dir, port[i]);
-    snprintf(log, sizeof(log), "%s/redis-%d.log", dir, port[i]);
-    char *argv[] = { "redis-server", "--port", p, "--cluster-port", b,
-        "--cluster-enabled", "yes", "--cluster-config-file", conf,
-        "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", NULL };
-    pid[i] = sys_spawn(argv, log, 1);
+    pid[i] = sys_spawn_cluster_node(dir, port[i], bus[i], 0);
     return pid[i] > 0 ? 0 : -1;
 }
 

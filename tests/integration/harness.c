@@ -105,6 +105,16 @@ int h_start_servers_opt(struct h_env *e, const struct h_server_opts *o) {
     return h_redis_reconnect(e);
 }
 
+int h_finish(struct h_env *e) {
+    int rc = e->bridge_pid > 0 ? h_stop_bridge(e) : 0;
+    if (rc != 0) {
+        fprintf(stderr, "bridge exited with %d (see %s/bridge.log)\n", rc, e->dir);
+        setenv("CB_KEEP", "1", 1);
+    }
+    h_stop_servers(e);
+    return rc == 0 ? 0 : -1;
+}
+
 void h_stop_servers(struct h_env *e) {
     h_stop_servers_keep(e, getenv("CB_KEEP") != NULL);
 }

@@ -69,6 +69,10 @@ void h_kill_bridge(struct h_env *e);
 /* 1 while the bridge process runs; 0 once it has exited (it is reaped). */
 int h_bridge_alive(struct h_env *e);
 void h_stop_servers(struct h_env *e);
+/* The end of a test group: stop the bridge (if running), which must exit
+ * 0 (under valgrind 99 means memory errors or leaks), then the servers;
+ * the directory is kept when it did not. 0, or -1 for an unclean stop. */
+int h_finish(struct h_env *e);
 /* The same, removing the temporary directory only when keep is 0. */
 void h_stop_servers_keep(struct h_env *e, int keep);
 

@@ -97,6 +97,21 @@ long sys_proc_kb(pid_t pid, const char *field) {
     fclose(f);
     return kb;
 }
+/* The argv of one node, with --cluster-node-timeout only when asked. */
+pid_t sys_spawn_cluster_node(const char *dir, int port, int bus, int node_timeout_ms) {
+    char p[16], b[16], t[16], conf[512], log[512];
+    snprintf(p, sizeof(p), "%d", port);
+    snprintf(b, sizeof(b), "%d", bus);
+    snprintf(t, sizeof(t), "%d", node_timeout_ms > 0 ? node_timeout_ms : 15000);
+    snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", dir, port);
+    snprintf(log, sizeof(log), "%s/redis-%d.log", dir, port);
+    char *argv[] = { "redis-server", "--port", p, "--cluster-port", b,
+        "--cluster-enabled", "yes", "--cluster-config-file", conf,
+        "--cluster-node-timeout", t, "--bind", "127.0.0.1", "--dir", (char *)dir,
+        "--save", "", "--appendonly", "no", NULL };
+    return sys_spawn(argv, log, 1);
+}
+
 /* Spawn, then poll every 50 ms until the child ends or time runs out. */
 int sys_run(char *const argv[], const char *logfile, int timeout_ms,
             const volatile int *cancel) {

@@ -29,6 +29,12 @@ pid_t sys_spawn(char *const argv[], const char *logfile, int die_with_parent);
 int sys_run(char *const argv[], const char *logfile, int timeout_ms,
             const volatile int *cancel);
 
+/* A redis-server Redis Cluster node on 127.0.0.1:port (cluster bus on
+ * bus: above 55535 the default port+10000 cannot exist), its config file,
+ * log and data in dir, no persistence; node_timeout_ms 0 keeps Redis's
+ * default. Dies with the caller. Its PID, or -1. */
+pid_t sys_spawn_cluster_node(const char *dir, int port, int bus, int node_timeout_ms);
+
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the exit
  * status, or -1 when it did not exit by itself. */
 int sys_stop_pid(pid_t pid, int timeout_ms);

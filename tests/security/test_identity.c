@@ -146,8 +146,7 @@ static int setup_topic(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    if (env.bridge_pid > 0) h_stop_bridge(&env);
-    h_stop_servers(&env);
+    int rc = h_finish(&env);
     memset(&env, 0, sizeof(env));
     if (pwdir[strlen(pwdir) - 1] != 'X') {
         char cmd[300];
@@ -155,7 +154,7 @@ static int teardown(void **state) {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pwdir);
         if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", pwdir);
     }
-    return 0;
+    return rc;
 }
 
 /* alice posts as alice: stored under her name, republished, her reply

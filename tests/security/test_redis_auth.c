@@ -86,9 +86,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    if (env.bridge_pid > 0) h_stop_bridge(&env);
-    h_stop_servers(&env);
-    return 0;
+    return h_finish(&env);
 }
 
 /* ==================== Tests ==================== */
