@@ -72,7 +72,7 @@ struct bridge {
     struct record_buf recbuf;     /* Paho's thread only */
     struct log_ratelimit reject_rl, publish_rl, journal_rl;
     struct journal_entry *entries;/* the worker's batch: records ... */
-    struct record *recs;          /* ... decoded ... */
+    struct request *recs;          /* ... decoded ... */
     struct store_op *ops;         /* ... and their store operations */
     int redis_tried;              /* worker only: a connect was attempted */
     int journal_warned;           /* the 80% warning is up */
@@ -155,7 +155,7 @@ static void tickets_free(struct bridge *b) {
  * is safe on Paho's callback thread and on the store worker alike (see
  * outbox.h). Takes ownership of doc. The ticket, if any, counts it. */
 static void bridge_publish(struct bridge *b, const char *topic, char *doc, size_t len,
-                           const struct record *r, struct ticket *t) {
+                           const struct request *r, struct ticket *t) {
     struct outbox_msg *m = outbox_msg_new(topic, doc, len, r ? r->corr : NULL,
                                           r ? r->corr_len : 0, t);
     if (m == NULL) {
@@ -260,7 +260,7 @@ static void *bridge_publisher(void *arg) {
 }
 
 /* Send a reply to the record's reply topic, if it named one. */
-static void bridge_reply(struct bridge *b, const struct record *r, char *doc,
+static void bridge_reply(struct bridge *b, const struct request *r, char *doc,
                          size_t len, struct ticket *t) {
     if (r->reply_topic == NULL) {
         free(doc);
@@ -270,7 +270,7 @@ static void bridge_reply(struct bridge *b, const struct record *r, char *doc,
     bridge_publish(b, r->reply_topic, doc, len, r, t);
 }
 
-static void bridge_reply_error(struct bridge *b, const struct record *r, int err,
+static void bridge_reply_error(struct bridge *b, const struct request *r, int err,
                                struct ticket *t) {
     size_t len;
     char *doc = codec_encode_error(err, r->correlation, &len);
@@ -315,7 +315,7 @@ static char *dup_bytes(const char *s, size_t n) {
  * malloc'd. Returns 0, or -1 when the topic is not one the bridge may
  * publish to (the request is then dropped without an answer). */
 static int bridge_reply_address(struct bridge *b, const struct mqtt_in *in,
-                                const struct codec_req *req, struct record *r,
+                                const struct codec_req *req, struct request *r,
                                 char **topic) {
     const char *prefix = b->cfg->topic_prefix;
     *topic = NULL;
@@ -338,23 +338,23 @@ static int bridge_reply_address(struct bridge *b, const struct mqtt_in *in,
 /* Route and decode one message into req and r. Returns CODEC_OK or the
  * error to answer with. */
 static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
-                         struct codec_req *req, struct record *r) {
+                         struct codec_req *req, struct request *r) {
     struct codec_limits lim = b->limits;
     char sender[NAME_MAX_BYTES + 1] = "";
     int kind = b->cfg->identity == CONFIG_IDENTITY_TOPIC
         ? topic_parse_sender(b->cfg->topic_prefix, in->topic, in->topic_len, room, sender)
         : topic_parse(b->cfg->topic_prefix, in->topic, in->topic_len, room);
     if (sender[0]) lim.sender = sender;
-    int err = codec_decode(kind > 0 ? kind : CODEC_SEND, in->payload,
+    int err = codec_decode(kind > 0 ? kind : REQ_SEND, in->payload,
                            in->payload_len, &lim, req);
     if (kind == TOPIC_ERR_ROOM) return CODEC_ERR_ROOM;
     if (kind == TOPIC_ERR_USER) return CODEC_ERR_USER;
     if (kind < 0) return CODEC_ERR_TOPIC;
-    *r = (struct record){ .kind = kind, .limit = req->limit, .ts = now_ms(),
+    *r = (struct request){ .kind = kind, .limit = req->limit, .ts = now_ms(),
         .id = req->id, .before = req->before, .room = room, .user = req->user,
         .client_msg_id = req->client_msg_id, .text = req->text,
         .text_len = req->text_len };
-    if (err == CODEC_OK && kind == TOPIC_HISTORY && in->response_topic == NULL &&
+    if (err == CODEC_OK && kind == REQ_HISTORY && in->response_topic == NULL &&
         req->reply_to == NULL)
         return CODEC_ERR_REPLY_TO;    /* a history nobody will read */
     return err;
@@ -363,7 +363,7 @@ static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
 /* Append a record to the journal. Only a closed journal (shutting down)
  * makes it give up; a failing disk is retried, holding the broker back,
  * since returning would acknowledge a message that is nowhere. */
-static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const struct record *r) {
+static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const struct request *r) {
     if (record_encode(&b->recbuf, r) < 0) {
         bridge_log_reject(b, in, CODEC_ERR_INTERNAL);
         return;
@@ -412,7 +412,7 @@ static void bridge_on_peer(struct bridge *b, const struct mqtt_in *in) {
 static void bridge_on_message(void *arg, const struct mqtt_in *in) {
     struct bridge *b = arg;
     struct codec_req req;
-    struct record r = { 0 };
+    struct request r = { 0 };
     char room[NAME_MAX_BYTES + 1] = "", *reply = NULL;
     if (bridge_is_peer_topic(b, in) && !bridge_is_request_topic(b, in)) {
         bridge_on_peer(b, in);
@@ -434,23 +434,6 @@ static void bridge_on_message(void *arg, const struct mqtt_in *in) {
 
 /* ==================== Store worker ==================== */
 
-/* Describe a record to the store. Pointers stay valid for the batch. */
-static void record_to_op(const struct record *r, unsigned long long seq,
-                         struct store_op *op) {
-    memset(op, 0, sizeof(*op));
-    op->kind = r->kind;
-    op->room = r->room;
-    op->user = r->user;
-    op->text = r->text;
-    op->text_len = r->text_len;
-    op->ts = r->ts;
-    op->client_msg_id = r->client_msg_id;
-    op->seq = seq;
-    op->id = r->id;
-    op->before = r->before;
-    op->limit = r->limit;
-}
-
 static int bridge_giving_up(struct bridge *b) {
     struct timespec now;
     if (!__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE)) return 0;
@@ -469,8 +452,8 @@ static void backoff(long *ms) {
 static int ops_unfinished(struct store_op *ops, size_t n) {
     int left = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ops[i].result == STORE_RETRY) ops[i].result = STORE_PENDING;
-        if (ops[i].result == STORE_PENDING) left = 1;
+        if (ops[i].result == CB_RETRY) ops[i].result = CB_PENDING;
+        if (ops[i].result == CB_PENDING) left = 1;
     }
     return left;
 }
@@ -480,7 +463,7 @@ static int ops_unfinished(struct store_op *ops, size_t n) {
 static int bridge_redis_up(struct bridge *b) {
     if (store_connected(b->store)) return 1;
     int was = __atomic_load_n(&b->st.redis_connected, __ATOMIC_RELAXED);
-    int up = store_connect(b->store) == STORE_OK;
+    int up = store_connect(b->store) == CB_OK;
     if (up) log_info("redis: connected to %s", store_address(b->store));
     else if (was || !b->redis_tried) log_warn("%s", store_errstr(b->store));
     b->redis_tried = 1;
@@ -496,7 +479,7 @@ static int bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
     long wait = BACKOFF_MIN_MS;
     int retries = 0;
     while (ops_unfinished(ops, n) && !bridge_giving_up(b)) {
-        if (bridge_redis_up(b) && store_exec(b->store, ops, n) == STORE_OK &&
+        if (bridge_redis_up(b) && store_exec(b->store, ops, n) == CB_OK &&
             !ops_unfinished(ops, n))
             break;
         if (!store_connected(b->store))
@@ -514,7 +497,7 @@ static int bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
  * record replayed after a restart is republished again (its first
  * republish may not have reached the broker); a client's repeat of a
  * client_msg_id only gets the original id back. */
-static void bridge_done_send(struct bridge *b, const struct record *r,
+static void bridge_done_send(struct bridge *b, const struct request *r,
                              const struct store_op *op, struct ticket *t) {
     size_t len;
     if (op->how == STORE_DUPLICATE) {
@@ -541,7 +524,7 @@ static void bridge_done_send(struct bridge *b, const struct record *r,
  * next one, next_before then pointing at the oldest message kept. A page
  * holds at least one message, so paging always moves on; a reply is thus
  * never larger than the bound or one message. NULL when out of memory. */
-static char *bridge_encode_page(struct bridge *b, const struct record *r,
+static char *bridge_encode_page(struct bridge *b, const struct request *r,
                                 const struct codec_msg *msgs, size_t n,
                                 long long next_before, size_t *len) {
     size_t max = (size_t)__atomic_load_n(&b->max_reply_bytes, __ATOMIC_RELAXED);
@@ -560,7 +543,7 @@ static char *bridge_encode_page(struct bridge *b, const struct record *r,
 }
 
 /* A history page: the store gives newest first, the reply is oldest first. */
-static void bridge_done_history(struct bridge *b, const struct record *r,
+static void bridge_done_history(struct bridge *b, const struct request *r,
                                 const struct store_op *op, struct ticket *t) {
     size_t len, n = op->nmsgs;
     struct codec_msg *msgs = n ? calloc(n, sizeof(*msgs)) : NULL;
@@ -579,7 +562,7 @@ static void bridge_done_history(struct bridge *b, const struct record *r,
     bridge_reply(b, r, doc, len, t);
 }
 
-static void bridge_done_delete(struct bridge *b, const struct record *r, struct ticket *t) {
+static void bridge_done_delete(struct bridge *b, const struct request *r, struct ticket *t) {
     size_t len;
     STAT_INC(b, deleted);
     char *doc = codec_encode_deleted(r->room, r->id, &len);
@@ -591,16 +574,16 @@ static void bridge_done_delete(struct bridge *b, const struct record *r, struct 
 }
 
 /* Answer one record according to what the store did with it. */
-static void bridge_respond(struct bridge *b, const struct record *r,
+static void bridge_respond(struct bridge *b, const struct request *r,
                            const struct store_op *op, struct ticket *t) {
     switch (op->result) {
-    case STORE_DONE:
-        if (op->kind == STORE_SEND) bridge_done_send(b, r, op, t);
-        else if (op->kind == STORE_HISTORY) bridge_done_history(b, r, op, t);
+    case CB_DONE:
+        if (r->kind == REQ_SEND) bridge_done_send(b, r, op, t);
+        else if (r->kind == REQ_HISTORY) bridge_done_history(b, r, op, t);
         else bridge_done_delete(b, r, t);
         break;
-    case STORE_NOT_FOUND: bridge_reply_error(b, r, CODEC_ERR_NOT_FOUND, t); break;
-    case STORE_FORBIDDEN: bridge_reply_error(b, r, CODEC_ERR_FORBIDDEN, t); break;
+    case CB_NOT_FOUND: bridge_reply_error(b, r, CODEC_ERR_NOT_FOUND, t); break;
+    case CB_FORBIDDEN: bridge_reply_error(b, r, CODEC_ERR_FORBIDDEN, t); break;
     default:
         log_error("request in room %s failed: %s", r->room, store_errstr(b->store));
         bridge_reply_error(b, r, CODEC_ERR_INTERNAL, t);
@@ -628,7 +611,7 @@ static size_t bridge_prepare(struct bridge *b, size_t n) {
                       (unsigned long long)b->entries[i].seq);
             continue;
         }
-        record_to_op(&b->recs[k], b->entries[i].seq, &b->ops[k]);
+        b->ops[k] = (struct store_op){ .req = &b->recs[k], .seq = b->entries[i].seq };
         k++;
     }
     return k;
@@ -707,7 +690,7 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
     const struct config *c = b->cfg;
     char filters[3][TOPIC_MAX];
     const char *fp[4] = { filters[0], filters[1], filters[2], b->peer_filter };
-    const int kinds[3] = { TOPIC_SEND, TOPIC_HISTORY, TOPIC_DELETE };
+    const int kinds[3] = { REQ_SEND, REQ_HISTORY, REQ_DELETE };
     int (*filter)(char *, size_t, const char *, int) =
         c->identity == CONFIG_IDENTITY_TOPIC ? topic_filter_sender : topic_filter;
     for (int i = 0; i < 3; i++) {

@@ -248,9 +248,9 @@ int codec_decode(int kind, const char *payload, size_t len,
     err = get_reply_fields(doc, out);
     if (err != CODEC_OK) goto cleanup;
     switch (kind) {
-    case CODEC_SEND: err = decode_send(doc, lim, out); break;
-    case CODEC_HISTORY: err = decode_history(doc, lim, out); break;
-    case CODEC_DELETE: err = decode_delete(doc, lim, out); break;
+    case REQ_SEND: err = decode_send(doc, lim, out); break;
+    case REQ_HISTORY: err = decode_history(doc, lim, out); break;
+    case REQ_DELETE: err = decode_delete(doc, lim, out); break;
     default: err = CODEC_ERR_INTERNAL; break;
     }
 

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include "names.h"
+#include "request.h"
 
 #define CODEC_CMID_MAX_BYTES 64
 
@@ -56,8 +57,6 @@ enum codec_err {
 const char *codec_err_code(int err);    /* "invalid_json", ... */
 const char *codec_err_text(int err);    /* a short human sentence */
 
-enum codec_kind { CODEC_SEND = 1, CODEC_HISTORY = 2, CODEC_DELETE = 3 };
-
 struct codec_limits {
     size_t max_text_bytes;   /* longest accepted text, in bytes */
     int history_default;     /* limit when the request gives none */
@@ -72,7 +71,7 @@ struct codec_limits {
  * codec_req_free(); strings are NUL-terminated (JSON text cannot hold NUL:
  * the decoder rejects \u0000). */
 struct codec_req {
-    int kind;                                /* codec_kind */
+    int kind;                                /* req_kind (request.h) */
     char user[NAME_MAX_BYTES + 1];           /* send, delete; history filter, "" = all */
     char client_msg_id[CODEC_CMID_MAX_BYTES + 1]; /* send; "" = absent */
     char *text;                              /* send */

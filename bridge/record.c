@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "record.h"
+#include "result.h"
 
 #define ABSENT 0xffffffffu
-#define FIXED_LEN (1 + 4 + 8 + 8 + 8)
+#define FIXED_LEN (1 + 4 + 8 + 8 + 8)       /* after the version byte */
+#define VERSION_BYTE (0x80 | RECORD_VERSION)
 #define NSTRINGS 7
 
 /* ==================== Encoding ==================== */
@@ -40,23 +42,24 @@ static size_t slen(const char *s) {
     return s ? strlen(s) : 0;
 }
 
-int record_encode(struct record_buf *b, const struct record *r) {
+int record_encode(struct record_buf *b, const struct request *r) {
     const char *s[NSTRINGS] = { r->room, r->user, r->client_msg_id, r->text,
                                 r->reply_topic, r->corr, r->correlation };
     size_t n[NSTRINGS] = { slen(r->room), slen(r->user), slen(r->client_msg_id),
                            r->text_len, slen(r->reply_topic), r->corr_len,
                            slen(r->correlation) };
-    size_t total = FIXED_LEN;
+    size_t total = 1 + FIXED_LEN;
     for (int i = 0; i < NSTRINGS; i++) total += 4 + (s[i] ? n[i] + 1 : 0);
     b->len = 0;
-    if (buf_reserve(b, total) < 0) return -1;
+    if (buf_reserve(b, total) < 0) return CB_ERR_OOM;
+    put_le(b, VERSION_BYTE, 1);
     put_le(b, (uint64_t)r->kind, 1);
     put_le(b, (uint64_t)(uint32_t)r->limit, 4);
     put_le(b, (uint64_t)r->ts, 8);
     put_le(b, (uint64_t)r->id, 8);
     put_le(b, (uint64_t)r->before, 8);
     for (int i = 0; i < NSTRINGS; i++) put_str(b, s[i], n[i]);
-    return 0;
+    return CB_OK;
 }
 
 void record_buf_free(struct record_buf *b) {
@@ -89,12 +92,29 @@ static int get_str(const char *data, size_t len, size_t *off, const char **s, si
     return 0;
 }
 
-int record_decode(const char *data, size_t len, struct record *r) {
+/* The version a record was written in: RECORD_VERSION, 1 for the records
+ * of bridges before the version byte (they start with the kind), or 0
+ * for neither. */
+static int record_version(const unsigned char *p, size_t len) {
+    if (len == 0) return 0;
+    if (p[0] >= REQ_SEND && p[0] <= REQ_KIND_MAX) return 1;
+    if (p[0] & 0x80) return p[0] & 0x7f;
+    return 0;
+}
+
+int record_decode(const char *data, size_t len, struct request *r) {
+    int version = record_version((const unsigned char *)data, len);
+    if (version != 1 && version != RECORD_VERSION)
+        return version ? CB_ERR_FORMAT : CB_ERR_PROTO;
+    if (version == RECORD_VERSION) {
+        data++;
+        len--;
+    }
     const unsigned char *p = (const unsigned char *)data;
     const char **s[NSTRINGS] = { &r->room, &r->user, &r->client_msg_id, &r->text,
                                  &r->reply_topic, &r->corr, &r->correlation };
     size_t n[NSTRINGS], off = FIXED_LEN;
-    if (len < FIXED_LEN) return -1;
+    if (len < FIXED_LEN) return CB_ERR_PROTO;
     memset(r, 0, sizeof(*r));
     r->kind = p[0];
     r->limit = (int)(int32_t)get_le(p + 1, 4);
@@ -102,10 +122,11 @@ int record_decode(const char *data, size_t len, struct record *r) {
     r->id = (long long)get_le(p + 13, 8);
     r->before = (long long)get_le(p + 21, 8);
     for (int i = 0; i < NSTRINGS; i++)
-        if (get_str(data, len, &off, s[i], &n[i]) < 0) return -1;
+        if (get_str(data, len, &off, s[i], &n[i]) < 0) return CB_ERR_PROTO;
     r->text_len = n[3];
     r->corr_len = n[5];
-    if (off != len || r->room == NULL || r->user == NULL || r->client_msg_id == NULL)
-        return -1;
-    return 0;
+    if (off != len || r->room == NULL || r->user == NULL || r->client_msg_id == NULL ||
+        r->kind < REQ_SEND || r->kind > REQ_KIND_MAX)
+        return CB_ERR_PROTO;
+    return CB_OK;
 }

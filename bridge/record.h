@@ -1,37 +1,28 @@
-/* record.h -- one accepted request as the journal stores it.
+/* record.h -- one accepted request (request.h) as the journal stores it.
  *
  * The MQTT callback turns a validated request into a record and appends it
  * to the journal; the store worker reads records back and decodes them in
  * place (no copies: strings point into the journal's read buffer). The
- * format is private to this module:
+ * format is private to this module, version 2:
  *
- *   u8 kind | i32 limit | i64 ts | i64 id | i64 before |
+ *   u8 0x80|version | u8 kind | i32 limit | i64 ts | i64 id | i64 before |
  *   7 strings, each u32 length (0xffffffff = absent) | bytes | NUL
  *   (room, user, client_msg_id, text, reply topic, MQTT 5 correlation
  *    data, JSON correlation)
  *
- * little-endian. A record that does not parse is refused whole. */
+ * little-endian. Version 1 (bridges before the version byte) is the same
+ * without its first byte; its first byte is the kind, 1..3, so the two
+ * never look alike and version 1 records left in a journal by an older
+ * bridge are still read. A record that does not parse is refused whole;
+ * one of a version this bridge does not know is refused as such. */
 #ifndef CB_RECORD_H
 #define CB_RECORD_H
 
 #include <stddef.h>
+#include "request.h"
 
-struct record {
-    int kind;                    /* codec_kind: send, history, delete */
-    int limit;                   /* history */
-    long long ts;                /* arrival, Unix ms */
-    long long id;                /* delete */
-    long long before;            /* history */
-    const char *room;
-    const char *user;            /* "" when none (history without filter) */
-    const char *client_msg_id;   /* "" when none */
-    const char *text;            /* send; NULL otherwise */
-    size_t text_len;
-    const char *reply_topic;     /* NULL: no reply wanted */
-    const char *corr;            /* MQTT 5 correlation data, NULL if none */
-    size_t corr_len;
-    const char *correlation;     /* 3.1.1 JSON "correlation", NULL if none */
-};
+#define RECORD_VERSION 2
+
 
 /* A growable buffer, reused for every record the callback writes. */
 struct record_buf {
@@ -39,11 +30,12 @@ struct record_buf {
     size_t len, cap;
 };
 
-/* Serialise r into buf (replacing its contents). 0, or -1 out of memory. */
-int record_encode(struct record_buf *buf, const struct record *r);
+/* Serialise r into buf (replacing its contents). CB_OK or CB_ERR_OOM. */
+int record_encode(struct record_buf *buf, const struct request *r);
 void record_buf_free(struct record_buf *buf);
 
-/* Parse data[0..len) into r, pointing into data. 0, or -1 when malformed. */
-int record_decode(const char *data, size_t len, struct record *r);
+/* Parse data[0..len) into r, pointing into data. CB_OK, CB_ERR_FORMAT
+ * for a version this bridge does not read, CB_ERR_PROTO when malformed. */
+int record_decode(const char *data, size_t len, struct request *r);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "cluster.h"
 #include "names.h"
+#include "result.h"
 #include "store.h"
 
 /* The Lua scripts, embedded from bridge/lua/ at build time. */
@@ -240,17 +241,17 @@ int store_connect(struct store *s) {
     if (s->ctx == NULL || s->ctx->err) {
         store_seterr(s, "redis %s: %s", s->addr, s->ctx ? s->ctx->errstr : "out of memory");
         store_disconnect(s);
-        return STORE_ERR_IO;
+        return CB_ERR_IO;
     }
     if (redisSetTimeout(s->ctx, tv) != REDIS_OK) {
         store_seterr(s, "redis %s: cannot set timeout", s->addr);
         goto fail;
     }
     if (store_auth(s) < 0 || store_load_scripts(s) < 0) goto fail;
-    return STORE_OK;
+    return CB_OK;
 fail:
     store_disconnect(s);
-    return STORE_ERR_IO;
+    return CB_ERR_IO;
 }
 
 /* ==================== Commands ==================== */
@@ -278,8 +279,8 @@ static int store_emit(struct store *s, const char *room, int argc,
 static int store_append_send(struct store *s, const struct store_op *op) {
     char k[8][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
     char keep[24], age[24], r[NAME_MAX_BYTES + 3];
-    const char *p = s->prefix, *u = op->user;
-    store_room_tag(s, op->room, r);
+    const char *p = s->prefix, *u = op->req->user;
+    store_room_tag(s, op->req->room, r);
     snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s", p, r);
     snprintf(k[2], KEY_MAX, "%s:%s:%s", p, r, u);
@@ -289,43 +290,43 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(k[6], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
     snprintf(k[7], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
     snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
-    snprintf(ts, sizeof(ts), "%lld", op->ts);
+    snprintf(ts, sizeof(ts), "%lld", op->req->ts);
     snprintf(seq, sizeof(seq), "%llu", op->seq);
     snprintf(window, sizeof(window), "%lld", s->dedup_window_ms);
     snprintf(ckpt, sizeof(ckpt), "%llu", __atomic_load_n(&s->checkpoint, __ATOMIC_RELAXED));
     snprintf(keep, sizeof(keep), "%lld", s->retain_count);
     snprintf(age, sizeof(age), "%lld", s->retain_ms);
-    const char *cmid = op->client_msg_id ? op->client_msg_id : "";
+    const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_SEND], "8",
         k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7],
-        mprefix, u, op->text, ts, cmid, seq, window, ckpt, keep, age };
+        mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age };
     enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 13 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
-    len[TEXT_ARG] = op->text_len;
-    return store_emit(s, op->room, ARGC, argv, len);
+    len[TEXT_ARG] = op->req->text_len;
+    return store_emit(s, op->req->room, ARGC, argv, len);
 }
 
 static int store_append_history(struct store *s, const struct store_op *op) {
     char index[KEY_MAX], mprefix[KEY_MAX], before[24], limit[16], r[NAME_MAX_BYTES + 3];
-    store_room_tag(s, op->room, r);
-    if (op->user && op->user[0])
-        snprintf(index, KEY_MAX, "%s:%s:%s:ids", s->prefix, r, op->user);
+    store_room_tag(s, op->req->room, r);
+    if (op->req->user && op->req->user[0])
+        snprintf(index, KEY_MAX, "%s:%s:%s:ids", s->prefix, r, op->req->user);
     else
         snprintf(index, KEY_MAX, "%s:%s:messages:ids", s->prefix, r);
     snprintf(mprefix, KEY_MAX, "%s:%s:", s->prefix, r);
-    snprintf(before, sizeof(before), "%lld", op->before);
-    snprintf(limit, sizeof(limit), "%d", op->limit);
+    snprintf(before, sizeof(before), "%lld", op->req->before);
+    snprintf(limit, sizeof(limit), "%d", op->req->limit);
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_HISTORY], "1",
         index, mprefix, before, limit };
-    return store_emit(s, op->room, 7, argv, NULL);
+    return store_emit(s, op->req->room, 7, argv, NULL);
 }
 
 static int store_append_delete(struct store *s, const struct store_op *op) {
     char k[5][KEY_MAX], id[24], r[NAME_MAX_BYTES + 3];
-    const char *p = s->prefix, *u = op->user;
-    store_room_tag(s, op->room, r);
-    snprintf(id, sizeof(id), "%lld", op->id);
+    const char *p = s->prefix, *u = op->req->user;
+    store_room_tag(s, op->req->room, r);
+    snprintf(id, sizeof(id), "%lld", op->req->id);
     snprintf(k[0], KEY_MAX, "%s:%s", p, r);
     snprintf(k[1], KEY_MAX, "%s:%s:messages:ids", p, r);
     snprintf(k[2], KEY_MAX, "%s:%s:%s", p, r, u);
@@ -333,14 +334,14 @@ static int store_append_delete(struct store *s, const struct store_op *op) {
     snprintf(k[4], KEY_MAX, "%s:%s:%s", p, r, id);
     const char *argv[] = { "EVALSHA", s->sha[SCRIPT_DELETE], "5",
         k[0], k[1], k[2], k[3], k[4], id, u };
-    return store_emit(s, op->room, 10, argv, NULL);
+    return store_emit(s, op->req->room, 10, argv, NULL);
 }
 
 static int store_append(struct store *s, const struct store_op *op) {
-    switch (op->kind) {
-    case STORE_SEND: return store_append_send(s, op);
-    case STORE_HISTORY: return store_append_history(s, op);
-    case STORE_DELETE: return store_append_delete(s, op);
+    switch (op->req->kind) {
+    case REQ_SEND: return store_append_send(s, op);
+    case REQ_HISTORY: return store_append_history(s, op);
+    case REQ_DELETE: return store_append_delete(s, op);
     }
     return REDIS_ERR;
 }
@@ -363,11 +364,11 @@ static int store_transient(const char *err) {
 static int store_parse_history(struct store_op *op, redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         (r->elements - 1) % 5 != 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
-        return STORE_ERR_PROTO;
+        return CB_ERR_PROTO;
     size_t n = (r->elements - 1) / 5;
     op->next_before = r->element[0]->integer;
     op->msgs = n ? calloc(n, sizeof(*op->msgs)) : NULL;
-    if (n && op->msgs == NULL) return STORE_ERR_OOM;
+    if (n && op->msgs == NULL) return CB_ERR_OOM;
     op->nmsgs = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply **e = r->element + 1 + i * 5;
@@ -380,7 +381,7 @@ static int store_parse_history(struct store_op *op, redisReply *r) {
         m->ts = e[3]->type == REDIS_REPLY_STRING ? strtoll(e[3]->str, NULL, 10) : 0;
         m->client_msg_id = e[4]->type == REDIS_REPLY_STRING ? e[4]->str : NULL;
     }
-    return STORE_OK;
+    return CB_OK;
 }
 
 /* send.lua answers { id, how }. */
@@ -388,43 +389,43 @@ static int store_parse_send(struct store_op *op, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER ||
         r->element[1]->type != REDIS_REPLY_INTEGER)
-        return STORE_ERR_PROTO;
+        return CB_ERR_PROTO;
     op->new_id = r->element[0]->integer;
     op->how = (int)r->element[1]->integer;
-    op->result = STORE_DONE;
-    return STORE_OK;
+    op->result = CB_DONE;
+    return CB_OK;
 }
 
 /* Record the outcome of one reply in its op. The reply is kept by history
  * ops (their messages point into it) and freed otherwise. */
 static int store_take_reply(struct store *s, struct store_op *op, redisReply *r) {
-    int rc = STORE_OK;
+    int rc = CB_OK;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         s->noscript = 1;   /* the script did not run: stays pending */
     } else if (r->type == REDIS_REPLY_ERROR) {
-        op->result = store_transient(r->str) ? STORE_RETRY : STORE_FAILED;
+        op->result = store_transient(r->str) ? CB_RETRY : CB_FAILED;
         store_seterr(s, "redis: %s", r->str);
-    } else if (op->kind == STORE_HISTORY) {
+    } else if (op->req->kind == REQ_HISTORY) {
         rc = store_parse_history(op, r);
-        if (rc == STORE_OK) {
+        if (rc == CB_OK) {
             op->reply = r;
-            op->result = STORE_DONE;
-            return STORE_OK;
+            op->result = CB_DONE;
+            return CB_OK;
         }
-    } else if (op->kind == STORE_SEND) {
+    } else if (op->req->kind == REQ_SEND) {
         rc = store_parse_send(op, r);
     } else if (r->type != REDIS_REPLY_INTEGER) {
-        rc = STORE_ERR_PROTO;
+        rc = CB_ERR_PROTO;
     } else {
-        op->result = r->integer == 1 ? STORE_DONE :
-                     r->integer == 0 ? STORE_NOT_FOUND : STORE_FORBIDDEN;
+        op->result = r->integer == 1 ? CB_DONE :
+                     r->integer == 0 ? CB_NOT_FOUND : CB_FORBIDDEN;
     }
-    if (rc != STORE_OK) {
-        op->result = STORE_FAILED;
+    if (rc != CB_OK) {
+        op->result = CB_FAILED;
         store_seterr(s, "redis: unexpected reply to a script");
     }
     freeReplyObject(r);
-    return STORE_OK;
+    return CB_OK;
 }
 
 /* ==================== Batches ==================== */
@@ -432,39 +433,39 @@ static int store_take_reply(struct store *s, struct store_op *op, redisReply *r)
 /* One pipelined pass over the ops that have no result yet. */
 static int store_pass(struct store *s, struct store_op *ops, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        if (ops[i].result != STORE_PENDING) continue;
+        if (ops[i].result != CB_PENDING) continue;
         if (store_append(s, &ops[i]) != REDIS_OK) goto io_error;
     }
     for (size_t i = 0; i < n; i++) {
         void *r;
-        if (ops[i].result != STORE_PENDING) continue;
+        if (ops[i].result != CB_PENDING) continue;
         if (redisGetReply(s->ctx, &r) != REDIS_OK || r == NULL) goto io_error;
         store_take_reply(s, &ops[i], r);
     }
-    return STORE_OK;
+    return CB_OK;
 io_error:
     store_seterr(s, "redis %s: %s", s->addr,
                  s->ctx->errstr[0] ? s->ctx->errstr : "connection lost");
     store_disconnect(s);
-    return STORE_ERR_IO;
+    return CB_ERR_IO;
 }
 
 int store_exec(struct store *s, struct store_op *ops, size_t n) {
     if (s->cluster) return store_cluster_exec(s, ops, n);
     if (s->ctx == NULL) {
         store_seterr(s, "redis %s: not connected", s->addr);
-        return STORE_ERR_IO;
+        return CB_ERR_IO;
     }
     s->errstr[0] = '\0';
     s->noscript = 0;
     int rc = store_pass(s, ops, n);
-    if (rc == STORE_OK && s->noscript) {
+    if (rc == CB_OK && s->noscript) {
         /* The script cache was flushed (SCRIPT FLUSH, a restart without
          * our reconnect noticing): load again and run what did not run. */
-        if (store_load_scripts(s) < 0) return s->ctx ? STORE_OK : STORE_ERR_IO;
+        if (store_load_scripts(s) < 0) return s->ctx ? CB_OK : CB_ERR_IO;
         rc = store_pass(s, ops, n);
     }
-    if (rc == STORE_OK) store_wait(s, ops, n);
+    if (rc == CB_OK) store_wait(s, ops, n);
     return rc;
 }
 
@@ -481,7 +482,7 @@ void store_op_clear(struct store_op *op) {
     op->next_before = 0;
     op->new_id = 0;
     op->how = 0;
-    op->result = STORE_PENDING;
+    op->result = CB_PENDING;
 }
 
 /* ==================== Cluster mode ==================== */
@@ -569,7 +570,7 @@ static size_t store_cluster_nodes(struct store *s, const struct store_op *ops,
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!want(&ops[i])) continue;
-        unsigned slot = cluster_keyslot(ops[i].room, strlen(ops[i].room));
+        unsigned slot = cluster_keyslot(ops[i].req->room, strlen(ops[i].req->room));
         const char *a = cluster_slot_addr(s->cl, slot);
         size_t j = 0;
         if (a == NULL) continue;
@@ -621,22 +622,22 @@ static int store_cluster_connect(struct store *s) {
     s->cl_up = 0;
     if (cluster_refresh(s->cl) != CLUSTER_OK) {
         store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
-        return STORE_ERR_IO;
+        return CB_ERR_IO;
     }
     s->cl_up = 1;
-    return STORE_OK;
+    return CB_OK;
 }
 
 /* 1 when op still waits for Redis. */
 static int store_op_pending(const struct store_op *op) {
-    return op->result == STORE_PENDING;
+    return op->result == CB_PENDING;
 }
 
 /* Give each command's outcome to its op: a reply is taken like on one
  * connection; -TRYAGAIN, -CLUSTERDOWN and too many redirections make the
- * op retry later; a failed node leaves it pending (STORE_ERR_IO). */
+ * op retry later; a failed node leaves it pending (CB_ERR_IO). */
 static int store_cluster_results(struct store *s, struct store_op *ops) {
-    int rc = STORE_OK;
+    int rc = CB_OK;
     for (size_t i = 0; i < s->ncmds; i++) {
         struct cluster_cmd *cmd = &s->cmds[i];
         struct store_op *op = &ops[s->cmd_op[i]];
@@ -644,11 +645,11 @@ static int store_cluster_results(struct store *s, struct store_op *ops) {
             store_take_reply(s, op, cmd->reply);
             cmd->reply = NULL;
         } else if (cmd->result == CLUSTER_RETRY) {
-            op->result = STORE_RETRY;
+            op->result = CB_RETRY;
             store_seterr(s, "redis %s: %s", s->addr, cmd->reply && cmd->reply->str
                          ? cmd->reply->str : cluster_errstr(s->cl));
         } else {
-            rc = STORE_ERR_IO;
+            rc = CB_ERR_IO;
         }
     }
     return rc;
@@ -656,20 +657,20 @@ static int store_cluster_results(struct store *s, struct store_op *ops) {
 
 /* One pass over the pending ops, routed by slot. */
 static int store_cluster_pass(struct store *s, struct store_op *ops, size_t n) {
-    if (store_cmds_reserve(s, n) < 0) return STORE_ERR_OOM;
+    if (store_cmds_reserve(s, n) < 0) return CB_ERR_OOM;
     s->ncmds = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ops[i].result != STORE_PENDING) continue;
+        if (ops[i].result != CB_PENDING) continue;
         s->cmd_op[s->ncmds] = i;
         if (store_append(s, &ops[i]) != REDIS_OK) {
             store_cluster_clear(s);
-            return STORE_ERR_OOM;
+            return CB_ERR_OOM;
         }
     }
     store_cluster_run(s);
     int rc = store_cluster_results(s, ops);
     store_cluster_clear(s);
-    if (rc == STORE_ERR_IO) {
+    if (rc == CB_ERR_IO) {
         store_seterr(s, "redis %s: %s", s->addr, cluster_errstr(s->cl));
         store_disconnect(s);         /* the caller reconnects: map reload */
     }
@@ -682,24 +683,24 @@ static int store_cluster_pass(struct store *s, struct store_op *ops, size_t n) {
 static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n) {
     if (!s->cl_up) {
         store_seterr(s, "redis %s: not connected", s->addr);
-        return STORE_ERR_IO;
+        return CB_ERR_IO;
     }
     s->errstr[0] = '\0';
     s->noscript = 0;
     int rc = store_cluster_pass(s, ops, n);
-    if (rc == STORE_OK && s->noscript) {
+    if (rc == CB_OK && s->noscript) {
         unsigned *slots = malloc(n * sizeof(*slots));
         size_t k = slots ? store_cluster_nodes(s, ops, n, store_op_pending, slots) : 0;
         int loaded = slots ? store_cluster_load(s, slots, k) : -1;
         free(slots);
         if (loaded < 0) {
             store_disconnect(s);
-            return STORE_ERR_IO;
+            return CB_ERR_IO;
         }
         s->noscript = 0;
         rc = store_cluster_pass(s, ops, n);
     }
-    if (rc == STORE_OK) store_wait(s, ops, n);
+    if (rc == CB_OK) store_wait(s, ops, n);
     return rc;
 }
 
@@ -707,8 +708,8 @@ static int store_cluster_exec(struct store *s, struct store_op *ops, size_t n) {
 
 /* 1 when op changed the data set: a send stored now, or a delete. */
 static int store_op_wrote(const struct store_op *op) {
-    return op->result == STORE_DONE &&
-           (op->kind == STORE_DELETE || (op->kind == STORE_SEND && op->how == STORE_NEW));
+    return op->result == CB_DONE &&
+           (op->req->kind == REQ_DELETE || (op->req->kind == REQ_SEND && op->how == STORE_NEW));
 }
 
 /* Count a WAIT that saw fewer replicas than asked. The writes stand (WAIT

@@ -31,6 +31,8 @@
 #define CB_STORE_H
 
 #include <stddef.h>
+#include "request.h"
+#include "result.h"
 
 struct store;
 
@@ -52,25 +54,6 @@ struct store_opts {
     int timeout_ms;            /* connect, read and write timeout */
 };
 
-enum store_status {
-    STORE_OK = 0,
-    STORE_ERR_IO = -1,         /* connection failed or lost: reconnect */
-    STORE_ERR_PROTO = -2,      /* Redis answered something unexpected */
-    STORE_ERR_OOM = -3
-};
-
-enum store_op_kind { STORE_SEND = 1, STORE_HISTORY = 2, STORE_DELETE = 3 };
-
-/* Outcome of one operation of a batch. */
-enum store_result {
-    STORE_PENDING = 0,         /* not executed, or outcome unknown (I/O error) */
-    STORE_DONE = 1,            /* executed; see the result fields */
-    STORE_NOT_FOUND = 2,       /* delete: no such message */
-    STORE_FORBIDDEN = 3,       /* delete: not the author */
-    STORE_RETRY = 4,           /* Redis refused for now (LOADING, BUSY, OOM...) */
-    STORE_FAILED = 5           /* Redis refused for good; see store_errstr */
-};
-
 /* How a send was stored. */
 enum store_how {
     STORE_NEW = 0,             /* stored now */
@@ -88,22 +71,14 @@ struct store_msg {
     const char *client_msg_id;   /* NULL when absent */
 };
 
-/* One operation. The caller fills the inputs; store_exec() fills the
- * outputs. Strings are NUL-terminated and must be valid names (names.h). */
+/* One operation: a request (request.h) and what the store made of it.
+ * The caller sets req and seq; store_exec() fills the outputs. The
+ * request's strings are NUL-terminated and valid names (names.h). */
 struct store_op {
-    int kind;                    /* store_op_kind */
-    const char *room;
-    const char *user;            /* send, delete; history filter, "" = all */
-    const char *text;            /* send */
-    size_t text_len;
-    long long ts;                /* send: Unix ms */
-    const char *client_msg_id;   /* send: "" or NULL when absent */
+    const struct request *req;   /* borrowed for the op's life */
     unsigned long long seq;      /* send: the journal record's seq */
-    long long id;                /* delete */
-    long long before;            /* history: 0 = newest */
-    int limit;                   /* history */
     /* outputs */
-    int result;                  /* store_result */
+    int result;                  /* cb_outcome (result.h) */
     long long new_id;            /* send: the id given */
     int how;                     /* send: STORE_NEW, STORE_REPLAY, STORE_DUPLICATE */
     struct store_msg *msgs;      /* history: newest first */
@@ -116,14 +91,14 @@ struct store_op {
 struct store *store_new(const struct store_opts *opts);
 void store_free(struct store *s);
 
-/* Connect, authenticate, load the scripts. STORE_OK or STORE_ERR_IO. */
+/* Connect, authenticate, load the scripts. CB_OK or CB_ERR_IO. */
 int store_connect(struct store *s);
 int store_connected(const struct store *s);
 void store_disconnect(struct store *s);
 
-/* Execute ops[0..n) in one pipeline, in order. Returns STORE_OK when every
- * reply was read (each op's result says how it went), STORE_ERR_IO when the
- * connection broke: the ops still STORE_PENDING may or may not have been
+/* Execute ops[0..n) in one pipeline, in order. Returns CB_OK when every
+ * reply was read (each op's result says how it went), CB_ERR_IO when the
+ * connection broke: the ops still CB_PENDING may or may not have been
  * applied, and the store must be reconnected. Ops already holding a result
  * are skipped, so a batch can be passed again after reconnecting. */
 int store_exec(struct store *s, struct store_op *ops, size_t n);

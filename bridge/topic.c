@@ -16,11 +16,10 @@
 
 /* The last level of each request topic, indexed by topic_kind. */
 static const char *const kind_leaf[] = {
-    [TOPIC_SEND] = "send",
-    [TOPIC_HISTORY] = "history",
-    [TOPIC_DELETE] = "delete",
+    [REQ_SEND] = "send",
+    [REQ_HISTORY] = "history",
+    [REQ_DELETE] = "delete",
 };
-#define KIND_MAX TOPIC_DELETE
 
 /* ==================== Helpers ==================== */
 
@@ -50,7 +49,7 @@ static size_t last_slash(const char *s, size_t len) {
 
 /* The topic_kind whose leaf is s[0..len), or 0 when there is none. */
 static int leaf_kind(const char *s, size_t len) {
-    for (int k = 1; k <= KIND_MAX; k++)
+    for (int k = 1; k <= REQ_KIND_MAX; k++)
         if (span_eq(s, len, kind_leaf[k])) return k;
     return 0;
 }
@@ -99,14 +98,14 @@ int topic_parse_sender(const char *prefix, const char *topic, size_t len,
     head = topic_parse(prefix, topic, slash, room);
     /* A sender may be called "send", "history" or "delete": after a send
      * or delete topic, the last level is the sender whatever it reads. */
-    if (head == TOPIC_SEND || head == TOPIC_DELETE) kind = 0;
-    if (kind == TOPIC_HISTORY) return topic_parse(prefix, topic, len, room);
+    if (head == REQ_SEND || head == REQ_DELETE) kind = 0;
+    if (kind == REQ_HISTORY) return topic_parse(prefix, topic, len, room);
     if (kind != 0) {         /* send or delete without a sender level */
         kind = topic_parse(prefix, topic, len, room);
         return kind < 0 ? kind : TOPIC_ERR_LEVELS;
     }
     kind = head;
-    if (kind == TOPIC_HISTORY) return TOPIC_ERR_LEVELS;
+    if (kind == REQ_HISTORY) return TOPIC_ERR_LEVELS;
     if (kind < 0) return kind;
     if (!name_valid_user(topic + slash + 1, len - slash - 1))
         return TOPIC_ERR_USER;
@@ -129,7 +128,7 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
 
 /* The subscription filter for one request kind: the room level is '+'. */
 int topic_filter(char *buf, size_t size, const char *prefix, int kind) {
-    if (kind < 1 || kind > KIND_MAX) return -1;
+    if (kind < 1 || kind > REQ_KIND_MAX) return -1;
     return topic_build(buf, size, prefix, "+", kind_leaf[kind]);
 }
 
@@ -137,7 +136,7 @@ int topic_filter(char *buf, size_t size, const char *prefix, int kind) {
 int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind) {
     int n = topic_filter(buf, size, prefix, kind);
 
-    if (n < 0 || kind == TOPIC_HISTORY) return n;
+    if (n < 0 || kind == REQ_HISTORY) return n;
     if ((size_t)n + 2 >= size) return -1;
     memcpy(buf + n, "/+", 3);
     return n + 2;
@@ -203,7 +202,7 @@ static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     if (slash == rlen || !is_room_leaf(rest, slash)) return 0;
     int kind = leaf_kind(rest + last_slash(rest, slash) + 1,
                          slash - last_slash(rest, slash) - 1);
-    return kind == TOPIC_SEND || kind == TOPIC_DELETE;
+    return kind == REQ_SEND || kind == REQ_DELETE;
 }
 
 /* May a reply be published to topic[0..len)? See topic.h; besides the

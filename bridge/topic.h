@@ -13,12 +13,7 @@
 
 #include <stddef.h>
 #include "names.h"
-
-enum topic_kind {
-    TOPIC_SEND = 1,
-    TOPIC_HISTORY = 2,
-    TOPIC_DELETE = 3
-};
+#include "request.h"
 
 enum topic_error {
     TOPIC_ERR_FOREIGN = -1,  /* not under prefix, or unknown last level */
@@ -27,7 +22,7 @@ enum topic_error {
     TOPIC_ERR_USER = -4      /* the sender level is not a valid user name */
 };
 
-/* Parse topic[0..len). On success returns a topic_kind and copies the room
+/* Parse topic[0..len). On success returns a req_kind (request.h) and copies the room
  * (NUL-terminated) into room[NAME_MAX_BYTES + 1]; on failure returns a
  * topic_error and room is undefined. */
 int topic_parse(const char *prefix, const char *topic, size_t len,

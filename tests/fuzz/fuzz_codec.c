@@ -289,7 +289,7 @@ static void check_decoded(const json_t *doc, const struct codec_limits *lim,
 
     CHECK(clen <= CODEC_CMID_MAX_BYTES);
     CHECK(r->before >= 0);
-    if (r->kind == CODEC_HISTORY) {
+    if (r->kind == REQ_HISTORY) {
         const json_t *limit = json_object_get(doc, "limit");
         long long want = limit ? json_integer_value(limit)
                                : lim->history_default;
@@ -310,7 +310,7 @@ static void check_decoded(const json_t *doc, const struct codec_limits *lim,
         CHECK(strcmp(r->user, lim->sender) == 0);
     else
         check_str(doc, "user", r->user, ulen);
-    if (r->kind == CODEC_DELETE) {
+    if (r->kind == REQ_DELETE) {
         CHECK(r->id >= 1);
         check_int(doc, "id", r->id);
         CHECK(r->text == NULL);
@@ -354,7 +354,7 @@ static void check_against_jansson(const uint8_t *p, size_t len, int err,
         CHECK(err == CODEC_ERR_REPLY_TO || err == CODEC_ERR_CORRELATION);
     else
         CHECK(err != CODEC_ERR_REPLY_TO && err != CODEC_ERR_CORRELATION);
-    if (!bad_reply && r->kind != CODEC_HISTORY)
+    if (!bad_reply && r->kind != REQ_HISTORY)
         check_author(doc, err, lim);
     if (err == CODEC_OK) check_decoded(doc, lim, r);
     json_decref(doc);
@@ -382,7 +382,7 @@ static void exercise_encoders(int err, const struct codec_req *r) {
         msgs[n].client_msg_id = n == 1 ? "c-1" : r->client_msg_id;
     }
     switch (r->kind) {
-    case CODEC_SEND:
+    case REQ_SEND:
         msgs[0] = (struct codec_msg){ .id = (long long)r->text_len,
                                       .room = room, .user = r->user,
                                       .text = r->text, .ts = TS_SAMPLE,
@@ -390,10 +390,10 @@ static void exercise_encoders(int err, const struct codec_req *r) {
         fuzz_encode_msg(&msgs[0]);
         fuzz_encode_ok(msgs[0].id, r->correlation);
         break;
-    case CODEC_HISTORY:
+    case REQ_HISTORY:
         fuzz_encode_history(room, msgs, n, r->before, r->correlation);
         break;
-    case CODEC_DELETE:
+    case REQ_DELETE:
         fuzz_encode_deleted(room, r->id);
         fuzz_encode_ok(r->id, r->correlation);
         break;
@@ -407,7 +407,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int kind, err;
 
     if (size < 1) return 0;
-    kind = CODEC_SEND + data[0] % 3;
+    kind = REQ_SEND + data[0] % 3;
     lim = limit_sets[(data[0] / 3) % 4];
     lim.sender = senders[(data[0] / 12) % 4];
     err = codec_decode(kind, (const char *)data + 1, size - 1, &lim, &req);

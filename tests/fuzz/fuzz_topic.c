@@ -51,8 +51,8 @@ static const char *const fixed_prefixes[3] = { "chat", "acme/chat", "c" };
 
 /* The leaf of each request kind, and of the messages the bridge sends. */
 static const char *const leaves[] = {
-    [TOPIC_SEND] = "send", [TOPIC_HISTORY] = "history",
-    [TOPIC_DELETE] = "delete",
+    [REQ_SEND] = "send", [REQ_HISTORY] = "history",
+    [REQ_DELETE] = "delete",
 };
 #define LEAF_MSGS "msgs"
 
@@ -128,13 +128,13 @@ static int own_topic(const char *prefix, const char *t, size_t len) {
     if (len > 0 && t[0] == '$') return 1;
     n = split_levels(t, len, 3, lv, lvlen);
     if (n == 2)
-        return span_is(lv[1], lvlen[1], leaves[TOPIC_SEND]) ||
-               span_is(lv[1], lvlen[1], leaves[TOPIC_HISTORY]) ||
-               span_is(lv[1], lvlen[1], leaves[TOPIC_DELETE]) ||
+        return span_is(lv[1], lvlen[1], leaves[REQ_SEND]) ||
+               span_is(lv[1], lvlen[1], leaves[REQ_HISTORY]) ||
+               span_is(lv[1], lvlen[1], leaves[REQ_DELETE]) ||
                span_is(lv[1], lvlen[1], LEAF_MSGS);
     if (n == 3)
-        return span_is(lv[1], lvlen[1], leaves[TOPIC_SEND]) ||
-               span_is(lv[1], lvlen[1], leaves[TOPIC_DELETE]);
+        return span_is(lv[1], lvlen[1], leaves[REQ_SEND]) ||
+               span_is(lv[1], lvlen[1], leaves[REQ_DELETE]);
     return 0;
 }
 
@@ -181,7 +181,7 @@ static void check_parse(const char *prefix, const char *t, size_t len) {
         CHECK(topic_error_text(kind) != NULL);
         return;
     }
-    CHECK(kind == TOPIC_SEND || kind == TOPIC_HISTORY || kind == TOPIC_DELETE);
+    CHECK(kind == REQ_SEND || kind == REQ_HISTORY || kind == REQ_DELETE);
     CHECK(strlen(room) <= NAME_MAX_BYTES);
     CHECK(name_valid_room(room, strlen(room)));
     CHECK(topic_build(built, sizeof(built), prefix, room, leaves[kind]) ==
@@ -199,21 +199,21 @@ static void check_parse_sender(const char *prefix, const char *t,
     int kind = topic_parse_sender(prefix, t, len, room, user);
     int plain = topic_parse(prefix, t, len, room2);
 
-    if (plain == TOPIC_SEND || plain == TOPIC_DELETE)
+    if (plain == REQ_SEND || plain == REQ_DELETE)
         CHECK(kind == TOPIC_ERR_LEVELS);
-    if (plain == TOPIC_HISTORY)
-        CHECK(kind == TOPIC_HISTORY && strcmp(room, room2) == 0);
+    if (plain == REQ_HISTORY)
+        CHECK(kind == REQ_HISTORY && strcmp(room, room2) == 0);
     if (kind < 0) {
         CHECK(kind == TOPIC_ERR_FOREIGN || kind == TOPIC_ERR_LEVELS ||
               kind == TOPIC_ERR_ROOM || kind == TOPIC_ERR_USER);
         CHECK(topic_error_text(kind) != NULL);
         return;
     }
-    CHECK(kind == TOPIC_SEND || kind == TOPIC_HISTORY || kind == TOPIC_DELETE);
+    CHECK(kind == REQ_SEND || kind == REQ_HISTORY || kind == REQ_DELETE);
     CHECK(strlen(room) <= NAME_MAX_BYTES && strlen(user) <= NAME_MAX_BYTES);
     CHECK(name_valid_room(room, strlen(room)));
-    if (kind == TOPIC_HISTORY) {
-        CHECK(user[0] == '\0' && plain == TOPIC_HISTORY);
+    if (kind == REQ_HISTORY) {
+        CHECK(user[0] == '\0' && plain == REQ_HISTORY);
     } else {
         char built[2 * BUILD_MAX];
 
@@ -246,7 +246,7 @@ static void check_room(size_t size, const char *prefix, const char *room) {
     char buf[BUILD_MAX], back[NAME_MAX_BYTES + 1];
     int n;
 
-    for (int kind = TOPIC_SEND; kind <= TOPIC_DELETE; kind++) {
+    for (int kind = REQ_SEND; kind <= REQ_DELETE; kind++) {
         n = topic_build(buf, sizeof(buf), prefix, room, leaves[kind]);
 
         CHECK(n > 0);
@@ -266,7 +266,7 @@ static void check_room(size_t size, const char *prefix, const char *room) {
  * kind, room and sender, and are not reply topics. */
 static void check_sender(const char *prefix, const char *room,
                          const char *user) {
-    static const int kinds[] = { TOPIC_SEND, TOPIC_DELETE };
+    static const int kinds[] = { REQ_SEND, REQ_DELETE };
     char buf[2 * BUILD_MAX], back[NAME_MAX_BYTES + 1];
     char sender[NAME_MAX_BYTES + 1];
 
@@ -287,10 +287,10 @@ static void check_sender(const char *prefix, const char *room,
 static void check_filters(size_t size, const char *prefix) {
     char buf[BUILD_MAX], room[NAME_MAX_BYTES + 1];
 
-    for (int kind = TOPIC_SEND - 1; kind <= TOPIC_DELETE + 1; kind++) {
+    for (int kind = REQ_SEND - 1; kind <= REQ_DELETE + 1; kind++) {
         int n = topic_filter(buf, sizeof(buf), prefix, kind);
 
-        if (kind < TOPIC_SEND || kind > TOPIC_DELETE) {
+        if (kind < REQ_SEND || kind > REQ_DELETE) {
             CHECK(n == -1);
             continue;
         }
@@ -310,15 +310,15 @@ static void check_filters_sender(size_t size, const char *prefix) {
     char user[NAME_MAX_BYTES + 1], *small = malloc(size ? size : 1);
 
     CHECK(small != NULL);
-    for (int kind = TOPIC_SEND - 1; kind <= TOPIC_DELETE + 1; kind++) {
+    for (int kind = REQ_SEND - 1; kind <= REQ_DELETE + 1; kind++) {
         int n = topic_filter_sender(buf, sizeof(buf), prefix, kind), m;
 
-        if (kind < TOPIC_SEND || kind > TOPIC_DELETE) {
+        if (kind < REQ_SEND || kind > REQ_DELETE) {
             CHECK(n == -1);
             continue;
         }
         m = snprintf(want, sizeof(want), "%s/+/%s%s", prefix, leaves[kind],
-                     kind == TOPIC_HISTORY ? "" : "/+");
+                     kind == REQ_HISTORY ? "" : "/+");
         CHECK(n == m && strcmp(buf, want) == 0);
         CHECK(topic_parse_sender(prefix, buf, (size_t)n, room, user) < 0);
         CHECK(topic_reply_allowed(prefix, buf, (size_t)n) == 0);

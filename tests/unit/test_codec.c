@@ -48,39 +48,39 @@ static void expect_doc(char *got, const size_t *len, const char *want) {
 static void test_decode_document_errors(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec_code(CODEC_SEND, "not json"), CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_SEND, ""), CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\""), CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_SEND, "{} x"), CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\\u0000b\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "not json"), CODEC_ERR_JSON);
+    assert_int_equal(dec_code(REQ_SEND, ""), CODEC_ERR_JSON);
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\""), CODEC_ERR_JSON);
+    assert_int_equal(dec_code(REQ_SEND, "{} x"), CODEC_ERR_JSON);
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\\u0000b\"}"),
                      CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_SEND,
+    assert_int_equal(dec_code(REQ_SEND,
                               "{\"user\":\"a\",\"user\":\"b\",\"text\":\"x\"}"),
                      CODEC_ERR_JSON);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":1,\"limit\":2}"),
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":1,\"limit\":2}"),
                      CODEC_ERR_JSON);
-    assert_int_equal(codec_decode(CODEC_SEND, "{}\0", 3, &lim, &r),
+    assert_int_equal(codec_decode(REQ_SEND, "{}\0", 3, &lim, &r),
                      CODEC_ERR_JSON);
     codec_req_free(&r);
-    assert_int_equal(codec_decode(CODEC_SEND, NULL, 0, &lim, &r),
+    assert_int_equal(codec_decode(REQ_SEND, NULL, 0, &lim, &r),
                      CODEC_ERR_JSON);
     codec_req_free(&r);
 
-    assert_int_equal(dec_code(CODEC_SEND, "{\"text\":\"caf\xc3\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"text\":\"caf\xc3\"}"),
                      CODEC_ERR_UTF8);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"text\":\"\xc0\x80\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"text\":\"\xc0\x80\"}"),
                      CODEC_ERR_UTF8);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"text\":\"\xed\xa0\x80\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"text\":\"\xed\xa0\x80\"}"),
                      CODEC_ERR_UTF8);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"text\":\"\xf4\x90\x80\x80\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"text\":\"\xf4\x90\x80\x80\"}"),
                      CODEC_ERR_UTF8);
-    assert_int_equal(dec_code(CODEC_SEND, "\xff{}"), CODEC_ERR_UTF8);
+    assert_int_equal(dec_code(REQ_SEND, "\xff{}"), CODEC_ERR_UTF8);
 
-    assert_int_equal(dec_code(CODEC_SEND, "[{\"user\":\"a\"}]"),
+    assert_int_equal(dec_code(REQ_SEND, "[{\"user\":\"a\"}]"),
                      CODEC_ERR_NOT_OBJECT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "\"str\""), CODEC_ERR_NOT_OBJECT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "42"), CODEC_ERR_NOT_OBJECT);
-    assert_int_equal(dec_code(CODEC_DELETE, "null"), CODEC_ERR_NOT_OBJECT);
+    assert_int_equal(dec_code(REQ_HISTORY, "\"str\""), CODEC_ERR_NOT_OBJECT);
+    assert_int_equal(dec_code(REQ_HISTORY, "42"), CODEC_ERR_NOT_OBJECT);
+    assert_int_equal(dec_code(REQ_DELETE, "null"), CODEC_ERR_NOT_OBJECT);
     assert_int_equal(dec_code(0, "{}"), CODEC_ERR_INTERNAL);
 }
 
@@ -89,29 +89,29 @@ static void test_decode_document_errors(void **state) {
 static void test_decode_reply_fields(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec(CODEC_SEND, "{\"user\":\"alice\",\"text\":\"\","
+    assert_int_equal(dec(REQ_SEND, "{\"user\":\"alice\",\"text\":\"\","
                          "\"reply_to\":\"me/inbox\",\"correlation\":\"c-1\"}",
                          &r), CODEC_ERR_TEXT_EMPTY);
     assert_string_equal(r.reply_to, "me/inbox");
     assert_string_equal(r.correlation, "c-1");
     codec_req_free(&r);
 
-    assert_int_equal(dec(CODEC_DELETE, "{\"reply_to\":5,\"correlation\":\"c\"}",
+    assert_int_equal(dec(REQ_DELETE, "{\"reply_to\":5,\"correlation\":\"c\"}",
                          &r), CODEC_ERR_REPLY_TO);
     assert_null(r.reply_to);
     assert_string_equal(r.correlation, "c");
     codec_req_free(&r);
 
-    assert_int_equal(dec(CODEC_HISTORY, "{\"reply_to\":\"t\",\"correlation\":{}}",
+    assert_int_equal(dec(REQ_HISTORY, "{\"reply_to\":\"t\",\"correlation\":{}}",
                          &r), CODEC_ERR_CORRELATION);
     assert_string_equal(r.reply_to, "t");
     assert_null(r.correlation);
     codec_req_free(&r);
 
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"reply_to\":null}"),
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"reply_to\":null}"),
                      CODEC_ERR_REPLY_TO);
 
-    assert_int_equal(dec(CODEC_HISTORY, "{}", &r), CODEC_OK);
+    assert_int_equal(dec(REQ_HISTORY, "{}", &r), CODEC_OK);
     assert_null(r.reply_to);
     assert_null(r.correlation);
     codec_req_free(&r);
@@ -124,10 +124,10 @@ static void test_decode_reply_fields(void **state) {
 static void test_decode_send_ok(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec(CODEC_SEND, "{\"user\":\"caf\xc3\xa9\",\"text\":\"a\\nb\","
+    assert_int_equal(dec(REQ_SEND, "{\"user\":\"caf\xc3\xa9\",\"text\":\"a\\nb\","
                          "\"client_msg_id\":\"m-1\",\"extra\":[1,2]}", &r),
                      CODEC_OK);
-    assert_int_equal(r.kind, CODEC_SEND);
+    assert_int_equal(r.kind, REQ_SEND);
     assert_string_equal(r.user, "caf\xc3\xa9");
     assert_string_equal(r.text, "a\nb");
     assert_int_equal(r.text_len, 3);
@@ -135,7 +135,7 @@ static void test_decode_send_ok(void **state) {
     codec_req_free(&r);
     assert_null(r.text);
 
-    assert_int_equal(dec(CODEC_SEND, "{\"user\":\"bob\",\"text\":\"hi\"}", &r),
+    assert_int_equal(dec(REQ_SEND, "{\"user\":\"bob\",\"text\":\"hi\"}", &r),
                      CODEC_OK);
     assert_string_equal(r.client_msg_id, "");
     codec_req_free(&r);
@@ -144,24 +144,24 @@ static void test_decode_send_ok(void **state) {
 /* user: missing, not a string, or not a valid user name. */
 static void test_decode_send_user(void **state) {
     (void)state;
-    assert_int_equal(dec_code(CODEC_SEND, "{\"text\":\"hi\"}"), CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":5,\"text\":\"hi\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"text\":\"hi\"}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":5,\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":null,\"text\":\"hi\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":null,\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"\",\"text\":\"hi\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"\",\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a:b\",\"text\":\"hi\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a:b\",\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"123\",\"text\":\"hi\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"123\",\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND,
+    assert_int_equal(dec_code(REQ_SEND,
                               "{\"user\":\"messages\",\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND,
+    assert_int_equal(dec_code(REQ_SEND,
                               "{\"user\":\"a\\u0001\",\"text\":\"hi\"}"),
                      CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"aaaaaaaaaaaaaaaaaaaaaaaaa"
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"aaaaaaaaaaaaaaaaaaaaaaaaa"
                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
                               "\"text\":\"hi\"}"), CODEC_ERR_USER); /* 65 B */
 }
@@ -170,25 +170,25 @@ static void test_decode_send_user(void **state) {
 static void test_decode_send_text(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\"}"), CODEC_ERR_TEXT);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":1}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\"}"), CODEC_ERR_TEXT);
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":1}"),
                      CODEC_ERR_TEXT);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":null}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":null}"),
                      CODEC_ERR_TEXT);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"\"}"),
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"\"}"),
                      CODEC_ERR_TEXT_EMPTY);
-    assert_int_equal(dec(CODEC_SEND, "{\"user\":\"a\",\"text\":\"0123456789\"}",
+    assert_int_equal(dec(REQ_SEND, "{\"user\":\"a\",\"text\":\"0123456789\"}",
                          &r), CODEC_OK);
     assert_int_equal(r.text_len, 10);
     codec_req_free(&r);
-    assert_int_equal(dec_code(CODEC_SEND,
+    assert_int_equal(dec_code(REQ_SEND,
                               "{\"user\":\"a\",\"text\":\"0123456789a\"}"),
                      CODEC_ERR_TEXT_LONG);
     /* The limit counts bytes: five 2-byte characters fit, six do not. */
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":"
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":"
                               "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}"),
                      CODEC_OK);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":"
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":"
                               "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}"),
                      CODEC_ERR_TEXT_LONG);
 }
@@ -203,26 +203,26 @@ static void test_decode_send_cmid(void **state) {
     memset(id, 'm', 64);
     id[64] = '\0';
     snprintf(p, sizeof(p), "{\"user\":\"a\",\"text\":\"t\",\"client_msg_id\":\"%s\"}", id);
-    assert_int_equal(dec(CODEC_SEND, p, &r), CODEC_OK);
+    assert_int_equal(dec(REQ_SEND, p, &r), CODEC_OK);
     assert_string_equal(r.client_msg_id, id);
     codec_req_free(&r);
     strcat(id, "m");
     snprintf(p, sizeof(p), "{\"user\":\"a\",\"text\":\"t\",\"client_msg_id\":\"%s\"}", id);
-    assert_int_equal(dec_code(CODEC_SEND, p), CODEC_ERR_CMID);
+    assert_int_equal(dec_code(REQ_SEND, p), CODEC_ERR_CMID);
 
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":\"\"}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":7}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":null}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":\"a\\tb\"}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":\"a\\u007f\"}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":\"a\\u0085\"}"), CODEC_ERR_CMID);
-    assert_int_equal(dec_code(CODEC_SEND, "{\"user\":\"a\",\"text\":\"t\","
+    assert_int_equal(dec_code(REQ_SEND, "{\"user\":\"a\",\"text\":\"t\","
                               "\"client_msg_id\":\"a b/c:\xc2\xa0\"}"), CODEC_OK);
 }
 
@@ -232,62 +232,62 @@ static void test_decode_send_cmid(void **state) {
 static void test_decode_history_limit(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec(CODEC_HISTORY, "{}", &r), CODEC_OK);
-    assert_int_equal(r.kind, CODEC_HISTORY);
+    assert_int_equal(dec(REQ_HISTORY, "{}", &r), CODEC_OK);
+    assert_int_equal(r.kind, REQ_HISTORY);
     assert_int_equal(r.limit, 50);
     assert_int_equal(r.before, 0);
     assert_string_equal(r.user, "");
     codec_req_free(&r);
 
-    assert_int_equal(dec(CODEC_HISTORY, "{\"limit\":1}", &r), CODEC_OK);
+    assert_int_equal(dec(REQ_HISTORY, "{\"limit\":1}", &r), CODEC_OK);
     assert_int_equal(r.limit, 1);
     codec_req_free(&r);
-    assert_int_equal(dec(CODEC_HISTORY, "{\"limit\":200}", &r), CODEC_OK);
+    assert_int_equal(dec(REQ_HISTORY, "{\"limit\":200}", &r), CODEC_OK);
     assert_int_equal(r.limit, 200);
     codec_req_free(&r);
-    assert_int_equal(dec(CODEC_HISTORY, "{\"limit\":201}", &r), CODEC_OK);
+    assert_int_equal(dec(REQ_HISTORY, "{\"limit\":201}", &r), CODEC_OK);
     assert_int_equal(r.limit, 200);
     codec_req_free(&r);
-    assert_int_equal(dec(CODEC_HISTORY, "{\"limit\":9000000000000}", &r),
+    assert_int_equal(dec(REQ_HISTORY, "{\"limit\":9000000000000}", &r),
                      CODEC_OK);
     assert_int_equal(r.limit, 200);
     codec_req_free(&r);
 
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":0}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":-1}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":1.5}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":5.0}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":\"5\"}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":true}"), CODEC_ERR_LIMIT);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"limit\":null}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":0}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":-1}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":1.5}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":5.0}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":\"5\"}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":true}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"limit\":null}"), CODEC_ERR_LIMIT);
 }
 
 /* before and the optional user filter. */
 static void test_decode_history_before_user(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec(CODEC_HISTORY, "{\"before\":17,\"user\":\"bob\","
+    assert_int_equal(dec(REQ_HISTORY, "{\"before\":17,\"user\":\"bob\","
                          "\"limit\":3}", &r), CODEC_OK);
     assert_int_equal(r.before, 17);
     assert_string_equal(r.user, "bob");
     assert_int_equal(r.limit, 3);
     codec_req_free(&r);
 
-    assert_int_equal(dec(CODEC_HISTORY, "{\"before\":null,\"user\":null}", &r),
+    assert_int_equal(dec(REQ_HISTORY, "{\"before\":null,\"user\":null}", &r),
                      CODEC_OK);
     assert_int_equal(r.before, 0);
     assert_string_equal(r.user, "");
     codec_req_free(&r);
 
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"before\":0}"), CODEC_ERR_BEFORE);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"before\":-5}"), CODEC_ERR_BEFORE);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"before\":\"3\"}"),
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"before\":0}"), CODEC_ERR_BEFORE);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"before\":-5}"), CODEC_ERR_BEFORE);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"before\":\"3\"}"),
                      CODEC_ERR_BEFORE);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"before\":2.0}"),
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"before\":2.0}"),
                      CODEC_ERR_BEFORE);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"user\":\"\"}"), CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"user\":\"7\"}"), CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_HISTORY, "{\"user\":[]}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"user\":\"\"}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"user\":\"7\"}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_HISTORY, "{\"user\":[]}"), CODEC_ERR_USER);
 }
 
 /* ==================== Decoding: delete ==================== */
@@ -295,25 +295,25 @@ static void test_decode_history_before_user(void **state) {
 static void test_decode_delete(void **state) {
     struct codec_req r;
     (void)state;
-    assert_int_equal(dec(CODEC_DELETE, "{\"user\":\"alice\",\"id\":17,"
+    assert_int_equal(dec(REQ_DELETE, "{\"user\":\"alice\",\"id\":17,"
                          "\"correlation\":\"k\"}", &r), CODEC_OK);
-    assert_int_equal(r.kind, CODEC_DELETE);
+    assert_int_equal(r.kind, REQ_DELETE);
     assert_string_equal(r.user, "alice");
     assert_int_equal(r.id, 17);
     assert_string_equal(r.correlation, "k");
     codec_req_free(&r);
 
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"id\":1}"), CODEC_ERR_USER);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\"}"), CODEC_ERR_ID);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\",\"id\":0}"),
+    assert_int_equal(dec_code(REQ_DELETE, "{\"id\":1}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\"}"), CODEC_ERR_ID);
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\",\"id\":0}"),
                      CODEC_ERR_ID);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\",\"id\":-3}"),
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\",\"id\":-3}"),
                      CODEC_ERR_ID);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\",\"id\":\"5\"}"),
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\",\"id\":\"5\"}"),
                      CODEC_ERR_ID);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\",\"id\":1.0}"),
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\",\"id\":1.0}"),
                      CODEC_ERR_ID);
-    assert_int_equal(dec_code(CODEC_DELETE, "{\"user\":\"a\",\"id\":null}"),
+    assert_int_equal(dec_code(REQ_DELETE, "{\"user\":\"a\",\"id\":null}"),
                      CODEC_ERR_ID);
 }
 
@@ -336,24 +336,24 @@ static void test_decode_sender(void **state) {
     (void)state;
     tl.sender = "alice";
     for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
-        assert_int_equal(codec_decode(CODEC_SEND, forged[i], strlen(forged[i]),
+        assert_int_equal(codec_decode(REQ_SEND, forged[i], strlen(forged[i]),
                                       &tl, &r), CODEC_ERR_SENDER);
         codec_req_free(&r);
     }
     const char *ok[] = { "{\"text\":\"hi\"}", "{\"user\":null,\"text\":\"hi\"}",
                          "{\"user\":\"alice\",\"text\":\"hi\"}" };
     for (size_t i = 0; i < 3; i++) {
-        assert_int_equal(codec_decode(CODEC_SEND, ok[i], strlen(ok[i]), &tl, &r),
+        assert_int_equal(codec_decode(REQ_SEND, ok[i], strlen(ok[i]), &tl, &r),
                          CODEC_OK);
         assert_string_equal(r.user, "alice");
         codec_req_free(&r);
     }
     const char *del = "{\"user\":\"bob\",\"id\":3}";
-    assert_int_equal(codec_decode(CODEC_DELETE, del, strlen(del), &tl, &r),
+    assert_int_equal(codec_decode(REQ_DELETE, del, strlen(del), &tl, &r),
                      CODEC_ERR_SENDER);
     codec_req_free(&r);
     del = "{\"id\":3}";
-    assert_int_equal(codec_decode(CODEC_DELETE, del, strlen(del), &tl, &r), CODEC_OK);
+    assert_int_equal(codec_decode(REQ_DELETE, del, strlen(del), &tl, &r), CODEC_OK);
     assert_string_equal(r.user, "alice");
     assert_int_equal(r.id, 3);
     codec_req_free(&r);
@@ -502,7 +502,7 @@ static void test_decode_oom(void **state) {
     for (long budget = 0; budget < 200 && err != CODEC_OK; budget++) {
         struct codec_req r;
         oom_budget = budget;
-        err = dec(CODEC_SEND, p, &r);
+        err = dec(REQ_SEND, p, &r);
         if (err != CODEC_OK) assert_null(r.text);
         codec_req_free(&r);
     }

@@ -24,12 +24,12 @@ static int allowed(const char *t) {
 static void test_parse_kinds(void **state) {
     char room[NAME_MAX_BYTES + 1];
     (void)state;
-    assert_int_equal(parse("chat", "chat/lobby/send", room), TOPIC_SEND);
+    assert_int_equal(parse("chat", "chat/lobby/send", room), REQ_SEND);
     assert_string_equal(room, "lobby");
-    assert_int_equal(parse("chat", "chat/r2/history", room), TOPIC_HISTORY);
+    assert_int_equal(parse("chat", "chat/r2/history", room), REQ_HISTORY);
     assert_string_equal(room, "r2");
     assert_int_equal(parse("chat", "chat/caf\xc3\xa9/delete", room),
-                     TOPIC_DELETE);
+                     REQ_DELETE);
     assert_string_equal(room, "caf\xc3\xa9");
 }
 
@@ -39,14 +39,14 @@ static void test_parse_multilevel_prefix(void **state) {
     const char *t = "acme/chat/lobby/sendXXX";
     (void)state;
     assert_int_equal(parse("acme/chat", "acme/chat/lobby/send", room),
-                     TOPIC_SEND);
+                     REQ_SEND);
     assert_string_equal(room, "lobby");
     assert_int_equal(topic_parse("acme/chat", t, strlen(t) - 3, room),
-                     TOPIC_SEND);
+                     REQ_SEND);
     assert_string_equal(room, "lobby");
     assert_int_equal(parse("acme/chat", "acme/lobby/send", room),
                      TOPIC_ERR_FOREIGN);
-    assert_int_equal(parse("a/b/c", "a/b/c/x/history", room), TOPIC_HISTORY);
+    assert_int_equal(parse("a/b/c", "a/b/c/x/history", room), REQ_HISTORY);
     assert_string_equal(room, "x");
 }
 
@@ -58,7 +58,7 @@ static void test_parse_room_length(void **state) {
     strcpy(topic, "c/");
     memset(topic + 2, 'r', 64);
     strcpy(topic + 66, "/send");
-    assert_int_equal(parse("c", topic, room), TOPIC_SEND);
+    assert_int_equal(parse("c", topic, room), REQ_SEND);
     assert_int_equal(strlen(room), 64);
     memset(topic + 2, 'r', 65);
     strcpy(topic + 67, "/send");
@@ -117,18 +117,18 @@ static int parse_sender(const char *t, char *room, char *user) {
 static void test_parse_sender(void **state) {
     char room[NAME_MAX_BYTES + 1], user[NAME_MAX_BYTES + 1];
     (void)state;
-    assert_int_equal(parse_sender("chat/lobby/send/alice", room, user), TOPIC_SEND);
+    assert_int_equal(parse_sender("chat/lobby/send/alice", room, user), REQ_SEND);
     assert_string_equal(room, "lobby");
     assert_string_equal(user, "alice");
-    assert_int_equal(parse_sender("chat/r2/delete/bob", room, user), TOPIC_DELETE);
+    assert_int_equal(parse_sender("chat/r2/delete/bob", room, user), REQ_DELETE);
     assert_string_equal(room, "r2");
     assert_string_equal(user, "bob");
-    assert_int_equal(parse_sender("chat/r2/history", room, user), TOPIC_HISTORY);
+    assert_int_equal(parse_sender("chat/r2/history", room, user), REQ_HISTORY);
     assert_string_equal(user, "");
     /* a sender may be called like a leaf (found by tests/fuzz/fuzz_topic) */
-    assert_int_equal(parse_sender("chat/lobby/send/history", room, user), TOPIC_SEND);
+    assert_int_equal(parse_sender("chat/lobby/send/history", room, user), REQ_SEND);
     assert_string_equal(user, "history");
-    assert_int_equal(parse_sender("chat/lobby/delete/send", room, user), TOPIC_DELETE);
+    assert_int_equal(parse_sender("chat/lobby/delete/send", room, user), REQ_DELETE);
     assert_string_equal(user, "send");
     assert_int_equal(parse_sender("chat/lobby/send", room, user), TOPIC_ERR_LEVELS);
     assert_int_equal(parse_sender("chat/lobby/delete", room, user), TOPIC_ERR_LEVELS);
@@ -150,14 +150,14 @@ static void test_parse_sender(void **state) {
 static void test_filter_sender(void **state) {
     char buf[32];
     (void)state;
-    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_SEND), 13);
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_SEND), 13);
     assert_string_equal(buf, "chat/+/send/+");
-    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_DELETE), 15);
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_DELETE), 15);
     assert_string_equal(buf, "chat/+/delete/+");
-    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", TOPIC_HISTORY), 14);
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_HISTORY), 14);
     assert_string_equal(buf, "chat/+/history");
-    assert_int_equal(topic_filter_sender(buf, 14, "chat", TOPIC_SEND), 13);
-    assert_int_equal(topic_filter_sender(buf, 13, "chat", TOPIC_SEND), -1);
+    assert_int_equal(topic_filter_sender(buf, 14, "chat", REQ_SEND), 13);
+    assert_int_equal(topic_filter_sender(buf, 13, "chat", REQ_SEND), -1);
     assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", 9), -1);
 }
 
@@ -172,13 +172,13 @@ static void test_build_and_filter(void **state) {
     assert_int_equal(topic_build(buf, 0, "chat", "lobby", "msgs"), -1);
     assert_int_equal(topic_build(NULL, 0, "chat", "lobby", "msgs"), -1);
 
-    assert_int_equal(topic_filter(buf, sizeof(buf), "acme/chat", TOPIC_SEND), 16);
+    assert_int_equal(topic_filter(buf, sizeof(buf), "acme/chat", REQ_SEND), 16);
     assert_string_equal(buf, "acme/chat/+/send");
-    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", TOPIC_HISTORY), 14);
+    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", REQ_HISTORY), 14);
     assert_string_equal(buf, "chat/+/history");
-    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", TOPIC_DELETE), 13);
+    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", REQ_DELETE), 13);
     assert_string_equal(buf, "chat/+/delete");
-    assert_int_equal(topic_filter(buf, 13, "chat", TOPIC_DELETE), -1);
+    assert_int_equal(topic_filter(buf, 13, "chat", REQ_DELETE), -1);
     assert_int_equal(topic_filter(buf, sizeof(buf), "chat", 0), -1);
     assert_int_equal(topic_filter(buf, sizeof(buf), "chat", 4), -1);
 }
