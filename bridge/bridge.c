@@ -1,11 +1,11 @@
-/* bridge.c -- wiring: MQTT in, journal, store worker, outbox, MQTT out.
+/* bridge.c -- wiring: MQTT in, journal, store worker, delivery, MQTT out.
  *
  *   Paho's thread   message -> route, decode, validate -> journal_append
  *                   (refusals are answered at once; nothing waits on Redis)
- *   store worker    journal_read -> one pipelined batch -> outbox
- *                   -> journal_stored; checkpoint once the broker has
- *                   acknowledged every publish of a batch
- *   publisher       outbox -> Paho, in order, retrying while Paho is full */
+ *   store worker    journal_read -> one pipelined batch -> delivery
+ *                   -> journal_stored; the delivery moves the checkpoint
+ *                   once the broker has acknowledged a batch's publishes
+ *   delivery        its own thread: queue -> Paho, in order (delivery.h) */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +14,12 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "clock.h"
+#include "delivery.h"
 #include "codec.h"
 #include "journal.h"
 #include "log.h"
 #include "mqtt.h"
-#include "outbox.h"
 #include "peers.h"
 #include "record.h"
 #include "stats.h"
@@ -29,25 +30,6 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-/* The publishes of one batch. The checkpoint may pass the batch's last
- * seq once 'pending' reaches 0: every publish done, and the worker's own
- * hold released. Tickets complete in any order; the checkpoint advances
- * over the completed prefix of the list only. */
-struct ticket {
-    struct mqtt_done done;        /* first: Paho calls back through it */
-    struct ticket *next;
-    unsigned long long seq;
-    int pending;                  /* atomic */
-};
-
-/* One publish in flight: Paho calls back through 'done' when the broker
- * acknowledged it; the slot then returns to the window. */
-struct slot {
-    struct mqtt_done done;        /* first */
-    struct bridge *b;
-    struct ticket *ticket;        /* NULL for publishes outside a batch */
-};
-
 struct bridge {
     const struct config *cfg;
     struct codec_limits limits;
@@ -55,20 +37,13 @@ struct bridge {
     struct mqtt *mqtt;
     struct store *store;
     struct journal *journal;      /* Paho callback -> store worker */
-    struct outbox *outbox;        /* store worker -> publisher thread */
-    size_t outbox_limit;          /* the worker waits above this many */
-    pthread_t worker, publisher;
-    int worker_started, publisher_started;
+    struct delivery *delivery;    /* store worker -> broker (delivery.h) */
+    pthread_t worker;
+    int worker_started, delivery_started;
     int stopping;                 /* atomic */
     unsigned long long stop_seq;  /* the worker stops after this record */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
-    struct slot *slots;           /* the in-flight window, mqtt.max_inflight */
-    struct slot **free_slots;
-    int nfree;
-    pthread_mutex_t window_lock;
-    pthread_cond_t window_cond;
-    pthread_mutex_t tickets_lock;
-    struct ticket *tickets, *tickets_tail;
+    unsigned long publish_oom;    /* publishes lost to out of memory */
     struct record_buf recbuf;     /* Paho's thread only */
     struct log_ratelimit reject_rl, publish_rl, journal_rl;
     struct journal_entry *entries;/* the worker's batch: records ... */
@@ -89,179 +64,48 @@ struct bridge {
 
 #define STAT_INC(b, field) __atomic_add_fetch(&(b)->st.field, 1, __ATOMIC_RELAXED)
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-/* ==================== Tickets ==================== */
-
-static void ticket_done(struct mqtt_done *d, int ok) {
-    struct ticket *t = (struct ticket *)d;
-    (void)ok;        /* a publish Paho gave up on is not retried either way */
-    __atomic_sub_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);
-}
-
-/* A ticket for a batch ending at seq, held by the worker until released. */
-static struct ticket *ticket_new(struct bridge *b, unsigned long long seq) {
-    struct ticket *t = calloc(1, sizeof(*t));
-    if (t == NULL) return NULL;
-    t->done.fn = ticket_done;
-    t->seq = seq;
-    t->pending = 1;
-    pthread_mutex_lock(&b->tickets_lock);
-    if (b->tickets_tail) b->tickets_tail->next = t;
-    else b->tickets = t;
-    b->tickets_tail = t;
-    pthread_mutex_unlock(&b->tickets_lock);
-    return t;
-}
-
-/* Move the journal checkpoint over every completed ticket at the head. */
-static void bridge_checkpoint(struct bridge *b) {
-    unsigned long long seq = 0;
-    pthread_mutex_lock(&b->tickets_lock);
-    while (b->tickets && __atomic_load_n(&b->tickets->pending, __ATOMIC_ACQUIRE) == 0) {
-        struct ticket *t = b->tickets;
-        seq = t->seq;
-        b->tickets = t->next;
-        if (b->tickets == NULL) b->tickets_tail = NULL;
-        free(t);
-    }
-    pthread_mutex_unlock(&b->tickets_lock);
-    if (seq && journal_checkpoint(b->journal, seq) < 0 && log_ratelimit_ok(&b->journal_rl))
-        log_error("%s", journal_errstr(b->journal));
-    if (seq) store_set_checkpoint(b->store, seq);
-}
-
-static void tickets_free(struct bridge *b) {
-    while (b->tickets) {
-        struct ticket *t = b->tickets;
-        b->tickets = t->next;
-        free(t);
-    }
-    b->tickets_tail = NULL;
-}
-
 /* ==================== Publishing ==================== */
 
-/* Hand one document to the publisher thread; never waits on Paho, so it
- * is safe on Paho's callback thread and on the store worker alike (see
- * outbox.h). Takes ownership of doc. The ticket, if any, counts it. */
+/* Hand one document to the delivery; never waits on Paho, so it is safe
+ * on Paho's callback thread and on the store worker alike (delivery.h).
+ * Takes ownership of doc. The ticket, if any, counts it. */
 static void bridge_publish(struct bridge *b, const char *topic, char *doc, size_t len,
-                           const struct request *r, struct ticket *t) {
-    struct outbox_msg *m = outbox_msg_new(topic, doc, len, r ? r->corr : NULL,
-                                          r ? r->corr_len : 0, t);
-    if (m == NULL) {
-        STAT_INC(b, publish_errors);
-        log_error("out of memory for a publish to %s", topic);
-        return;
-    }
-    if (t) __atomic_add_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);
-    outbox_put(b->outbox, m);
+                           const struct request *r, struct delivery_ticket *t) {
+    int rc = delivery_put(b->delivery, t, topic, doc, len, r ? r->corr : NULL,
+                          r ? r->corr_len : 0, 0);
+    if (rc == CB_OK) return;
+    __atomic_add_fetch(&b->publish_oom, 1, __ATOMIC_RELAXED);
+    if (rc == CB_ERR_OOM) log_error("out of memory for a publish to %s", topic);
 }
 
-/* ==================== In-flight window ==================== */
-
-/* Paho queues publishes beyond the broker's Receive Maximum (mosquitto's
- * max_inflight_messages, 20 by default) and does not wake its sending
- * thread when acknowledgements free room: the queue then drains 20 a
- * second. So the publisher keeps at most mqtt.max_inflight publishes with
- * Paho, and each acknowledgement lets the next one go at once. */
-static void slot_done(struct mqtt_done *d, int ok) {
-    struct slot *s = (struct slot *)d;
-    struct bridge *b = s->b;
-    if (s->ticket) ticket_done(&s->ticket->done, ok);
-    pthread_mutex_lock(&b->window_lock);
-    b->free_slots[b->nfree++] = s;
-    pthread_cond_signal(&b->window_cond);
-    pthread_mutex_unlock(&b->window_lock);
-}
-
-/* A free slot, waiting for one. NULL only when stopping and no slot came
- * free for 5 s (the broker is gone): what is left stays in the journal. */
-static struct slot *slot_take(struct bridge *b) {
-    struct slot *s = NULL;
-    int waited = 0;
-    pthread_mutex_lock(&b->window_lock);
-    while (b->nfree == 0 && !(outbox_closed(b->outbox) && waited >= 5000)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
-        pthread_cond_timedwait(&b->window_cond, &b->window_lock, &until);
-        waited += 100;
-    }
-    if (b->nfree > 0) s = b->free_slots[--b->nfree];
-    pthread_mutex_unlock(&b->window_lock);
-    return s;
-}
-
-static int window_init(struct bridge *b, int size) {
-    b->slots = calloc((size_t)size, sizeof(*b->slots));
-    b->free_slots = calloc((size_t)size, sizeof(*b->free_slots));
-    if (b->slots == NULL || b->free_slots == NULL) return -1;
-    for (int i = 0; i < size; i++) {
-        b->slots[i] = (struct slot){ { slot_done }, b, NULL };
-        b->free_slots[b->nfree++] = &b->slots[i];
-    }
-    return 0;
-}
-
-/* Publish one message in a slot of the window, waiting while Paho cannot
- * take it (disconnected with its buffer full): a stored message's
- * republish is not dropped while the bridge runs. When stopping with the
- * broker gone, the message's ticket stays open, so the checkpoint stays
- * before it and the next start publishes it again. */
-static void bridge_send(struct bridge *b, struct outbox_msg *m) {
-    struct slot *s = slot_take(b);
-    int rc;
-    if (s == NULL) {
-        STAT_INC(b, publish_errors);
-        if (log_ratelimit_ok(&b->publish_rl))
-            log_warn("mqtt: no acknowledgement from the broker; %s left for the next start",
-                     m->topic);
-        return;
-    }
-    s->ticket = m->tag;
-    while ((rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len, b->cfg->mqtt_qos,
-                              m->retain, m->corr, m->corr_len, &s->done)) != 0 &&
-           mqtt_retryable(rc) && !outbox_closed(b->outbox))
-        sleep_ms(50);
-    if (rc == 0) return;
-    STAT_INC(b, publish_errors);
+/* The delivery's publish function: one message to Paho. Paho's "not now"
+ * (disconnected with its buffer full) is CB_ERR_FULL, tried again. */
+static int bridge_mqtt_publish(void *arg, const struct delivery_msg *m, struct cb_done *done) {
+    struct bridge *b = arg;
+    int rc = mqtt_publish(b->mqtt, m->topic, m->payload, m->len, b->cfg->mqtt_qos,
+                          m->retain, m->corr, m->corr_len, done);
+    if (rc == 0) return CB_OK;
+    if (mqtt_retryable(rc)) return CB_ERR_FULL;
     if (log_ratelimit_ok(&b->publish_rl))
         log_error("mqtt: publish to %s failed: %s", m->topic, mqtt_strerror(rc));
-    slot_done(&s->done, 0);              /* completes the ticket too */
+    return CB_ERR;
 }
 
-/* The publisher thread: drains the outbox into Paho, in order. Ends once
- * the outbox is closed and empty. */
-static void *bridge_publisher(void *arg) {
+/* The delivery's checkpoint function: persist it, and let the replay
+ * guard forget what can no longer be replayed. */
+static void bridge_on_checkpoint(void *arg, uint64_t seq) {
     struct bridge *b = arg;
-    for (;;) {
-        struct outbox_msg *m = outbox_take_all(b->outbox, 200);
-        if (m == NULL && outbox_closed(b->outbox) && outbox_len(b->outbox) == 0)
-            break;
-        while (m) {
-            struct outbox_msg *next = m->next;
-            bridge_send(b, m);
-            outbox_msg_free(m);
-            m = next;
-        }
+    char why[256];
+    if (journal_checkpoint(b->journal, seq) < 0 && log_ratelimit_ok(&b->journal_rl)) {
+        snprintf(why, sizeof(why), "%s", journal_errstr(b->journal));
+        log_error("%s", why);
     }
-    return NULL;
+    store_set_checkpoint(b->store, seq);
 }
 
-/* Send a reply to the record's reply topic, if it named one. */
+/* Send a reply to the request's reply topic, if it named one. */
 static void bridge_reply(struct bridge *b, const struct request *r, char *doc,
-                         size_t len, struct ticket *t) {
+                         size_t len, struct delivery_ticket *t) {
     if (r->reply_topic == NULL) {
         free(doc);
         return;
@@ -271,7 +115,7 @@ static void bridge_reply(struct bridge *b, const struct request *r, char *doc,
 }
 
 static void bridge_reply_error(struct bridge *b, const struct request *r, int err,
-                               struct ticket *t) {
+                               struct delivery_ticket *t) {
     size_t len;
     char *doc = codec_encode_error(err, r->correlation, &len);
     bridge_reply(b, r, doc, len, t);
@@ -279,7 +123,7 @@ static void bridge_reply_error(struct bridge *b, const struct request *r, int er
 
 /* Publish on the room's msgs topic. */
 static void bridge_room_publish(struct bridge *b, const char *room, char *doc,
-                                size_t len, struct ticket *t) {
+                                size_t len, struct delivery_ticket *t) {
     char topic[TOPIC_MAX];
     if (topic_build(topic, sizeof(topic), b->cfg->topic_prefix, room, "msgs") < 0) {
         free(doc);
@@ -350,7 +194,7 @@ static int bridge_decode(struct bridge *b, const struct mqtt_in *in, char *room,
     if (kind == TOPIC_ERR_ROOM) return CODEC_ERR_ROOM;
     if (kind == TOPIC_ERR_USER) return CODEC_ERR_USER;
     if (kind < 0) return CODEC_ERR_TOPIC;
-    *r = (struct request){ .kind = kind, .limit = req->limit, .ts = now_ms(),
+    *r = (struct request){ .kind = kind, .limit = req->limit, .ts = clock_wall_ms(),
         .id = req->id, .before = req->before, .room = room, .user = req->user,
         .client_msg_id = req->client_msg_id, .text = req->text,
         .text_len = req->text_len };
@@ -373,7 +217,7 @@ static void bridge_journal(struct bridge *b, const struct mqtt_in *in, const str
         if (__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) > 1) break;
         if (log_ratelimit_ok(&b->journal_rl))
             log_error("%s; retrying", journal_errstr(b->journal));
-        sleep_ms(100);
+        clock_sleep_ms(100);
     }
     STAT_INC(b, lost);
     log_error("journal closed: a message on %.*s was not kept",
@@ -434,17 +278,14 @@ static void bridge_on_message(void *arg, const struct mqtt_in *in) {
 
 /* ==================== Store worker ==================== */
 
+/* 1 once stopping and past the stop's deadline for Redis. */
 static int bridge_giving_up(struct bridge *b) {
-    struct timespec now;
-    if (!__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE)) return 0;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > b->give_up_at.tv_sec ||
-           (now.tv_sec == b->give_up_at.tv_sec && now.tv_nsec >= b->give_up_at.tv_nsec);
+    return __atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) && clock_passed(&b->give_up_at);
 }
 
 /* Wait before the next attempt: exponential, capped, with jitter. */
 static void backoff(long *ms) {
-    sleep_ms(*ms / 2 + rand() % (*ms / 2 + 1));
+    clock_sleep_ms(*ms / 2 + rand() % (*ms / 2 + 1));
     *ms = *ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *ms * 2;
 }
 
@@ -498,7 +339,7 @@ static int bridge_exec(struct bridge *b, struct store_op *ops, size_t n) {
  * republish may not have reached the broker); a client's repeat of a
  * client_msg_id only gets the original id back. */
 static void bridge_done_send(struct bridge *b, const struct request *r,
-                             const struct store_op *op, struct ticket *t) {
+                             const struct store_op *op, struct delivery_ticket *t) {
     size_t len;
     if (op->how == STORE_DUPLICATE) {
         STAT_INC(b, duplicates);
@@ -508,7 +349,7 @@ static void bridge_done_send(struct bridge *b, const struct request *r,
         char *doc = codec_encode_msg(&m, &len);
         if (op->how == STORE_NEW) STAT_INC(b, stored);
         else STAT_INC(b, replayed);
-        long long age = now_ms() - r->ts;
+        long long age = clock_wall_ms() - r->ts;
         stats_hist_add(&b->e2e_lat, age > 0 ? (uint64_t)age * 1000 : 0);
         bridge_room_publish(b, r->room, doc, len, t);
         STAT_INC(b, republished);
@@ -544,7 +385,7 @@ static char *bridge_encode_page(struct bridge *b, const struct request *r,
 
 /* A history page: the store gives newest first, the reply is oldest first. */
 static void bridge_done_history(struct bridge *b, const struct request *r,
-                                const struct store_op *op, struct ticket *t) {
+                                const struct store_op *op, struct delivery_ticket *t) {
     size_t len, n = op->nmsgs;
     struct codec_msg *msgs = n ? calloc(n, sizeof(*msgs)) : NULL;
     STAT_INC(b, history);
@@ -562,7 +403,7 @@ static void bridge_done_history(struct bridge *b, const struct request *r,
     bridge_reply(b, r, doc, len, t);
 }
 
-static void bridge_done_delete(struct bridge *b, const struct request *r, struct ticket *t) {
+static void bridge_done_delete(struct bridge *b, const struct request *r, struct delivery_ticket *t) {
     size_t len;
     STAT_INC(b, deleted);
     char *doc = codec_encode_deleted(r->room, r->id, &len);
@@ -575,7 +416,7 @@ static void bridge_done_delete(struct bridge *b, const struct request *r, struct
 
 /* Answer one record according to what the store did with it. */
 static void bridge_respond(struct bridge *b, const struct request *r,
-                           const struct store_op *op, struct ticket *t) {
+                           const struct store_op *op, struct delivery_ticket *t) {
     switch (op->result) {
     case CB_DONE:
         if (r->kind == REQ_SEND) bridge_done_send(b, r, op, t);
@@ -591,14 +432,14 @@ static void bridge_respond(struct bridge *b, const struct request *r,
     }
 }
 
-/* Let the publisher catch up before taking more work, but never while an
- * append waits for journal space: Paho's callback then holds Paho's lock,
- * and the publisher cannot move until we store more. */
-static void bridge_wait_outbox(struct bridge *b) {
-    while (!outbox_wait_below(b->outbox, b->outbox_limit, 10) &&
-           !journal_append_waiting(b->journal) &&
-           !__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE))
-        ;
+/* What lets the worker go on without waiting for the delivery: a stop,
+ * or an append waiting for the journal (Paho's callback then holds Paho's
+ * lock, and the delivery cannot move until we store more). The journal
+ * wakes the wait when an append begins to wait (bridge_journal_open). */
+static int bridge_hold(void *arg) {
+    struct bridge *b = arg;
+    return __atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) ||
+           journal_append_waiting(b->journal);
 }
 
 /* Decode a batch of journal entries into records and store ops. A record
@@ -617,28 +458,24 @@ static size_t bridge_prepare(struct bridge *b, size_t n) {
     return k;
 }
 
-/* Store one batch and hand its publishes to the outbox. Returns 0, or -1
+/* Store one batch and hand its publishes to the delivery. Returns 0, or -1
  * when it gave up at shutdown (the records stay in the journal). */
 static int bridge_batch(struct bridge *b, size_t n) {
     size_t k = bridge_prepare(b, n);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = clock_mono_us();
     int done = k == 0 || bridge_exec(b, b->ops, k);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    stats_hist_add(&b->store_lat, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
-                                              (t1.tv_nsec - t0.tv_nsec) / 1000));
+    stats_hist_add(&b->store_lat, clock_mono_us() - t0);
     if (!done) {
         for (size_t i = 0; i < k; i++) store_op_clear(&b->ops[i]);
         return -1;
     }
-    struct ticket *t = ticket_new(b, b->entries[n - 1].seq);
+    struct delivery_ticket *t = delivery_ticket_new(b->delivery, b->entries[n - 1].seq);
     for (size_t i = 0; i < k; i++) {
         bridge_respond(b, &b->recs[i], &b->ops[i], t);
         store_op_clear(&b->ops[i]);
     }
     journal_stored(b->journal, b->entries[n - 1].pos);
-    if (t) ticket_done(&t->done, 1);          /* the worker's own hold */
-    bridge_checkpoint(b);
+    delivery_ticket_release(b->delivery, t);     /* the worker's own hold */
     return 0;
 }
 
@@ -658,13 +495,13 @@ static void *bridge_worker(void *arg) {
         wait = BACKOFF_MIN_MS;
         size_t n = journal_read(b->journal, b->entries, max, stopping ? 20 : 200);
         if (n == 0) {
-            bridge_checkpoint(b);
+            delivery_checkpoint(b->delivery);
             if (stopping) break;
             continue;
         }
         if (bridge_batch(b, n) < 0 || (stopping && b->entries[n - 1].seq >= b->stop_seq))
             break;
-        bridge_wait_outbox(b);
+        delivery_wait_room(b->delivery, bridge_hold, b);
     }
     store_disconnect(b->store);
     return NULL;
@@ -795,6 +632,17 @@ static int bridge_alloc_batch(struct bridge *b) {
     return b->entries && b->recs && b->ops ? 0 : -1;
 }
 
+/* The delivery: at most mqtt.max_inflight publishes with Paho, and the
+ * worker waits while more than four batches' worth are queued. */
+static struct delivery *bridge_delivery_new(struct bridge *b) {
+    struct delivery_opts o = {
+        .window = b->cfg->mqtt_max_inflight,
+        .queue_limit = 4 * (size_t)b->cfg->batch_size,
+        .publish = bridge_mqtt_publish, .checkpoint = bridge_on_checkpoint, .arg = b,
+    };
+    return delivery_new(&o);
+}
+
 struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     struct bridge *b = calloc(1, sizeof(*b));
     snprintf(err, errlen, "out of memory");
@@ -805,21 +653,17 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->reject_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->publish_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10);
     b->journal_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10);
-    b->outbox_limit = 4 * (size_t)cfg->batch_size;
     b->status_interval = cfg->mqtt_status_interval;
     b->max_reply_bytes = cfg->max_reply_bytes;
     b->started = time(NULL);
-    pthread_mutex_init(&b->tickets_lock, NULL);
-    pthread_mutex_init(&b->window_lock, NULL);
-    pthread_cond_init(&b->window_cond, NULL);
-    if (bridge_status_topic(b) < 0 || window_init(b, cfg->mqtt_max_inflight) < 0) {
-        snprintf(err, errlen, "status topic too long, or out of memory");
+    if (bridge_status_topic(b) < 0) {
+        snprintf(err, errlen, "status topic too long");
         bridge_free(b);
         return NULL;
     }
-    b->outbox = outbox_new();
+    b->delivery = bridge_delivery_new(b);
     b->store = bridge_store_new(cfg);
-    if (b->outbox && b->store && bridge_alloc_batch(b) == 0 &&
+    if (b->delivery && b->store && bridge_alloc_batch(b) == 0 &&
         (b->journal = bridge_journal_open(cfg, err, errlen)) != NULL)
         b->mqtt = bridge_mqtt_new(b, err, errlen);
     if (b->mqtt == NULL) {
@@ -830,11 +674,11 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
 }
 
 int bridge_start(struct bridge *b, char *err, size_t errlen) {
-    if (pthread_create(&b->publisher, NULL, bridge_publisher, b) != 0) {
-        snprintf(err, errlen, "cannot start the publisher thread");
+    if (delivery_start(b->delivery) != CB_OK) {
+        snprintf(err, errlen, "cannot start the delivery thread");
         return -1;
     }
-    b->publisher_started = 1;
+    b->delivery_started = 1;
     if (pthread_create(&b->worker, NULL, bridge_worker, b) != 0) {
         snprintf(err, errlen, "cannot start the store worker");
         return -1;
@@ -866,10 +710,7 @@ static void bridge_publish_status(struct bridge *b, int online) {
     size_t len;
     bridge_stats(b, &st);
     char *doc = bridge_status_doc(b->cfg, &st, online, &len);
-    struct outbox_msg *m = doc ? outbox_msg_new(b->status_topic, doc, len, NULL, 0, NULL) : NULL;
-    if (m == NULL) return;
-    m->retain = 1;
-    outbox_put(b->outbox, m);
+    if (doc) delivery_put(b->delivery, NULL, b->status_topic, doc, len, NULL, 0, 1);
 }
 
 void bridge_tick(struct bridge *b) {
@@ -877,7 +718,7 @@ void bridge_tick(struct bridge *b) {
     int interval = __atomic_load_n(&b->status_interval, __ATOMIC_RELAXED);
     mqtt_tick(b->mqtt);
     journal_tick(b->journal);
-    bridge_checkpoint(b);
+    delivery_checkpoint(b->delivery);
     bridge_watch_journal(b);
     if (interval > 0 && now >= b->next_status && mqtt_ready(b->mqtt)) {
         b->next_status = now + interval;
@@ -895,32 +736,34 @@ void bridge_set_live(struct bridge *b, const struct config *cfg) {
 }
 
 /* Stop in order: the worker stores what the journal held when the stop
- * began (giving up on Redis after timeout_ms), the publisher hands the
- * last publishes to Paho and the broker acknowledges them, the checkpoint
- * moves, then the session closes. Messages arriving meanwhile are still
- * journaled (the bound is lifted so the callback can always return); what
- * was not stored stays in the journal for the next start. */
+ * began (giving up on Redis after timeout_ms), the delivery hands the
+ * last publishes to Paho and the broker acknowledges them (2 s at most),
+ * the checkpoint moves, then the session closes. Messages arriving
+ * meanwhile are still journaled (the bound is lifted so the callback can
+ * always return); what was not stored, or not acknowledged, stays in the
+ * journal for the next start. */
 void bridge_stop(struct bridge *b, int timeout_ms) {
     struct journal_stats js;
+    struct delivery_stats ds;
     journal_get_stats(b->journal, &js);
     b->stop_seq = js.last_seq;
-    clock_gettime(CLOCK_MONOTONIC, &b->give_up_at);
-    b->give_up_at.tv_sec += timeout_ms / 1000;
-    b->give_up_at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    b->give_up_at = clock_deadline(timeout_ms);
     __atomic_store_n(&b->stopping, 1, __ATOMIC_RELEASE);
+    delivery_wake(b->delivery);
     journal_unbound(b->journal);
     if (b->worker_started) pthread_join(b->worker, NULL);
-    if (b->publisher_started && b->status_interval > 0) bridge_publish_status(b, 0);
-    outbox_close(b->outbox);
-    if (b->publisher_started) pthread_join(b->publisher, NULL);
-    b->worker_started = b->publisher_started = 0;
-    for (int i = 0; i < 100 && mqtt_ready(b->mqtt) && mqtt_pending(b->mqtt) > 0; i++)
-        sleep_ms(20);
-    bridge_checkpoint(b);
+    if (b->delivery_started && b->status_interval > 0) bridge_publish_status(b, 0);
+    if (b->delivery_started) delivery_close(b->delivery, 2000);
+    b->worker_started = b->delivery_started = 0;
+    delivery_checkpoint(b->delivery);
     mqtt_stop(b->mqtt, 1000);
     __atomic_store_n(&b->stopping, 2, __ATOMIC_RELEASE);
     journal_close(b->journal);
     journal_get_stats(b->journal, &js);
+    delivery_get_stats(b->delivery, &ds);
+    if (ds.left)
+        log_warn("mqtt: %llu publishes not acknowledged by the broker; they are "
+                 "published again at the next start", ds.left);
     log_info("stopped: %lu stored, %lu duplicates, %lu rejected; %llu bytes of "
              "journal kept for the next start", b->st.stored, b->st.duplicates,
              b->st.rejected, (unsigned long long)js.unstored_bytes);
@@ -928,17 +771,11 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
 
 void bridge_free(struct bridge *b) {
     if (b == NULL) return;
-    if (b->worker_started || b->publisher_started) bridge_stop(b, 0);
-    mqtt_free(b->mqtt);
+    if (b->worker_started || b->delivery_started) bridge_stop(b, 0);
+    mqtt_free(b->mqtt);               /* first: no completion comes later */
     store_free(b->store);
     journal_free(b->journal);
-    outbox_free(b->outbox);
-    tickets_free(b);
-    pthread_mutex_destroy(&b->tickets_lock);
-    pthread_mutex_destroy(&b->window_lock);
-    pthread_cond_destroy(&b->window_cond);
-    free(b->slots);
-    free(b->free_slots);
+    delivery_free(b->delivery);
     record_buf_free(&b->recbuf);
     free(b->entries);
     free(b->recs);
@@ -951,7 +788,7 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
 #define LOAD(field) out->field = __atomic_load_n(&b->st.field, __ATOMIC_RELAXED)
     LOAD(received); LOAD(stored); LOAD(replayed); LOAD(duplicates);
     LOAD(republished); LOAD(replies); LOAD(rejected); LOAD(history);
-    LOAD(deleted); LOAD(redis_retries); LOAD(publish_errors); LOAD(lost);
+    LOAD(deleted); LOAD(redis_retries); LOAD(lost);
     LOAD(redis_connected); LOAD(reply_refused);
     for (int i = 0; i < CODEC_ERR_COUNT; i++) LOAD(rejected_by[i]);
 #undef LOAD
@@ -963,7 +800,11 @@ void bridge_stats(struct bridge *b, struct bridge_stats *out) {
     out->journal_bytes = js.disk_bytes;
     out->journal_unstored = js.unstored_bytes;
     out->journal_max = js.max_bytes;
-    out->outbox = outbox_len(b->outbox);
+    struct delivery_stats ds;
+    delivery_get_stats(b->delivery, &ds);
+    out->outbox = ds.queued;
+    out->publish_errors = ds.refused + ds.left +
+                          __atomic_load_n(&b->publish_oom, __ATOMIC_RELAXED);
     out->mqtt_ready = mqtt_ready(b->mqtt);
     memcpy(out->instance, b->instance, sizeof(out->instance));
     struct store_counters sc;

@@ -496,32 +496,32 @@ int mqtt_ready(const struct mqtt *m) {
 /* ==================== Publishing ==================== */
 
 static void on_published5(void *ctx, MQTTAsync_successData5 *resp) {
-    struct mqtt_done *d = ctx;
+    struct cb_done *d = ctx;
     (void)resp;
     d->fn(d, 1);
 }
 
 static void on_publish_fail5(void *ctx, MQTTAsync_failureData5 *resp) {
-    struct mqtt_done *d = ctx;
+    struct cb_done *d = ctx;
     (void)resp;
     d->fn(d, 0);
 }
 
 static void on_published(void *ctx, MQTTAsync_successData *resp) {
-    struct mqtt_done *d = ctx;
+    struct cb_done *d = ctx;
     (void)resp;
     d->fn(d, 1);
 }
 
 static void on_publish_fail(void *ctx, MQTTAsync_failureData *resp) {
-    struct mqtt_done *d = ctx;
+    struct cb_done *d = ctx;
     (void)resp;
     d->fn(d, 0);
 }
 
 /* Point the response options at the completion callbacks of the version. */
 static void set_done(const struct mqtt *m, MQTTAsync_responseOptions *ro,
-                     struct mqtt_done *done) {
+                     struct cb_done *done) {
     ro->context = done;
     if (done == NULL) return;
     if (m->opts.version >= 5) {
@@ -535,7 +535,7 @@ static void set_done(const struct mqtt *m, MQTTAsync_responseOptions *ro,
 
 int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
                  size_t len, int qos, int retain, const void *correlation,
-                 size_t correlation_len, struct mqtt_done *done) {
+                 size_t correlation_len, struct cb_done *done) {
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     MQTTAsync_responseOptions *rop = done ? &ro : NULL;
     set_done(m, &ro, done);

@@ -9,6 +9,7 @@
 #define CB_MQTT_H
 
 #include <stddef.h>
+#include "result.h"
 
 /* One incoming message. Pointers are valid only during the handler call;
  * response_topic and correlation are the MQTT 5 properties (NULL if absent,
@@ -74,20 +75,15 @@ void mqtt_tick(struct mqtt *m);
 /* 1 when connected and every subscription was granted. */
 int mqtt_ready(const struct mqtt *m);
 
-/* Completion of a publish: embed it in your own struct; fn runs once, on
- * Paho's thread, with ok = 1 when the broker acknowledged the publish (for
- * QoS 0: when it was written), 0 when Paho gave up on it. */
-struct mqtt_done {
-    void (*fn)(struct mqtt_done *self, int ok);
-};
-
 /* Queue a publish (kept while disconnected, up to max_buffered). On MQTT 5
  * the correlation data, when given, goes out as the Correlation Data
- * property. done may be NULL. Returns 0, or Paho's negative code (see
+ * property. done (result.h) may be NULL; it runs once, on Paho's thread,
+ * with ok = 1 when the broker acknowledged the publish (for QoS 0: when it
+ * was written), 0 when Paho gave up on it. Returns 0, or Paho's negative code (see
  * mqtt_strerror); done is then not called. */
 int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
                  size_t len, int qos, int retain, const void *correlation,
-                 size_t correlation_len, struct mqtt_done *done);
+                 size_t correlation_len, struct cb_done *done);
 
 /* 1 when rc means "not now" (buffer full, disconnected): try again later. */
 int mqtt_retryable(int rc);

@@ -31,4 +31,11 @@ enum cb_outcome {
     CB_FAILED = 5         /* refused for good; the module's errstr says why */
 };
 
+/* A completion: embed it first in your own struct; fn runs once, with
+ * ok = 1 when the work was done (a publish acknowledged), 0 when it was
+ * given up. */
+struct cb_done {
+    void (*fn)(struct cb_done *self, int ok);
+};
+
 #endif
