@@ -23,6 +23,7 @@
 #include "peers.h"
 #include "record.h"
 #include "stats.h"
+#include "status.h"
 #include "store.h"
 #include "topic.h"
 
@@ -59,7 +60,7 @@ struct bridge {
     time_t started, next_status;
     struct stats_hist store_lat;  /* per batch, Redis round trip */
     struct stats_hist e2e_lat;    /* per message, arrival to outbox */
-    struct bridge_stats st;       /* counters updated atomically */
+    struct stats_snapshot st;       /* counters updated atomically */
 };
 
 #define STAT_INC(b, field) __atomic_add_fetch(&(b)->st.field, 1, __ATOMIC_RELAXED)
@@ -537,7 +538,7 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         }
     }
     size_t len;
-    char *will = bridge_offline_doc(c, &len);
+    char *will = status_offline_doc(c, &len);
     struct mqtt_opts o = {
         .uri = c->mqtt_uri, .client_id = c->mqtt_client_id,
         .username = c->mqtt_username, .password = c->mqtt_password,
@@ -706,10 +707,10 @@ static void bridge_watch_journal(struct bridge *b) {
 /* Publish the status document, retained, every status_interval seconds
  * (and once as soon as the session is up). */
 static void bridge_publish_status(struct bridge *b, int online) {
-    struct bridge_stats st;
+    struct stats_snapshot st;
     size_t len;
     bridge_stats(b, &st);
-    char *doc = bridge_status_doc(b->cfg, &st, online, &len);
+    char *doc = status_doc(b->cfg, &st, online, &len);
     if (doc) delivery_put(b->delivery, NULL, b->status_topic, doc, len, NULL, 0, 1);
 }
 
@@ -783,7 +784,7 @@ void bridge_free(struct bridge *b) {
     free(b);
 }
 
-void bridge_stats(struct bridge *b, struct bridge_stats *out) {
+void bridge_stats(struct bridge *b, struct stats_snapshot *out) {
     struct journal_stats js;
 #define LOAD(field) out->field = __atomic_load_n(&b->st.field, __ATOMIC_RELAXED)
     LOAD(received); LOAD(stored); LOAD(replayed); LOAD(duplicates);

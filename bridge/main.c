@@ -126,7 +126,7 @@ static void config_destroy(struct config *c) {
 
 /* Tell systemd once when the bridge is subscribed and Redis answers. */
 static void notify_ready(struct daemon *d) {
-    struct bridge_stats st;
+    struct stats_snapshot st;
     if (d->ready) return;
     bridge_stats(d->bridge, &st);
     if (!st.mqtt_ready || !st.redis_connected) return;
@@ -138,7 +138,7 @@ static void notify_ready(struct daemon *d) {
 /* The connection states, the journal and the counts: in the log every
  * log.status_interval seconds, and as systemd's STATUS= every tick. */
 static void report_status(struct daemon *d) {
-    struct bridge_stats st;
+    struct stats_snapshot st;
     time_t now = time(NULL);
     const struct config *cfg = d->current;
     bridge_stats(d->bridge, &st);

@@ -9,6 +9,7 @@
  * verified, its name unless tls_verify_hostname is 0, and TLS 1.2 is the
  * least version. tlsdiag.c says why a TLS connect failed. */
 #include <dirent.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -109,28 +110,62 @@ static void on_subscribe_fail(void *ctx, MQTTAsync_failureData *resp) {
               MQTTAsync_strerror(resp->code));
 }
 
+/* Split a broker URI ("tcp://host:port", "ssl://[::1]:8883", "ws://h/p")
+ * into host and port, the scheme's default port when none is given.
+ * 0, or -1 when it does not parse. */
+static int uri_host_port(const char *uri, char *host, size_t hostlen, int *port) {
+    const char *p = strstr(uri, "://");
+    int tls = uri_is_tls(uri), ws = strncmp(uri, "ws", 2) == 0;
+    p = p ? p + 3 : uri;
+    size_t n = *p == '[' ? strcspn(p, "]") + 1 : strcspn(p, ":/");
+    if (n == 0 || n >= hostlen || (*p == '[' && p[n - 1] != ']')) return -1;
+    snprintf(host, hostlen, "%.*s", (int)(*p == '[' ? n - 2 : n), *p == '[' ? p + 1 : p);
+    *port = p[n] == ':' ? atoi(p + n + 1) : ws ? (tls ? 443 : 80) : (tls ? 8883 : 1883);
+    return *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+/* 1 when fd is a TCP socket whose peer is one of the addresses of ai. */
+static int peer_is(int fd, const struct addrinfo *ai) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) return 0;
+    for (; ai; ai = ai->ai_next) {
+        if (ai->ai_family != ss.ss_family) continue;
+        if (ai->ai_family == AF_INET &&
+            memcmp(ai->ai_addr, &ss, sizeof(struct sockaddr_in)) == 0) return 1;
+        if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const void *)ai->ai_addr, *b = (const void *)&ss;
+            if (a->sin6_port == b->sin6_port &&
+                memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
 /* Paho 1.3.12 cannot set TCP_NODELAY (a later Paho added the option), and
  * without it every small publish waits for the broker's delayed ACK: about
- * 40 ms per republish or reply at low rates. Once connected, set it on
- * every TCP socket of the process: Paho's, and hiredis' which has it
- * already. */
-static void set_nodelay_all(void) {
+ * 40 ms per republish or reply at low rates. Paho does not give its
+ * socket, so once connected the bridge looks for it: the process's TCP
+ * sockets connected to the broker's address and port. Other sockets
+ * (Redis, anything a library opened) are left as they are. */
+int mqtt_set_nodelay(const char *uri) {
+    char host[256], portstr[8];
+    int port, one = 1, n = 0;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+    if (uri_host_port(uri, host, sizeof(host), &port) < 0) return -1;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0) return -1;
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
-    if (d == NULL) return;
-    while ((e = readdir(d)) != NULL) {
-        int fd = atoi(e->d_name), type = 0, one = 1;
-        socklen_t len = sizeof(type);
-        struct sockaddr_storage ss;
-        socklen_t slen = sizeof(ss);
-        if (fd <= 2 || fd == dirfd(d)) continue;
-        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
-            continue;
-        if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0 &&
-            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    while (d && (e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != dirfd(d) && peer_is(fd, ai) &&
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+            n++;
     }
-    closedir(d);
+    if (d) closedir(d);
+    freeaddrinfo(ai);
+    return n;
 }
 
 /* ==================== Why a connect failed (Paho's thread) ==================== */
@@ -207,7 +242,7 @@ static void on_connected(void *ctx, char *cause) {
         tlsdiag_clear();
         tlsdiag_watch(0);
     }
-    set_nodelay_all();
+    mqtt_set_nodelay(m->opts.uri);
     ro.context = m;
     if (m->opts.version >= 5) {
         ro.onSuccess5 = on_subscribe;

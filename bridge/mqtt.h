@@ -94,6 +94,12 @@ int mqtt_pending(const struct mqtt *m);
 /* Disconnect, giving in-flight publishes up to timeout_ms to complete. */
 void mqtt_stop(struct mqtt *m, int timeout_ms);
 
+/* Set TCP_NODELAY on the process's TCP sockets connected to the broker of
+ * uri (Paho 1.3.12 has no option for it); other sockets are left alone.
+ * Returns how many were set, or -1 when uri's host does not resolve.
+ * Called by the module once connected; public for the tests. */
+int mqtt_set_nodelay(const char *uri);
+
 /* Paho's text for a return code. */
 const char *mqtt_strerror(int rc);
 

@@ -5,7 +5,7 @@
 #include <time.h>
 #include <jansson.h>
 
-#include "bridge.h"
+#include "status.h"
 
 #define CB_STATUS_VERSION 1
 
@@ -15,7 +15,7 @@ static json_t *latency(const double *ms) {
 }
 
 /* Refusals by error code, only the codes that occurred. */
-static json_t *rejections(const struct bridge_stats *st) {
+static json_t *rejections(const struct stats_snapshot *st) {
     json_t *o = json_object();
     for (int i = 1; o && i < CODEC_ERR_COUNT; i++)
         if (st->rejected_by[i])
@@ -25,7 +25,7 @@ static json_t *rejections(const struct bridge_stats *st) {
     return o;
 }
 
-static json_t *counts(const struct bridge_stats *st) {
+static json_t *counts(const struct stats_snapshot *st) {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "received", (json_int_t)st->received, "stored", (json_int_t)st->stored,
         "republished", (json_int_t)st->republished, "replies", (json_int_t)st->replies,
@@ -38,7 +38,7 @@ static json_t *counts(const struct bridge_stats *st) {
         "rejected", (json_int_t)st->rejected, "rejected_by", rejections(st));
 }
 
-char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
+char *status_doc(const struct config *cfg, const struct stats_snapshot *st,
                         int online, size_t *len) {
     json_t *doc = json_pack("{s:i, s:s, s:b, s:I, s:I, s:s, s:s, s:{s:I, s:I, s:I}, "
                             "s:I, s:o, s:{s:o, s:o}}",
@@ -62,7 +62,7 @@ char *bridge_status_doc(const struct config *cfg, const struct bridge_stats *st,
     return s;
 }
 
-char *bridge_offline_doc(const struct config *cfg, size_t *len) {
+char *status_offline_doc(const struct config *cfg, size_t *len) {
     json_t *doc = json_pack("{s:i, s:s, s:b}", "version", CB_STATUS_VERSION,
                             "client_id", cfg->mqtt_client_id, "online", 0);
     if (doc == NULL) return NULL;
