@@ -284,6 +284,14 @@ static char *dump_and_free(json_t *doc, size_t *len) {
     return s;
 }
 
+/* Dump o as dump_and_free does, unless building it failed: then free it
+ * and return NULL. */
+static char *dump_unless(json_t *o, int failed, size_t *len) {
+    if (!failed) return dump_and_free(o, len);
+    json_decref(o);
+    return NULL;
+}
+
 /* Append "correlation" to a reply when the request carried one. The
  * json_object_set_new() family consumes the value even on failure, so
  * nesting the constructor leaks nothing. Returns 0 or -1. */
@@ -326,15 +334,9 @@ char *codec_encode_deleted(const char *room, long long id, size_t *len) {
     json_t *o = json_object();
 
     if (o == NULL) return NULL;
-    if (json_object_set_new(o, "id", json_integer(id)) ||
-        json_object_set_new(o, "room", json_string(room)) ||
-        json_object_set_new(o, "deleted", json_true()))
-        goto fail;
-    return dump_and_free(o, len);
-
-fail:
-    json_decref(o);
-    return NULL;
+    return dump_unless(o, json_object_set_new(o, "id", json_integer(id)) ||
+                       json_object_set_new(o, "room", json_string(room)) ||
+                       json_object_set_new(o, "deleted", json_true()), len);
 }
 
 /* {"ok":true,"id":N[,"correlation"]} */
@@ -342,15 +344,9 @@ char *codec_encode_ok(long long id, const char *correlation, size_t *len) {
     json_t *o = json_object();
 
     if (o == NULL) return NULL;
-    if (json_object_set_new(o, "ok", json_true()) ||
-        json_object_set_new(o, "id", json_integer(id)) ||
-        add_correlation(o, correlation))
-        goto fail;
-    return dump_and_free(o, len);
-
-fail:
-    json_decref(o);
-    return NULL;
+    return dump_unless(o, json_object_set_new(o, "ok", json_true()) ||
+                       json_object_set_new(o, "id", json_integer(id)) ||
+                       add_correlation(o, correlation), len);
 }
 
 /* {"ok":false,"error":CODE,"message":TEXT[,"correlation"]} */
@@ -358,16 +354,10 @@ char *codec_encode_error(int err, const char *correlation, size_t *len) {
     json_t *o = json_object();
 
     if (o == NULL) return NULL;
-    if (json_object_set_new(o, "ok", json_false()) ||
-        json_object_set_new(o, "error", json_string(codec_err_code(err))) ||
-        json_object_set_new(o, "message", json_string(codec_err_text(err))) ||
-        add_correlation(o, correlation))
-        goto fail;
-    return dump_and_free(o, len);
-
-fail:
-    json_decref(o);
-    return NULL;
+    return dump_unless(o, json_object_set_new(o, "ok", json_false()) ||
+                       json_object_set_new(o, "error", json_string(codec_err_code(err))) ||
+                       json_object_set_new(o, "message", json_string(codec_err_text(err))) ||
+                       add_correlation(o, correlation), len);
 }
 
 /* The messages array of a history reply, or NULL on failure. */
@@ -391,15 +381,9 @@ char *codec_encode_history(const char *room, const struct codec_msg *msgs,
     json_t *o = json_object();
 
     if (o == NULL) return NULL;
-    if (json_object_set_new(o, "room", json_string(room)) ||
-        json_object_set_new(o, "messages", msgs_array(msgs, n)) ||
-        json_object_set_new(o, "next_before", next_before > 0 ?
-                            json_integer(next_before) : json_null()) ||
-        add_correlation(o, correlation))
-        goto fail;
-    return dump_and_free(o, len);
-
-fail:
-    json_decref(o);
-    return NULL;
+    return dump_unless(o, json_object_set_new(o, "room", json_string(room)) ||
+                       json_object_set_new(o, "messages", msgs_array(msgs, n)) ||
+                       json_object_set_new(o, "next_before", next_before > 0 ?
+                                           json_integer(next_before) : json_null()) ||
+                       add_correlation(o, correlation), len);
 }
