@@ -1,4 +1,5 @@
-/* cluster.c -- Redis Cluster slot routing over hiredis (see cluster.h).
+/* cluster.c -- Redis Cluster slot routing over hiredis, and the cluster's
+ * executor (see cluster.h).
  *
  * The map is CLUSTER_SLOTS node indices into c->nodes. Node entries keep
  * their index for as long as they are known: a refresh reuses the entries
@@ -17,15 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "result.h"
+#include "rexec.h"
+#include "rnode.h"
 
-#define HOST_MAX 256
+#define HOST_MAX RNODE_HOST_MAX
 #define ADDR_MAX (HOST_MAX + 16)     /* "[" HOST "]:" PORT */
 #define NO_NODE 0xFFFFu              /* a slot without a known primary */
-#define DEFAULT_TIMEOUT_MS 5000
 
 struct node {
     char host[HOST_MAX];
@@ -40,7 +42,7 @@ struct cluster {
     size_t nseeds;
     char *username;
     char *password;
-    int timeout_ms;
+    struct rnode_conf conf;  /* the two above and the timeout */
     int max_redirects;
     struct node *nodes;
     size_t nnodes, cap;
@@ -49,7 +51,7 @@ struct cluster {
     int stale;               /* the map needs reloading */
     int refreshed;           /* reloaded during the current batch */
     struct cluster_stats stats;
-    char errstr[256];
+    char errstr[REXEC_ERR_MAX];
 };
 
 /* ==================== Helpers ==================== */
@@ -80,8 +82,7 @@ static int dup_opt(char **dst, const char *src) {
 static void node_set(struct node *n, const char *host, int port) {
     snprintf(n->host, sizeof(n->host), "%s", host);
     n->port = port;
-    snprintf(n->addr, sizeof(n->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
-             host, port);
+    rnode_format_addr(n->addr, sizeof(n->addr), host, port);
     n->ctx = NULL;
 }
 
@@ -115,27 +116,6 @@ unsigned cluster_keyslot(const char *key, size_t len) {
 
 /* ==================== Parsers ==================== */
 
-int cluster_parse_addr(const char *s, char *host, size_t hostlen, int *port) {
-    const char *colon = strrchr(s, ':');
-    size_t hlen;
-    char *end;
-    long p;
-
-    if (colon == NULL || !isdigit((unsigned char)colon[1])) return -1;
-    p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || p < 1 || p > 65535) return -1;
-    hlen = (size_t)(colon - s);
-    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
-        s++;
-        hlen -= 2;
-    }
-    if (hlen >= hostlen) return -1;
-    memcpy(host, s, hlen);
-    host[hlen] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
 int cluster_parse_redirect(const char *err, unsigned *slot, char *addr,
                            size_t addrlen) {
     char host[HOST_MAX];
@@ -156,7 +136,7 @@ int cluster_parse_redirect(const char *err, unsigned *slot, char *addr,
     if (!isdigit((unsigned char)*p)) return CLUSTER_NO_REDIRECT;
     s = strtoul(p, &end, 10);
     if (*end != ' ' || s >= CLUSTER_SLOTS ||
-        cluster_parse_addr(end + 1, host, sizeof(host), &port) < 0 ||
+        rnode_parse_addr(end + 1, host, sizeof(host), &port) < 0 ||
         (size_t)snprintf(addr, addrlen, "%s", end + 1) >= addrlen)
         return CLUSTER_NO_REDIRECT;
     *slot = (unsigned)s;
@@ -216,7 +196,7 @@ static int parse_slots(struct cluster *c, const redisReply *r,
     if (r->type != REDIS_REPLY_ARRAY) {
         cluster_seterr(c, "CLUSTER SLOTS: %s", r->type == REDIS_REPLY_ERROR ?
                        r->str : "not an array");
-        return CLUSTER_ERR_PROTO;
+        return CB_ERR_PROTO;
     }
     for (size_t i = 0; i < r->elements; i++) {
         long long lo, hi;
@@ -224,13 +204,13 @@ static int parse_slots(struct cluster *c, const redisReply *r,
         int port;
         if (parse_range(r->element[i], &lo, &hi, &host, &port) < 0) {
             cluster_seterr(c, "CLUSTER SLOTS: entry %zu is malformed", i);
-            return CLUSTER_ERR_PROTO;
+            return CB_ERR_PROTO;
         }
         if (host == NULL) continue;      /* unknown endpoint: no owner */
         uint16_t ix = parsed_node(p, host[0] ? host : fromhost, port);
         for (long long s = lo; s <= hi; s++) p->slot[s] = ix;
     }
-    return CLUSTER_OK;
+    return CB_OK;
 }
 
 /* ==================== Nodes ==================== */
@@ -276,53 +256,12 @@ static void node_drop(struct cluster *c, size_t i) {
     c->stale = 1;
 }
 
-/* AUTH [username] password on a new connection, when a password is set.
- * Redis' refusal names neither; the secret is never put in errstr. */
-static int node_auth(struct cluster *c, const struct node *n, redisContext *ctx) {
-    const char *argv[] = { "AUTH", c->username, c->password };
-    int argc = 3;
-    redisReply *r;
-
-    if (c->password == NULL) return 0;
-    if (c->username == NULL) {
-        argv[1] = c->password;
-        argc = 2;
-    }
-    r = redisCommandArgv(ctx, argc, argv, NULL);
-    if (r == NULL) {
-        cluster_seterr(c, "redis %s: %s", n->addr, ctx->errstr);
-        return -1;
-    }
-    if (r->type != REDIS_REPLY_STATUS) {
-        cluster_seterr(c, "redis %s refused the credentials: %s", n->addr,
-                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        freeReplyObject(r);
-        return -1;
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-/* A new connection to n, with the timeout on connect, reads and writes,
- * authenticated. NULL with errstr set on failure. */
+/* A new connection to n (rnode_open). NULL with errstr set on failure. */
 static redisContext *node_open(struct cluster *c, const struct node *n) {
-    struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
-    redisContext *ctx = redisConnectWithTimeout(n->host, n->port, tv);
-
-    if (ctx == NULL || ctx->err) {
-        cluster_seterr(c, "redis %s: %s", n->addr, ctx ? ctx->errstr : "out of memory");
-        goto fail;
-    }
-    if (redisSetTimeout(ctx, tv) != REDIS_OK) {
-        cluster_seterr(c, "redis %s: cannot set the timeout", n->addr);
-        goto fail;
-    }
-    if (node_auth(c, n, ctx) < 0) goto fail;
-    stat_add(&c->stats.connects);
+    redisContext *ctx = rnode_open(&c->conf, n->host, n->port, NULL, c->errstr,
+                                   sizeof(c->errstr));
+    if (ctx) stat_add(&c->stats.connects);
     return ctx;
-fail:
-    if (ctx) redisFree(ctx);
-    return NULL;
 }
 
 /* Connect node i unless it is. 0, or -1 (errstr set, map stale). */
@@ -354,11 +293,11 @@ static void install_nodes(struct cluster *c, struct parsed *p) {
 }
 
 /* Install p: nodes no longer primaries are closed and their entries
- * freed. CLUSTER_OK or CLUSTER_ERR_OOM (nothing changed). */
+ * freed. CB_OK or CB_ERR_OOM (nothing changed). */
 static int install_map(struct cluster *c, struct parsed *p) {
     if (nodes_reserve(c, p->n) < 0) {
         cluster_seterr(c, "cluster: out of memory");
-        return CLUSTER_ERR_OOM;
+        return CB_ERR_OOM;
     }
     install_nodes(c, p);
     for (size_t i = 0; i < c->nnodes; i++) {
@@ -372,7 +311,7 @@ static int install_map(struct cluster *c, struct parsed *p) {
     c->loaded = 1;
     c->stale = 0;
     stat_add(&c->stats.refreshes);
-    return CLUSTER_OK;
+    return CB_OK;
 }
 
 int cluster_load_slots(struct cluster *c, const redisReply *r, const char *from) {
@@ -381,29 +320,29 @@ int cluster_load_slots(struct cluster *c, const redisReply *r, const char *from)
     int port, rc;
     size_t room = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
 
-    if (cluster_parse_addr(from, fromhost, sizeof(fromhost), &port) < 0) {
+    if (rnode_parse_addr(from, fromhost, sizeof(fromhost), &port) < 0) {
         cluster_seterr(c, "cluster: bad node address %s", from);
-        return CLUSTER_ERR_PROTO;
+        return CB_ERR_PROTO;
     }
     p = malloc(sizeof(*p) + room * sizeof(p->node[0]));
     if (p == NULL) {
         cluster_seterr(c, "cluster: out of memory");
-        rc = CLUSTER_ERR_OOM;
+        rc = CB_ERR_OOM;
         goto cleanup;
     }
     rc = parse_slots(c, r, fromhost, p);
-    if (rc == CLUSTER_OK && p->n == 0) {      /* a reset or stray node */
+    if (rc == CB_OK && p->n == 0) {      /* a reset or stray node */
         cluster_seterr(c, "cluster: %s serves no slots", from);
-        rc = CLUSTER_ERR_PROTO;
+        rc = CB_ERR_PROTO;
     }
-    if (rc == CLUSTER_OK) rc = install_map(c, p);
+    if (rc == CB_OK) rc = install_map(c, p);
 cleanup:
     free(p);
     return rc;
 }
 
 /* CLUSTER SLOTS on ctx, a connection to 'n', and install the answer.
- * CLUSTER_ERR_IO means ctx is broken. */
+ * CB_ERR_IO means ctx is broken. */
 static int ask_slots(struct cluster *c, redisContext *ctx, const struct node *n) {
     char addr[ADDR_MAX];
     redisReply *r = redisCommand(ctx, "CLUSTER SLOTS");
@@ -411,7 +350,7 @@ static int ask_slots(struct cluster *c, redisContext *ctx, const struct node *n)
 
     if (r == NULL) {
         cluster_seterr(c, "redis %s: %s", n->addr, ctx->errstr);
-        return CLUSTER_ERR_IO;
+        return CB_ERR_IO;
     }
     snprintf(addr, sizeof(addr), "%s", n->addr);   /* n may move */
     rc = cluster_load_slots(c, r, addr);
@@ -423,9 +362,9 @@ static int ask_slots(struct cluster *c, redisContext *ctx, const struct node *n)
 static int refresh_node(struct cluster *c, size_t i) {
     int rc;
     c->nodes[i].mark = 1;               /* tried */
-    if (node_connect(c, i) < 0) return CLUSTER_ERR_IO;
+    if (node_connect(c, i) < 0) return CB_ERR_IO;
     rc = ask_slots(c, c->nodes[i].ctx, &c->nodes[i]);
-    if (rc == CLUSTER_ERR_IO) node_drop(c, i);
+    if (rc == CB_ERR_IO) node_drop(c, i);
     return rc;
 }
 
@@ -435,10 +374,10 @@ static int refresh_seed(struct cluster *c, const struct node *seed) {
     redisContext *ctx = node_open(c, seed);
     int rc, i;
 
-    if (ctx == NULL) return CLUSTER_ERR_IO;
+    if (ctx == NULL) return CB_ERR_IO;
     rc = ask_slots(c, ctx, seed);
     i = node_find(c, seed->host, seed->port);
-    if (rc == CLUSTER_OK && i >= 0 && c->nodes[i].ctx == NULL) {
+    if (rc == CB_OK && i >= 0 && c->nodes[i].ctx == NULL) {
         c->nodes[i].ctx = ctx;
         ctx = NULL;
     }
@@ -447,17 +386,17 @@ static int refresh_seed(struct cluster *c, const struct node *seed) {
 }
 
 int cluster_refresh(struct cluster *c) {
-    int rc = CLUSTER_ERR_IO;
+    int rc = CB_ERR_IO;
     size_t i;
 
     for (i = 0; i < c->nnodes; i++) c->nodes[i].mark = 0;
     for (i = 0; i < c->nnodes; i++)
-        if (c->nodes[i].ctx && (rc = refresh_node(c, i)) == CLUSTER_OK) return rc;
-    for (i = 0; i < c->nseeds && rc != CLUSTER_ERR_OOM; i++)
-        if ((rc = refresh_seed(c, &c->seeds[i])) == CLUSTER_OK) return rc;
-    for (i = 0; i < c->nnodes && rc != CLUSTER_ERR_OOM; i++)
+        if (c->nodes[i].ctx && (rc = refresh_node(c, i)) == CB_OK) return rc;
+    for (i = 0; i < c->nseeds && rc != CB_ERR_OOM; i++)
+        if ((rc = refresh_seed(c, &c->seeds[i])) == CB_OK) return rc;
+    for (i = 0; i < c->nnodes && rc != CB_ERR_OOM; i++)
         if (c->nodes[i].addr[0] && !c->nodes[i].mark &&
-            (rc = refresh_node(c, i)) == CLUSTER_OK)
+            (rc = refresh_node(c, i)) == CB_OK)
             return rc;
     c->stale = 1;
     return rc;
@@ -465,26 +404,27 @@ int cluster_refresh(struct cluster *c) {
 
 /* ==================== Lifecycle ==================== */
 
+/* rnode_parse_list's callback: one more seed. */
+static int seed_add(void *arg, const char *host, int port) {
+    struct cluster *c = arg;
+    struct node *grown = realloc(c->seeds, (c->nseeds + 1) * sizeof(*grown));
+    if (grown == NULL) return CB_ERR_OOM;
+    c->seeds = grown;
+    node_set(&c->seeds[c->nseeds++], host, port);
+    return CB_OK;
+}
+
 struct cluster *cluster_new(const struct cluster_opts *opts) {
     struct cluster *c;
-    char host[HOST_MAX];
-    int port;
 
     if (opts->nseeds == 0) return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL) return NULL;
-    c->seeds = calloc(opts->nseeds, sizeof(*c->seeds));
-    if (c->seeds == NULL || dup_opt(&c->username, opts->username) ||
-        dup_opt(&c->password, opts->password))
+    if (dup_opt(&c->username, opts->username) || dup_opt(&c->password, opts->password))
         goto fail;
-    for (size_t i = 0; i < opts->nseeds; i++) {
-        if (cluster_parse_addr(opts->seeds[i], host, sizeof(host), &port) < 0 ||
-            host[0] == '\0')
-            goto fail;
-        node_set(&c->seeds[i], host, port);
-    }
-    c->nseeds = opts->nseeds;
-    c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    for (size_t i = 0; i < opts->nseeds; i++)
+        if (rnode_parse_list(opts->seeds[i], seed_add, c) <= 0) goto fail;
+    c->conf = (struct rnode_conf){ c->username, c->password, opts->timeout_ms };
     c->max_redirects = opts->max_redirects > 0 ? opts->max_redirects : CLUSTER_MAX_REDIRECTS;
     memset(c->slots, 0xff, sizeof(c->slots));
     c->stale = 1;
@@ -509,25 +449,7 @@ void cluster_free(struct cluster *c) {
     free(c);
 }
 
-/* ==================== Commands ==================== */
-
-int cluster_cmd_format(struct cluster_cmd *cmd, unsigned slot, int argc,
-                       const char **argv, const size_t *argvlen) {
-    char *buf = NULL;
-    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
-    if (len < 0) return CLUSTER_ERR_OOM;
-    cluster_cmd_clear(cmd);
-    cmd->buf = buf;
-    cmd->len = (size_t)len;
-    cmd->slot = slot & (CLUSTER_SLOTS - 1);
-    return CLUSTER_OK;
-}
-
-void cluster_cmd_clear(struct cluster_cmd *cmd) {
-    if (cmd->buf) redisFreeCommand(cmd->buf);
-    if (cmd->reply) freeReplyObject(cmd->reply);
-    memset(cmd, 0, sizeof(*cmd));
-}
+/* ==================== Replies ==================== */
 
 /* Errors that say the cluster cannot serve the slot now, but will. */
 static int retryable(const char *err) {
@@ -537,7 +459,7 @@ static int retryable(const char *err) {
 /* Follow a MOVED or ASK answer of cmd: the next round sends it to addr
  * (ASKING first for ASK); MOVED also fixes the map and marks it stale.
  * 0, or -1 when cmd may not be redirected again (errstr set). */
-static int follow(struct cluster *c, struct cluster_cmd *cmd, int kind,
+static int follow(struct cluster *c, struct rexec_cmd *cmd, int kind,
                   unsigned slot, const char *addr) {
     char host[HOST_MAX];
     int port, node;
@@ -548,7 +470,7 @@ static int follow(struct cluster *c, struct cluster_cmd *cmd, int kind,
                        slot, c->max_redirects);
         return -1;
     }
-    cluster_parse_addr(addr, host, sizeof(host), &port);   /* checked */
+    rnode_parse_addr(addr, host, sizeof(host), &port);   /* checked */
     if (host[0] == '\0')         /* ":PORT": the host of the node that said it */
         snprintf(host, sizeof(host), "%s", c->nodes[cmd->node].host);
     node = node_add(c, host, port);
@@ -568,7 +490,7 @@ static int follow(struct cluster *c, struct cluster_cmd *cmd, int kind,
 
 /* Give reply r to cmd: a result, or a redirection followed (r freed,
  * cmd pending again). */
-static void take_reply(struct cluster *c, struct cluster_cmd *cmd, redisReply *r) {
+static void take_reply(struct cluster *c, struct rexec_cmd *cmd, redisReply *r) {
     char addr[ADDR_MAX];
     unsigned slot;
     int error = r->type == REDIS_REPLY_ERROR;
@@ -576,26 +498,39 @@ static void take_reply(struct cluster *c, struct cluster_cmd *cmd, redisReply *r
                      : CLUSTER_NO_REDIRECT;
 
     cmd->reply = r;
-    cmd->result = CLUSTER_REPLY;
+    cmd->result = CB_DONE;
     if (kind != CLUSTER_NO_REDIRECT) {
         if (follow(c, cmd, kind, slot, addr) < 0) {
-            cmd->result = CLUSTER_RETRY;     /* errstr says why */
+            cmd->result = CB_RETRY;          /* errstr says why */
             return;
         }
         freeReplyObject(r);
         cmd->reply = NULL;
-        cmd->result = CLUSTER_PENDING;
+        cmd->result = CB_PENDING;
     } else if (error && retryable(r->str)) {
         stat_add(&c->stats.retry);
         cluster_seterr(c, "redis %s: %s", c->nodes[cmd->node].addr, r->str);
-        cmd->result = CLUSTER_RETRY;
+        cmd->result = CB_RETRY;
     }
 }
 
 /* ==================== Batches ==================== */
 
+/* cmd's node could not be reached or failed during this batch: it stays
+ * CB_PENDING (applied or not, nobody knows) and is not sent again before
+ * the next cluster_exec. */
+static void cmd_failed(struct rexec_cmd *cmd) {
+    cmd->result = CB_PENDING;
+    cmd->failed = 1;
+}
+
+/* 1 when cmd is to be sent in this round. */
+static int cmd_sendable(const struct rexec_cmd *cmd) {
+    return cmd->result == CB_PENDING && !cmd->failed;
+}
+
 /* The node cmd goes to, connected, or -1 with cmd's result set. */
-static int route(struct cluster *c, struct cluster_cmd *cmd) {
+static int route(struct cluster *c, struct rexec_cmd *cmd) {
     unsigned slot = cmd->slot & (CLUSTER_SLOTS - 1);
     int node = cmd->target;
 
@@ -607,12 +542,15 @@ static int route(struct cluster *c, struct cluster_cmd *cmd) {
     if (node < 0) {
         /* Never loaded: the refresh's error says why. */
         if (c->loaded) cluster_seterr(c, "cluster: slot %u has no primary", slot);
-        cmd->result = c->loaded ? CLUSTER_RETRY : CLUSTER_IO;
+        if (c->loaded)
+            cmd->result = CB_RETRY;
+        else
+            cmd_failed(cmd);
         c->stale = 1;
         return -1;
     }
     if (node_connect(c, (size_t)node) < 0) {
-        cmd->result = CLUSTER_IO;
+        cmd_failed(cmd);
         return -1;
     }
     return node;
@@ -620,7 +558,7 @@ static int route(struct cluster *c, struct cluster_cmd *cmd) {
 
 /* Append cmd (after ASKING when asked to) to node's pipeline. 0, or -1
  * when hiredis could not (out of memory): the pipeline is then unusable. */
-static int append(struct cluster *c, const struct cluster_cmd *cmd, int node) {
+static int append(struct cluster *c, const struct rexec_cmd *cmd, int node) {
     static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
     redisContext *ctx = c->nodes[node].ctx;
 
@@ -636,29 +574,29 @@ static int append(struct cluster *c, const struct cluster_cmd *cmd, int node) {
 /* Node's pipeline broke while commands 0..last were routed: those that
  * went to it get an I/O error, its connection is dropped. A later command
  * of the round opens a new one, whose replies are its own. */
-static void append_failed(struct cluster *c, struct cluster_cmd *cmds,
+static void append_failed(struct cluster *c, struct rexec_cmd *cmds,
                           size_t last, int node) {
     for (size_t j = 0; j <= last; j++) {
         if (cmds[j].node != node) continue;
         cmds[j].node = -1;
-        cmds[j].result = CLUSTER_IO;
+        cmd_failed(&cmds[j]);
     }
     node_drop(c, (size_t)node);
 }
 
 /* Route and append every pending command; refresh the map first when it
  * is stale and was not reloaded during this batch. The number sent. */
-static size_t round_send(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
+static size_t round_send(struct cluster *c, struct rexec_cmd *cmds, size_t n) {
     size_t sent = 0, pending = 0;
 
-    for (size_t i = 0; i < n; i++) pending += cmds[i].result == CLUSTER_PENDING;
+    for (size_t i = 0; i < n; i++) pending += cmd_sendable(&cmds[i]);
     if (pending && c->stale && !c->refreshed) {
         c->refreshed = 1;
         (void)cluster_refresh(c);   /* on failure, the map as it is */
     }
     for (size_t i = 0; i < n; i++) {
         cmds[i].node = -1;
-        if (cmds[i].result != CLUSTER_PENDING) continue;
+        if (!cmd_sendable(&cmds[i])) continue;
         int node = route(c, &cmds[i]);
         if (node < 0) continue;
         cmds[i].node = node;
@@ -687,7 +625,7 @@ static void round_flush(struct cluster *c) {
 
 /* The next reply of cmd's node (after that of ASKING), or NULL when the
  * connection failed or was dropped during this round. */
-static redisReply *read_reply(struct cluster *c, const struct cluster_cmd *cmd) {
+static redisReply *read_reply(struct cluster *c, const struct rexec_cmd *cmd) {
     redisContext *ctx = c->nodes[cmd->node].ctx;
     void *asking = NULL, *r = NULL;
 
@@ -706,31 +644,30 @@ fail:
 /* Read the replies of what round_send sent. Each node answers its
  * commands in the order they were appended, which is their order in
  * cmds, so reading in that order reads each node's pipeline in order. */
-static void round_read(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
+static void round_read(struct cluster *c, struct rexec_cmd *cmds, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (cmds[i].node < 0) continue;
         redisReply *r = read_reply(c, &cmds[i]);
         if (r == NULL)
-            cmds[i].result = CLUSTER_IO;
+            cmd_failed(&cmds[i]);
         else
             take_reply(c, &cmds[i], r);
     }
 }
 
-int cluster_exec(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
-    int rc = CLUSTER_OK;
+int cluster_exec(struct cluster *c, struct rexec_cmd *cmds, size_t n) {
+    int rc = CB_OK;
 
     c->errstr[0] = '\0';
     c->refreshed = 0;
     for (size_t i = 0; i < n; i++) {
-        if (cmds[i].result != CLUSTER_PENDING && cmds[i].result != CLUSTER_IO)
-            continue;
+        if (cmds[i].result != CB_PENDING) continue;
         if (cmds[i].reply) freeReplyObject(cmds[i].reply);   /* a stale one */
         cmds[i].reply = NULL;
-        cmds[i].result = CLUSTER_PENDING;
         cmds[i].target = -1;
         cmds[i].asking = 0;
         cmds[i].redirects = 0;
+        cmds[i].failed = 0;
     }
     /* Each round gives every command sent a result or a redirection, and
      * redirections are bounded: the loop ends. */
@@ -739,7 +676,7 @@ int cluster_exec(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
         round_read(c, cmds, n);
     }
     for (size_t i = 0; i < n; i++)
-        if (cmds[i].result == CLUSTER_IO) rc = CLUSTER_ERR_IO;
+        if (cmds[i].result == CB_PENDING) rc = CB_ERR_IO;
     return rc;
 }
 
@@ -760,4 +697,103 @@ void cluster_get_stats(const struct cluster *c, struct cluster_stats *out) {
 
 const char *cluster_errstr(const struct cluster *c) {
     return c->errstr;
+}
+
+/* ==================== The executor ==================== */
+
+struct cluster_rexec {
+    struct rexec x;            /* first: the executor is a struct rexec */
+    struct cluster *c;
+    int up;                    /* the map was loaded since the last disconnect */
+};
+
+/* Connecting is loading the slot map; nodes are connected as commands
+ * go to them. */
+static int cx_connect(struct rexec *x) {
+    struct cluster_rexec *cx = (struct cluster_rexec *)x;
+    if (cluster_refresh(cx->c) != CB_OK) {
+        rexec_seterr(x, "redis %s: %s", x->addr, cluster_errstr(cx->c));
+        return CB_ERR_IO;
+    }
+    cx->up = 1;
+    return CB_OK;
+}
+
+static int cx_connected(const struct rexec *x) {
+    return ((const struct cluster_rexec *)x)->up;
+}
+
+static void cx_disconnect(struct rexec *x) {
+    struct cluster_rexec *cx = (struct cluster_rexec *)x;
+    cluster_disconnect(cx->c);
+    cx->up = 0;
+}
+
+/* A batch. A lost node disconnects it all, so that the map is reloaded
+ * by the next connect, before anything runs again. The cluster's error
+ * (a command to retry has one too) goes into errstr. */
+static int cx_exec(struct rexec *x, struct rexec_cmd *cmds, size_t n) {
+    struct cluster_rexec *cx = (struct cluster_rexec *)x;
+    int rc = cluster_exec(cx->c, cmds, n);
+    if (cluster_errstr(cx->c)[0])
+        rexec_seterr(x, "redis %s: %s", x->addr, cluster_errstr(cx->c));
+    if (rc != CB_OK) cx_disconnect(x);
+    return rc;
+}
+
+/* One slot of each distinct primary that the map gives for slots. */
+static size_t cx_nodes(struct rexec *x, const unsigned *slots, size_t n,
+                       unsigned *out) {
+    const struct cluster *c = ((const struct cluster_rexec *)x)->c;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned slot = slots[i] & (CLUSTER_SLOTS - 1);
+        size_t j = 0;
+        if (c->slots[slot] == NO_NODE) continue;
+        while (j < k && c->slots[out[j]] != c->slots[slot]) j++;
+        if (j == k) out[k++] = slot;
+    }
+    return k;
+}
+
+static void cx_free(struct rexec *x) {
+    struct cluster_rexec *cx = (struct cluster_rexec *)x;
+    cluster_free(cx->c);
+    free(cx);
+}
+
+static void cx_counters(const struct rexec *x, struct rexec_counters *out) {
+    struct cluster_stats st;
+    cluster_get_stats(((const struct cluster_rexec *)x)->c, &st);
+    out->moved = st.moved;
+    out->ask = st.ask;
+}
+
+static const struct rexec_funcs cluster_funcs = {
+    cx_connect, cx_connected, cx_exec, cx_nodes, cx_disconnect, cx_free, cx_counters
+};
+
+struct rexec *cluster_rexec_new(const struct rexec_opts *opts) {
+    char hostport[REXEC_ADDR_MAX];
+    const char *list = opts->cluster_nodes;
+    struct cluster_rexec *cx;
+
+    if (list == NULL) {
+        if (opts->host == NULL) return NULL;
+        rnode_format_addr(hostport, sizeof(hostport), opts->host, opts->port);
+        list = hostport;
+    }
+    const char *seeds[] = { list };
+    struct cluster_opts o = { seeds, 1, opts->username, opts->password,
+                              opts->timeout_ms, 0 };
+    cx = calloc(1, sizeof(*cx));
+    if (cx == NULL) return NULL;
+    cx->x.funcs = &cluster_funcs;
+    snprintf(cx->x.addr, sizeof(cx->x.addr), "cluster %.280s", list);
+    cx->c = cluster_new(&o);
+    if (cx->c == NULL) {
+        free(cx);
+        return NULL;
+    }
+    return &cx->x;
 }

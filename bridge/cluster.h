@@ -1,4 +1,5 @@
-/* cluster.h -- Redis Cluster slot routing over hiredis 0.14.
+/* cluster.h -- Redis Cluster slot routing over hiredis 0.14, and the
+ * cluster's executor (rexec.h).
  *
  * hiredis 0.14 speaks to one server; this module routes commands to the
  * primaries of a Redis Cluster, and does nothing more: no replica reads,
@@ -11,25 +12,30 @@
  *  - The slot map (slot -> primary) comes from CLUSTER SLOTS, asked of the
  *    known primaries, then of the seeds, in turn (cluster_refresh). It is
  *    loaded by the first cluster_exec when nobody loaded it before.
- *  - One connection per primary, opened when a command first goes there,
- *    authenticated (AUTH) when credentials are set, kept across refreshes
- *    while the node stays a primary, closed when it does not.
- *  - cluster_exec runs a batch: the commands are grouped by node and
- *    pipelined, every node's pipeline is sent before any reply is read,
- *    and the replies are given back to their commands. A -MOVED answer
- *    updates the map, marks it stale (reloaded at most once per batch)
- *    and sends the command again to the new owner; an -ASK answer sends
- *    ASKING and the command to the node named, the map unchanged. At
+ *  - One connection per primary, opened (rnode_open: timeout, AUTH) when a
+ *    command first goes there, kept across refreshes while the node stays
+ *    a primary, closed when it does not.
+ *  - cluster_exec runs a batch of rexec_cmd: the commands are grouped by
+ *    node and pipelined, every node's pipeline is sent before any reply is
+ *    read, and the replies are given back to their commands. A -MOVED
+ *    answer updates the map, marks it stale (reloaded at most once per
+ *    batch) and sends the command again to the new owner; an -ASK answer
+ *    sends ASKING and the command to the node named, the map unchanged. At
  *    most max_redirects redirections per command.
+ *  - cluster_rexec_new makes the executor that runs batches this way; its
+ *    "nodes" are the distinct primaries the map gives for the slots.
  *
- * Errors are returned as values; the detail is in cluster_errstr(), never
- * printed. A context belongs to one thread; cluster_get_stats() may be
- * called from any thread. */
+ * Results are those of result.h: a function returns CB_OK or a cb_status,
+ * a command's outcome is CB_PENDING, CB_DONE or CB_RETRY (rexec.h). The
+ * detail of an error is in cluster_errstr(), never printed. A context
+ * belongs to one thread; cluster_get_stats() may be called from any
+ * thread. */
 #ifndef CB_CLUSTER_H
 #define CB_CLUSTER_H
 
 #include <stddef.h>
 #include <hiredis/hiredis.h>
+#include "rexec.h"
 
 #define CLUSTER_SLOTS 16384
 #define CLUSTER_MAX_REDIRECTS 5
@@ -37,46 +43,14 @@
 struct cluster;
 
 struct cluster_opts {
-    const char *const *seeds;  /* "HOST:PORT" of some nodes; "[V6]:PORT" too */
+    const char *const *seeds;  /* node lists (rnode_parse_list): "HOST:PORT"
+                                * words, "[V6]:PORT" too, separated by
+                                * spaces or commas */
     size_t nseeds;             /* at least 1 */
     const char *username;      /* Redis 6 ACL user; NULL: "default" */
     const char *password;      /* NULL: no AUTH */
     int timeout_ms;            /* connect, read and write, per node; 0: 5000 */
     int max_redirects;         /* per command and batch; 0: CLUSTER_MAX_REDIRECTS */
-};
-
-enum cluster_status {
-    CLUSTER_OK = 0,
-    CLUSTER_ERR_IO = -1,       /* a node could not be reached or was lost */
-    CLUSTER_ERR_PROTO = -2,    /* a node answered something unexpected */
-    CLUSTER_ERR_OOM = -3
-};
-
-/* Outcome of one command of a batch. */
-enum cluster_result {
-    CLUSTER_PENDING = 0,       /* not run yet */
-    CLUSTER_REPLY = 1,         /* the slot's owner answered: reply (which may
-                                * be an error reply, e.g. NOSCRIPT) */
-    CLUSTER_RETRY = 2,         /* not executed, try later: -TRYAGAIN,
-                                * -CLUSTERDOWN (reply holds it), too many
-                                * redirections, or no owner for the slot */
-    CLUSTER_IO = 3             /* the connection to the node failed: the
-                                * command may or may not have been applied */
-};
-
-/* One command of a batch. cluster_cmd_format() fills the inputs;
- * cluster_exec() the outputs. */
-struct cluster_cmd {
-    char *buf;                 /* the command, RESP-encoded (owned) */
-    size_t len;
-    unsigned slot;             /* the slot of every key it names */
-    /* outputs */
-    int result;                /* cluster_result */
-    redisReply *reply;         /* CLUSTER_REPLY, CLUSTER_RETRY: the answer,
-                                * if any. Freed by cluster_cmd_clear(); a
-                                * caller keeping it sets this to NULL */
-    /* private to cluster_exec */
-    int node, target, asking, redirects;
 };
 
 /* Counters since cluster_new(); read with cluster_get_stats(). */
@@ -88,11 +62,19 @@ struct cluster_stats {
     unsigned long long connects;   /* node connections opened */
 };
 
+/* ---------------- The executor ---------------- */
+
+/* The executor of a cluster (rexec.h) for opts' cluster_nodes, or
+ * host:port when there are none. Connecting loads the slot map; a batch
+ * that loses a node disconnects it all, so that the next connect reloads
+ * the map. NULL when out of memory or a seed is not HOST:PORT. */
+struct rexec *cluster_rexec_new(const struct rexec_opts *opts);
+
 /* ---------------- The context ---------------- */
 
 /* A context for these options (copied), nothing connected yet. NULL when
  * out of memory, or when there is no seed or a seed is not HOST:PORT
- * (check them first with cluster_parse_addr). */
+ * (check them first with rnode_parse_list). */
 struct cluster *cluster_new(const struct cluster_opts *opts);
 
 /* Close every connection and free the context. NULL is accepted. */
@@ -104,30 +86,21 @@ void cluster_disconnect(struct cluster *c);
 
 /* Load the slot map now: CLUSTER SLOTS of the connected primaries, then
  * of the seeds, then of the other nodes known, until one answers.
- * CLUSTER_OK, or CLUSTER_ERR_IO when none could be reached,
- * CLUSTER_ERR_PROTO when none gave a usable map, CLUSTER_ERR_OOM. */
+ * CB_OK, or CB_ERR_IO when none could be reached, CB_ERR_PROTO when none
+ * gave a usable map, CB_ERR_OOM. */
 int cluster_refresh(struct cluster *c);
 
 /* ---------------- Batches ---------------- */
 
-/* Set cmd to argv[0..argc) (argvlen NULL: NUL-terminated strings) for
- * slot, outputs cleared. cmd must be zeroed ({0}) or cleared before its
- * first use. CLUSTER_OK or CLUSTER_ERR_OOM (cmd unchanged). */
-int cluster_cmd_format(struct cluster_cmd *cmd, unsigned slot, int argc,
-                       const char **argv, const size_t *argvlen);
-
-/* Free cmd's buffer and reply; cmd is then empty. */
-void cluster_cmd_clear(struct cluster_cmd *cmd);
-
-/* Run every command of cmds[0..n) that is CLUSTER_PENDING or CLUSTER_IO,
- * pipelined per node; commands with another result are skipped, so a
- * batch can be passed again after an I/O error. Commands are sent in
- * their order in cmds; one that is redirected is sent again after those
- * of its round that were not. Returns CLUSTER_OK when every command has
- * a reply or CLUSTER_RETRY, or CLUSTER_ERR_IO when some are CLUSTER_IO
- * (their node's connection was dropped and the map marked stale; the
- * other commands went through). */
-int cluster_exec(struct cluster *c, struct cluster_cmd *cmds, size_t n);
+/* Run every command of cmds[0..n) that is CB_PENDING, pipelined per node;
+ * commands with another result are skipped, so a batch can be passed
+ * again after an I/O error. Commands are sent in their order in cmds; one
+ * that is redirected is sent again after those of its round that were
+ * not. Returns CB_OK when every command has a reply (CB_DONE) or is to be
+ * retried (CB_RETRY), or CB_ERR_IO when some are still CB_PENDING: their
+ * node could not be reached or its connection failed, and was dropped
+ * and the map marked stale; the other commands went through. */
+int cluster_exec(struct cluster *c, struct rexec_cmd *cmds, size_t n);
 
 /* ---------------- Information ---------------- */
 
@@ -148,11 +121,6 @@ const char *cluster_errstr(const struct cluster *c);
 
 /* ---------------- Parsers, public for the tests ---------------- */
 
-/* Split "HOST:PORT" (or "[V6]:PORT") into host and port. HOST may be
- * empty (":PORT" in a redirection: the node that sent it). 0, or -1 when
- * it is not of that form, the port is not 1..65535 or HOST is too long. */
-int cluster_parse_addr(const char *s, char *host, size_t hostlen, int *port);
-
 enum cluster_redirect { CLUSTER_NO_REDIRECT = 0, CLUSTER_MOVED = 1, CLUSTER_ASK = 2 };
 
 /* Parse an error reply's text: "MOVED <slot> <host>:<port>" or "ASK
@@ -165,7 +133,7 @@ int cluster_parse_redirect(const char *err, unsigned *slot, char *addr,
 /* Install the map of a CLUSTER SLOTS reply that node 'from' ("HOST:PORT")
  * gave, as cluster_refresh does: an empty address in it means 'from'.
  * Connections to nodes still primaries are kept, the others closed.
- * CLUSTER_OK, CLUSTER_ERR_PROTO (map unchanged) or CLUSTER_ERR_OOM. */
+ * CB_OK, CB_ERR_PROTO (map unchanged) or CB_ERR_OOM. */
 int cluster_load_slots(struct cluster *c, const redisReply *r, const char *from);
 
 #endif

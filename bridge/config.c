@@ -25,10 +25,10 @@
 
 #include <yaml.h>
 
-#include "cluster.h"
 #include "config.h"
 #include "journal.h"
 #include "log.h"
+#include "rnode.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)  /* largest config file we read */
 #define SECRET_FILE_MAX 4096           /* largest password_file we read */
@@ -354,24 +354,11 @@ static const char *check_group(const char *s) {
     return strlen(s) > 64 ? "longer than 64 bytes" : NULL;
 }
 
-/* redis.cluster_nodes: HOST:PORT words separated by spaces or commas, as
- * the cluster module will parse them. */
+/* redis.cluster_nodes: HOST:PORT words separated by spaces or commas,
+ * with the parser the cluster reads them with. */
 static const char *check_nodes(const char *s) {
-    const char *p = s;
-    char word[300], host[256];
-    int n = 0, port;
-
-    while (*p) {
-        size_t len = strcspn(p, " ,");
-        if (len > 0) {
-            snprintf(word, sizeof(word), "%.*s", (int)len, p);
-            if (len >= sizeof(word) ||
-                cluster_parse_addr(word, host, sizeof(host), &port) < 0 || !host[0])
-                return "must be HOST:PORT words, separated by spaces or commas";
-            n++;
-        }
-        p += len + (p[len] != '\0');
-    }
+    int n = rnode_parse_list(s, NULL, NULL);
+    if (n < 0) return "must be HOST:PORT words, separated by spaces or commas";
     return n ? NULL : "must name at least one HOST:PORT";
 }
 

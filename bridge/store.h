@@ -1,5 +1,7 @@
-/* store.h -- the Redis store: the chat schema, its Lua scripts, and one
- * hiredis connection. Knows nothing of MQTT or JSON.
+/* store.h -- the Redis store: the chat schema, its Lua scripts and what
+ * their replies mean. The commands reach Redis through an executor
+ * (rexec.h: one node, a Unix socket or a cluster), which the store owns.
+ * Knows nothing of MQTT or JSON.
  *
  * Schema, for prefix P (redis.key_prefix), room R, user U, message id N:
  *   P:R:messages         string  INCR counter giving the room's ids, from 1
@@ -22,9 +24,10 @@
  * user names are never all digits nor "messages", so keys cannot collide.
  *
  * Every write of one message, or of one delete, is one Lua script run
- * (EVALSHA; scripts loaded at connect, reloaded on NOSCRIPT), so a reader
- * never sees half a message. Operations are executed in batches: all the
- * script calls of a batch are pipelined, then their replies read.
+ * (EVALSHA of the SHA1 computed at build time; a node that answers
+ * NOSCRIPT is sent the scripts, and what did not run runs again), so a
+ * reader never sees half a message. Operations are executed in batches:
+ * all the script calls of a batch are pipelined, then their replies read.
  *
  * Errors are returned as values; the detail is in store_errstr(). */
 #ifndef CB_STORE_H
@@ -33,6 +36,7 @@
 #include <stddef.h>
 #include "request.h"
 #include "result.h"
+#include "rexec.h"
 
 struct store;
 
@@ -42,6 +46,9 @@ struct store_opts {
     const char *unix_socket;   /* NULL: host and port; else this path */
     int cluster;               /* 1: Redis Cluster, keys hash-tagged by room */
     const char *cluster_nodes; /* "HOST:PORT ..." seeds; NULL: host:port */
+    rexec_notify_fn *notify;   /* lines for the log from the transport's
+                                  threads (rexec.h); NULL: none */
+    void *notify_arg;
     int wait_replicas;         /* > 0: WAIT for them after a batch that wrote */
     int wait_timeout_ms;
     const char *username;      /* Redis 6 ACL user; NULL: "default" */
@@ -91,16 +98,18 @@ struct store_op {
 struct store *store_new(const struct store_opts *opts);
 void store_free(struct store *s);
 
-/* Connect, authenticate, load the scripts. CB_OK or CB_ERR_IO. */
+/* Connect and authenticate, until Redis answers (one node: PING; a
+ * cluster: its slot map loaded). CB_OK or CB_ERR_IO. */
 int store_connect(struct store *s);
 int store_connected(const struct store *s);
 void store_disconnect(struct store *s);
 
 /* Execute ops[0..n) in one pipeline, in order. Returns CB_OK when every
- * reply was read (each op's result says how it went), CB_ERR_IO when the
- * connection broke: the ops still CB_PENDING may or may not have been
- * applied, and the store must be reconnected. Ops already holding a result
- * are skipped, so a batch can be passed again after reconnecting. */
+ * reply was read (each op's result says how it went; one left CB_PENDING
+ * is to be run again), CB_ERR_IO when a connection broke: the ops still
+ * CB_PENDING may or may not have been applied, and the store must be
+ * reconnected; CB_ERR_OOM when out of memory. Ops already holding a
+ * result are skipped, so a batch can be passed again after reconnecting. */
 int store_exec(struct store *s, struct store_op *ops, size_t n);
 
 /* The journal checkpoint: sends pass it on so the replay guard can forget
@@ -115,14 +124,17 @@ void store_op_clear(struct store_op *op);
 const char *store_errstr(const struct store *s);
 
 /* Where the store connects: "HOST:PORT" or the Unix socket's path (in
- * cluster mode, the seeds). */
+ * cluster mode, the seeds; with Sentinel, the primary last located). The
+ * store worker's thread only. */
 const char *store_address(const struct store *s);
 
-/* Counters since the start; any thread. */
+/* Counters since the start, and where writes go; any thread. */
 struct store_counters {
     unsigned long long moved, ask;   /* cluster mode: -MOVED, -ASK answers */
     unsigned long long wait_short;   /* WAITs that saw fewer replicas than
                                         redis.wait_replicas in time */
+    char primary[REXEC_ADDR_MAX];    /* the node written to ("" unknown,
+                                        or a cluster) */
 };
 void store_counters(const struct store *s, struct store_counters *out);
 

@@ -24,6 +24,9 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "result.h"
+#include "rexec.h"
+#include "rnode.h"
 #include "sys.h"
 
 enum { NODES = 3 };
@@ -174,25 +177,25 @@ static int owner(const char *key) {
 }
 
 /* cmd = argv (NUL-terminated strings), routed by the slot of argv[key]. */
-static void cmd_set(struct cluster_cmd *cmd, int key, int argc, const char **argv) {
+static void cmd_set(struct rexec_cmd *cmd, int key, int argc, const char **argv) {
     unsigned slot = cluster_keyslot(argv[key], strlen(argv[key]));
-    assert_int_equal(cluster_cmd_format(cmd, slot, argc, argv, NULL), CLUSTER_OK);
+    assert_int_equal(rexec_cmd_format(cmd, slot, argc, argv, NULL), CB_OK);
 }
 
-static void exec_ok(struct cluster_cmd *cmds, size_t n) {
+static void exec_ok(struct rexec_cmd *cmds, size_t n) {
     int rc = cluster_exec(cl, cmds, n);
-    if (rc != CLUSTER_OK) fail_msg("cluster_exec: %d: %s", rc, cluster_errstr(cl));
+    if (rc != CB_OK) fail_msg("cluster_exec: %d: %s", rc, cluster_errstr(cl));
 }
 
-static void assert_reply_str(const struct cluster_cmd *cmd, int type, const char *s) {
-    assert_int_equal(cmd->result, CLUSTER_REPLY);
+static void assert_reply_str(const struct rexec_cmd *cmd, int type, const char *s) {
+    assert_int_equal(cmd->result, CB_DONE);
     if (cmd->reply->type != type || strcmp(cmd->reply->str, s) != 0)
         fail_msg("reply %d '%s', wanted %d '%s'", cmd->reply->type,
                  cmd->reply->str ? cmd->reply->str : "", type, s);
 }
 
-static void clear(struct cluster_cmd *cmds, size_t n) {
-    for (size_t i = 0; i < n; i++) cluster_cmd_clear(&cmds[i]);
+static void clear(struct rexec_cmd *cmds, size_t n) {
+    for (size_t i = 0; i < n; i++) rexec_cmd_clear(&cmds[i]);
 }
 
 static long long count_in_slot(int node, unsigned slot) {
@@ -230,7 +233,7 @@ static void test_keyslot_matches_redis(void **state) {
  * module's map names, and only there; one connection per primary. */
 static void test_spread(void **state) {
     enum { N = 300 };
-    static struct cluster_cmd set[N], get[N];
+    static struct rexec_cmd set[N], get[N];
     char key[N][16], val[N][16];
     int per[NODES] = { 0 };
     struct cluster_stats st;
@@ -266,7 +269,7 @@ static void test_spread(void **state) {
     assert_int_equal(st.refreshes, 1);
     assert_int_equal(st.connects, NODES);    /* the seed's connection kept */
     /* A refresh keeps the connections of nodes still primaries. */
-    assert_int_equal(cluster_refresh(cl), CLUSTER_OK);
+    assert_int_equal(cluster_refresh(cl), CB_OK);
     cluster_get_stats(cl, &st);
     assert_int_equal(st.connects, NODES);
     print_stats("after spread:");
@@ -298,15 +301,15 @@ static void other_room(char *room, size_t len) {
  * refused by the node (CROSSSLOT), not by us, and so is an undeclared key
  * of another slot. */
 static void test_evalsha_hash_tag(void **state) {
-    struct cluster_cmd c[8] = { { 0 } };
+    struct rexec_cmd c[8] = { { 0 } };
     char room[16], k1[64], k2[64], mp[64], untagged[64], key3[80];
     const char *load[] = { "SCRIPT", "LOAD", script };
     (void)state;
     /* SCRIPT LOAD names no key: sent to the node of lobby's slot. */
-    assert_int_equal(cluster_cmd_format(&c[0], cluster_keyslot("lobby", 5), 3, load, NULL),
-                     CLUSTER_OK);
+    assert_int_equal(rexec_cmd_format(&c[0], cluster_keyslot("lobby", 5), 3, load, NULL),
+                     CB_OK);
     exec_ok(c, 1);
-    assert_int_equal(c[0].result, CLUSTER_REPLY);
+    assert_int_equal(c[0].result, CB_DONE);
     assert_int_equal(c[0].reply->type, REDIS_REPLY_STRING);
     char sha[41];
     snprintf(sha, sizeof(sha), "%s", c[0].reply->str);
@@ -340,7 +343,7 @@ static void test_evalsha_hash_tag(void **state) {
     cmd_set(&c[6], 3, 6, e5);          /* the prefix without the tag */
     cmd_set(&c[7], 1, 3, h);
     exec_ok(c, 8);
-    for (int i = 0; i < 8; i++) assert_int_equal(c[i].result, CLUSTER_REPLY);
+    for (int i = 0; i < 8; i++) assert_int_equal(c[i].result, CB_DONE);
     assert_int_equal(c[0].reply->element[0]->integer, 1);
     assert_int_equal(c[1].reply->element[0]->integer, 2);
     assert_int_equal(c[1].reply->element[1]->integer, 2);
@@ -358,7 +361,7 @@ static void test_evalsha_hash_tag(void **state) {
 }
 
 /* GET {mig}a, {mig}b, {mig}c in one batch: 1, 2, 3. */
-static void get_mig(struct cluster_cmd *c) {
+static void get_mig(struct rexec_cmd *c) {
     const char *g[3][2] = { { "GET", "{mig}a" }, { "GET", "{mig}b" }, { "GET", "{mig}c" } };
     for (int i = 0; i < 3; i++) cmd_set(&c[i], 1, 2, g[i]);
     exec_ok(c, 3);
@@ -373,7 +376,7 @@ static void get_mig(struct cluster_cmd *c) {
  * answers -ASK for {mig}a and for a new key, -TRYAGAIN for both keys at
  * once; after SETSLOT NODE, -MOVED for all of them. */
 static void test_migrate_slot(void **state) {
-    struct cluster_cmd c[4] = { { 0 } };
+    struct rexec_cmd c[4] = { { 0 } };
     struct cluster_stats st0, st;
     unsigned slot = cluster_keyslot("{mig}", 5);
     (void)state;
@@ -401,7 +404,7 @@ static void test_migrate_slot(void **state) {
     assert_reply_str(&c[0], REDIS_REPLY_STRING, "1");     /* ASK -> dst */
     assert_reply_str(&c[1], REDIS_REPLY_STRING, "3");     /* still on src */
     assert_reply_str(&c[2], REDIS_REPLY_STATUS, "OK");    /* ASK -> dst */
-    assert_int_equal(c[3].result, CLUSTER_RETRY);         /* TRYAGAIN */
+    assert_int_equal(c[3].result, CB_RETRY);              /* TRYAGAIN */
     assert_true(strncmp(c[3].reply->str, "TRYAGAIN", 8) == 0);
     cluster_get_stats(cl, &st);
     assert_int_equal(st.ask - st0.ask, 2);
@@ -441,7 +444,7 @@ static void test_migrate_slot(void **state) {
  * try: connection refused), the others' commands go through. */
 static void test_primary_lost(void **state) {
     enum { N = 30 };
-    struct cluster_cmd c[N] = { { 0 } };
+    struct rexec_cmd c[N] = { { 0 } };
     char key[N][16];
     int victim = 2, io = 0;
     (void)state;
@@ -452,17 +455,17 @@ static void test_primary_lost(void **state) {
     }
     assert_int_equal(sys_stop_pid(pid[victim], 5000), 0);
     pid[victim] = 0;
-    assert_int_equal(cluster_exec(cl, c, N), CLUSTER_ERR_IO);
+    assert_int_equal(cluster_exec(cl, c, N), CB_ERR_IO);
     printf("  after the stop: %s\n", cluster_errstr(cl));
     for (int i = 0; i < N; i++) {
         int o = owner(key[i]);
-        assert_int_equal(c[i].result, o == victim ? CLUSTER_IO : CLUSTER_REPLY);
+        assert_int_equal(c[i].result, o == victim ? CB_PENDING : CB_DONE);
         io += o == victim;
     }
     assert_true(io > 0);
-    assert_int_equal(cluster_exec(cl, c, N), CLUSTER_ERR_IO);
+    assert_int_equal(cluster_exec(cl, c, N), CB_ERR_IO);
     for (int i = 0; i < N; i++)
-        assert_int_equal(c[i].result, owner(key[i]) == victim ? CLUSTER_IO : CLUSTER_REPLY);
+        assert_int_equal(c[i].result, owner(key[i]) == victim ? CB_PENDING : CB_DONE);
     print_stats("after a primary stopped:");
     clear(c, N);
 }

@@ -21,6 +21,9 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "result.h"
+#include "rexec.h"
+#include "rnode.h"
 
 /* ==================== Slots ==================== */
 
@@ -86,24 +89,24 @@ static void test_parse_addr(void **state) {
     char host[64];
     int port = 0;
     (void)state;
-    assert_int_equal(cluster_parse_addr("127.0.0.1:6379", host, sizeof(host), &port), 0);
+    assert_int_equal(rnode_parse_addr("127.0.0.1:6379", host, sizeof(host), &port), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 6379);
-    assert_int_equal(cluster_parse_addr("redis-1.example:7001", host, sizeof(host), &port), 0);
+    assert_int_equal(rnode_parse_addr("redis-1.example:7001", host, sizeof(host), &port), 0);
     assert_string_equal(host, "redis-1.example");
-    assert_int_equal(cluster_parse_addr("[::1]:7000", host, sizeof(host), &port), 0);
+    assert_int_equal(rnode_parse_addr("[::1]:7000", host, sizeof(host), &port), 0);
     assert_string_equal(host, "::1");
-    assert_int_equal(cluster_parse_addr("::1:7000", host, sizeof(host), &port), 0);
+    assert_int_equal(rnode_parse_addr("::1:7000", host, sizeof(host), &port), 0);
     assert_string_equal(host, "::1");
-    assert_int_equal(cluster_parse_addr(":6380", host, sizeof(host), &port), 0);
+    assert_int_equal(rnode_parse_addr(":6380", host, sizeof(host), &port), 0);
     assert_string_equal(host, "");
     assert_int_equal(port, 6380);
     static const char *const bad[] = { "localhost", "h:", "h:0", "h:65536",
         "h:12x", "h:-1", "h: 1", "h:+1", "" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(cluster_parse_addr(bad[i], host, sizeof(host), &port), -1);
-    assert_int_equal(cluster_parse_addr("abcdef:1", host, 6, &port), -1);
-    assert_int_equal(cluster_parse_addr("abcde:1", host, 6, &port), 0);
+        assert_int_equal(rnode_parse_addr(bad[i], host, sizeof(host), &port), -1);
+    assert_int_equal(rnode_parse_addr("abcdef:1", host, 6, &port), -1);
+    assert_int_equal(rnode_parse_addr("abcde:1", host, 6, &port), 0);
 }
 
 static void test_parse_redirect(void **state) {
@@ -176,7 +179,7 @@ static void test_load_slots(void **state) {
     struct cluster_stats st;
     (void)state;
     assert_null(cluster_slot_addr(c, 0));
-    assert_int_equal(cluster_load_slots(c, r, "10.1.1.1:7002"), CLUSTER_OK);
+    assert_int_equal(cluster_load_slots(c, r, "10.1.1.1:7002"), CB_OK);
     assert_string_equal(cluster_slot_addr(c, 0), "127.0.0.1:7000");
     assert_string_equal(cluster_slot_addr(c, 5460), "127.0.0.1:7000");
     assert_string_equal(cluster_slot_addr(c, 5461), "127.0.0.2:7001");
@@ -190,7 +193,7 @@ static void test_load_slots(void **state) {
     /* A second map: 7000 leaves, 7004 (IPv6) arrives. */
     r = resp("*2\r\n*3\r\n:0\r\n:99\r\n*2\r\n$3\r\n::1\r\n:7004\r\n"
              "*3\r\n:100\r\n:16383\r\n*2\r\n$9\r\n127.0.0.2\r\n:7001\r\n");
-    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CLUSTER_OK);
+    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CB_OK);
     assert_string_equal(cluster_slot_addr(c, 0), "[::1]:7004");
     assert_string_equal(cluster_slot_addr(c, 100), "127.0.0.2:7001");
     assert_string_equal(cluster_slot_addr(c, 16383), "127.0.0.2:7001");
@@ -199,7 +202,7 @@ static void test_load_slots(void **state) {
     /* A node serving no slot (reset, or a cluster being created) is not
      * asked to wipe the map: refused, the map kept, the next node tried. */
     r = resp("*0\r\n");
-    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CLUSTER_ERR_PROTO);
+    assert_int_equal(cluster_load_slots(c, r, "127.0.0.2:7001"), CB_ERR_PROTO);
     assert_string_equal(cluster_slot_addr(c, 100), "127.0.0.2:7001");
     freeReplyObject(r);
     cluster_get_stats(c, &st);
@@ -227,11 +230,11 @@ static void test_load_slots_malformed(void **state) {
     struct cluster *c = new_cluster("127.0.0.1:7000", 1000);
     redisReply *good = resp("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$1\r\nh\r\n:9\r\n");
     (void)state;
-    assert_int_equal(cluster_load_slots(c, good, "h:9"), CLUSTER_OK);
+    assert_int_equal(cluster_load_slots(c, good, "h:9"), CB_OK);
     freeReplyObject(good);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *r = resp(bad[i]);
-        assert_int_equal(cluster_load_slots(c, r, "h:9"), CLUSTER_ERR_PROTO);
+        assert_int_equal(cluster_load_slots(c, r, "h:9"), CB_ERR_PROTO);
         assert_true(strncmp(cluster_errstr(c), "CLUSTER SLOTS: ", 15) == 0);
         assert_string_equal(cluster_slot_addr(c, 1), "h:9");
         freeReplyObject(r);
@@ -263,20 +266,20 @@ static void test_new_refuses(void **state) {
 }
 
 static void test_cmd_format(void **state) {
-    struct cluster_cmd cmd = { 0 };
+    struct rexec_cmd cmd = { 0 };
     const char *argv[] = { "SET", "k\0x", "v" };
     size_t len[] = { 3, 3, 1 };
     static const char want[] = "*3\r\n$3\r\nSET\r\n$3\r\nk\0x\r\n$1\r\nv\r\n";
     (void)state;
-    assert_int_equal(cluster_cmd_format(&cmd, 16384 + 5, 3, argv, len), CLUSTER_OK);
+    assert_int_equal(rexec_cmd_format(&cmd, 16384 + 5, 3, argv, len), CB_OK);
     assert_int_equal(cmd.len, sizeof(want) - 1);
     assert_memory_equal(cmd.buf, want, sizeof(want) - 1);
     assert_int_equal(cmd.slot, 5);
-    assert_int_equal(cmd.result, CLUSTER_PENDING);
+    assert_int_equal(cmd.result, CB_PENDING);
     /* Formatting again replaces the buffer (valgrind: no leak). */
-    assert_int_equal(cluster_cmd_format(&cmd, 7, 1, argv, NULL), CLUSTER_OK);
+    assert_int_equal(rexec_cmd_format(&cmd, 7, 1, argv, NULL), CB_OK);
     assert_memory_equal(cmd.buf, "*1\r\n$3\r\nSET\r\n", cmd.len);
-    cluster_cmd_clear(&cmd);
+    rexec_cmd_clear(&cmd);
     assert_null(cmd.buf);
     assert_int_equal(cmd.len, 0);
 }
@@ -285,30 +288,30 @@ static void test_cmd_format(void **state) {
  * error names the address. */
 static void test_unreachable(void **state) {
     struct cluster *c = new_cluster("127.0.0.1:1", 300);
-    struct cluster_cmd cmds[2] = { { 0 } };
+    struct rexec_cmd cmds[2] = { { 0 } };
     const char *argv[] = { "GET", "k" };
     (void)state;
     for (int i = 0; i < 2; i++)
-        assert_int_equal(cluster_cmd_format(&cmds[i], cluster_keyslot("k", 1), 2,
-                                            argv, NULL), CLUSTER_OK);
-    assert_int_equal(cluster_exec(c, cmds, 2), CLUSTER_ERR_IO);
-    assert_int_equal(cmds[0].result, CLUSTER_IO);
-    assert_int_equal(cmds[1].result, CLUSTER_IO);
+        assert_int_equal(rexec_cmd_format(&cmds[i], cluster_keyslot("k", 1), 2,
+                                          argv, NULL), CB_OK);
+    assert_int_equal(cluster_exec(c, cmds, 2), CB_ERR_IO);
+    assert_int_equal(cmds[0].result, CB_PENDING);
+    assert_int_equal(cmds[1].result, CB_PENDING);
     assert_null(cmds[0].reply);
     assert_non_null(strstr(cluster_errstr(c), "127.0.0.1:1"));
-    assert_int_equal(cluster_refresh(c), CLUSTER_ERR_IO);
+    assert_int_equal(cluster_refresh(c), CB_ERR_IO);
 
     /* A map naming a dead node: its commands are I/O errors; a slot
      * without a primary is to be retried. */
     redisReply *r = resp("*1\r\n*3\r\n:0\r\n:100\r\n*2\r\n$9\r\n127.0.0.1\r\n:1\r\n");
-    assert_int_equal(cluster_load_slots(c, r, "127.0.0.1:1"), CLUSTER_OK);
+    assert_int_equal(cluster_load_slots(c, r, "127.0.0.1:1"), CB_OK);
     freeReplyObject(r);
-    assert_int_equal(cluster_cmd_format(&cmds[0], 50, 2, argv, NULL), CLUSTER_OK);
-    assert_int_equal(cluster_cmd_format(&cmds[1], 5000, 2, argv, NULL), CLUSTER_OK);
-    assert_int_equal(cluster_exec(c, cmds, 2), CLUSTER_ERR_IO);
-    assert_int_equal(cmds[0].result, CLUSTER_IO);
-    assert_int_equal(cmds[1].result, CLUSTER_RETRY);
-    for (int i = 0; i < 2; i++) cluster_cmd_clear(&cmds[i]);
+    assert_int_equal(rexec_cmd_format(&cmds[0], 50, 2, argv, NULL), CB_OK);
+    assert_int_equal(rexec_cmd_format(&cmds[1], 5000, 2, argv, NULL), CB_OK);
+    assert_int_equal(cluster_exec(c, cmds, 2), CB_ERR_IO);
+    assert_int_equal(cmds[0].result, CB_PENDING);
+    assert_int_equal(cmds[1].result, CB_RETRY);
+    for (int i = 0; i < 2; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -472,10 +475,10 @@ static void bulk(char *out, size_t outlen, const char *s) {
     snprintf(out, outlen, "$%zu\r\n%s\r\n", strlen(s), s);
 }
 
-static void fmt_cmd(struct cluster_cmd *cmd, const char *verb, const char *key) {
+static void fmt_cmd(struct rexec_cmd *cmd, const char *verb, const char *key) {
     const char *argv[] = { verb, key };
-    assert_int_equal(cluster_cmd_format(cmd, cluster_keyslot(key, strlen(key)), 2,
-                                        argv, NULL), CLUSTER_OK);
+    assert_int_equal(rexec_cmd_format(cmd, cluster_keyslot(key, strlen(key)), 2,
+                                      argv, NULL), CB_OK);
 }
 
 static struct cluster *fake_cluster(void) {
@@ -484,8 +487,8 @@ static struct cluster *fake_cluster(void) {
     return new_cluster(seed, 2000);
 }
 
-static void assert_bulk(const struct cluster_cmd *cmd, const char *s) {
-    assert_int_equal(cmd->result, CLUSTER_REPLY);
+static void assert_bulk(const struct rexec_cmd *cmd, const char *s) {
+    assert_int_equal(cmd->result, CB_DONE);
     assert_non_null(cmd->reply);
     assert_int_equal(cmd->reply->type, REDIS_REPLY_STRING);
     assert_string_equal(cmd->reply->str, s);
@@ -508,7 +511,7 @@ static int echo_script(int node, int asking, const redisReply *req, char *out, s
 static void test_order_across_nodes(void **state) {
     enum { N = 40 };
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmds[N] = { { 0 } };
+    struct rexec_cmd cmds[N] = { { 0 } };
     char key[16], want[32];
     struct cluster_stats st;
     (void)state;
@@ -517,7 +520,7 @@ static void test_order_across_nodes(void **state) {
         snprintf(key, sizeof(key), "key:%d", i);
         fmt_cmd(&cmds[i], "GET", key);
     }
-    assert_int_equal(cluster_exec(c, cmds, N), CLUSTER_OK);
+    assert_int_equal(cluster_exec(c, cmds, N), CB_OK);
     int on[FAKES] = { 0 };
     for (int i = 0; i < N; i++) {
         int node = cmds[i].slot < 8192 ? 0 : 1;
@@ -534,14 +537,14 @@ static void test_order_across_nodes(void **state) {
     assert_int_equal(st.moved + st.ask, 0);
 
     /* Passing the batch again runs nothing: every command has a result. */
-    assert_int_equal(cluster_exec(c, cmds, N), CLUSTER_OK);
+    assert_int_equal(cluster_exec(c, cmds, N), CB_OK);
     assert_int_equal(requests[0] + requests[1], N + 1);
     /* A refresh asks the connected node again, on its connection. */
-    assert_int_equal(cluster_refresh(c), CLUSTER_OK);
+    assert_int_equal(cluster_refresh(c), CB_OK);
     cluster_get_stats(c, &st);
     assert_int_equal(st.connects, 2);
     assert_int_equal(st.refreshes, 2);
-    for (int i = 0; i < N; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < N; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -562,9 +565,9 @@ static int moved_script(int node, int asking, const redisReply *req, char *out, 
     return 0;
 }
 
-static void again(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
+static void again(struct cluster *c, struct rexec_cmd *cmds, size_t n) {
     fmt_cmd(&cmds[1], "GET", "moved");
-    assert_int_equal(cluster_exec(c, cmds, n), CLUSTER_OK);
+    assert_int_equal(cluster_exec(c, cmds, n), CB_OK);
     assert_bulk(&cmds[0], "A:x");
     assert_bulk(&cmds[1], "B:moved");
     assert_bulk(&cmds[2], "A:y");
@@ -572,7 +575,7 @@ static void again(struct cluster *c, struct cluster_cmd *cmds, size_t n) {
 
 static void test_moved(void **state) {
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmds[3] = { { 0 } };
+    struct rexec_cmd cmds[3] = { { 0 } };
     struct cluster_stats st;
     unsigned slot = cluster_keyslot("moved", 5);
     char b[32];
@@ -599,7 +602,7 @@ static void test_moved(void **state) {
 
     /* A fresh map and MOVED in the batch: reloaded between the MOVED and
      * the resend; B stays a primary, so the resend still goes to B. */
-    assert_int_equal(cluster_refresh(c), CLUSTER_OK);
+    assert_int_equal(cluster_refresh(c), CB_OK);
     again(c, cmds, 3);
     cluster_get_stats(c, &st);
     assert_int_equal(st.moved, 3);
@@ -608,7 +611,7 @@ static void test_moved(void **state) {
     /* The same when B owns nothing: the reload forgets B, so the resend
      * goes to A per the map, MOVED again, then to B. */
     fakes_reset(moved_script, CLUSTER_SLOTS);
-    assert_int_equal(cluster_refresh(c), CLUSTER_OK);
+    assert_int_equal(cluster_refresh(c), CB_OK);
     again(c, cmds, 3);
     cluster_get_stats(c, &st);
     assert_int_equal(st.moved, 5);
@@ -616,13 +619,13 @@ static void test_moved(void **state) {
 
     /* Once the cluster agrees, the map says B and nothing is redirected. */
     fakes_reset(moved_script, (int)slot);
-    assert_int_equal(cluster_refresh(c), CLUSTER_OK);
+    assert_int_equal(cluster_refresh(c), CB_OK);
     assert_string_equal(cluster_slot_addr(c, slot), b);
     again(c, cmds, 3);
     cluster_get_stats(c, &st);
     assert_int_equal(st.moved, 5);
     assert_int_equal(requests[1], 1);
-    for (int i = 0; i < 3; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < 3; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -642,13 +645,13 @@ static int pingpong_script(int node, int asking, const redisReply *req, char *ou
 
 static void test_redirect_bound(void **state) {
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmd = { 0 };
+    struct rexec_cmd cmd = { 0 };
     struct cluster_stats st;
     (void)state;
     fakes_reset(pingpong_script, CLUSTER_SLOTS);
     fmt_cmd(&cmd, "GET", "k");
-    assert_int_equal(cluster_exec(c, &cmd, 1), CLUSTER_OK);
-    assert_int_equal(cmd.result, CLUSTER_RETRY);
+    assert_int_equal(cluster_exec(c, &cmd, 1), CB_OK);
+    assert_int_equal(cmd.result, CB_RETRY);
     assert_non_null(cmd.reply);
     assert_true(strncmp(cmd.reply->str, "MOVED ", 6) == 0);
     assert_non_null(strstr(cluster_errstr(c), "redirections"));
@@ -656,7 +659,7 @@ static void test_redirect_bound(void **state) {
     assert_int_equal(st.moved, CLUSTER_MAX_REDIRECTS + 1);
     assert_int_equal(st.refreshes, 1);       /* the first load was the batch's */
     assert_int_equal(requests[0] + requests[1], 1 + CLUSTER_MAX_REDIRECTS + 1);
-    cluster_cmd_clear(&cmd);
+    rexec_cmd_clear(&cmd);
     cluster_free(c);
 }
 
@@ -680,7 +683,7 @@ static int ask_script(int node, int asking, const redisReply *req, char *out, si
 
 static void test_ask(void **state) {
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmds[3] = { { 0 } };
+    struct rexec_cmd cmds[3] = { { 0 } };
     struct cluster_stats st;
     char a[32];
     (void)state;
@@ -688,7 +691,7 @@ static void test_ask(void **state) {
     fmt_cmd(&cmds[0], "GET", "migrated");
     fmt_cmd(&cmds[1], "GET", "stays");
     fmt_cmd(&cmds[2], "GET", "migrated");
-    assert_int_equal(cluster_exec(c, cmds, 3), CLUSTER_OK);
+    assert_int_equal(cluster_exec(c, cmds, 3), CB_OK);
     assert_bulk(&cmds[0], "B:migrated");
     assert_bulk(&cmds[1], "A:stays");
     assert_bulk(&cmds[2], "B:migrated");
@@ -700,7 +703,7 @@ static void test_ask(void **state) {
     snprintf(a, sizeof(a), "127.0.0.1:%d", fakes[0].port);
     assert_string_equal(cluster_slot_addr(c, cluster_keyslot("migrated", 8)), a);
     assert_string_equal(seen[1], "ASKING GET ASKING GET ");
-    for (int i = 0; i < 3; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < 3; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -720,7 +723,7 @@ static int tryagain_script(int node, int asking, const redisReply *req, char *ou
 
 static void test_tryagain(void **state) {
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmds[4] = { { 0 } };
+    struct rexec_cmd cmds[4] = { { 0 } };
     struct cluster_stats st;
     (void)state;
     fakes_reset(tryagain_script, CLUSTER_SLOTS);
@@ -728,17 +731,17 @@ static void test_tryagain(void **state) {
     fmt_cmd(&cmds[1], "GET", "down");
     fmt_cmd(&cmds[2], "GET", "nokey");
     fmt_cmd(&cmds[3], "GET", "fine");
-    assert_int_equal(cluster_exec(c, cmds, 4), CLUSTER_OK);
-    assert_int_equal(cmds[0].result, CLUSTER_RETRY);
+    assert_int_equal(cluster_exec(c, cmds, 4), CB_OK);
+    assert_int_equal(cmds[0].result, CB_RETRY);
     assert_true(strncmp(cmds[0].reply->str, "TRYAGAIN", 8) == 0);
-    assert_int_equal(cmds[1].result, CLUSTER_RETRY);
+    assert_int_equal(cmds[1].result, CB_RETRY);
     assert_true(strncmp(cmds[1].reply->str, "CLUSTERDOWN", 11) == 0);
-    assert_int_equal(cmds[2].result, CLUSTER_REPLY);       /* any other error */
+    assert_int_equal(cmds[2].result, CB_DONE);       /* any other error */
     assert_int_equal(cmds[2].reply->type, REDIS_REPLY_ERROR);
     assert_bulk(&cmds[3], "A:fine");
     cluster_get_stats(c, &st);
     assert_int_equal(st.retry, 2);
-    for (int i = 0; i < 4; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < 4; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -760,7 +763,7 @@ static int drop_script(int node, int asking, const redisReply *req, char *out, s
 static void test_connection_lost(void **state) {
     enum { N = 12 };
     struct cluster *c = fake_cluster();
-    struct cluster_cmd cmds[N] = { { 0 } };
+    struct rexec_cmd cmds[N] = { { 0 } };
     struct cluster_stats st;
     char key[16];
     (void)state;
@@ -771,28 +774,28 @@ static void test_connection_lost(void **state) {
         snprintf(key, sizeof(key), "key:%d", i);
         fmt_cmd(&cmds[i], "GET", i == N / 2 ? "kill" : key);
     }
-    assert_int_equal(cluster_exec(c, cmds, N), CLUSTER_ERR_IO);
+    assert_int_equal(cluster_exec(c, cmds, N), CB_ERR_IO);
     /* B answered what came before "kill" (unless the close became a
      * reset that lost those answers); nothing from "kill" on. */
     for (int i = 0; i < N; i++) {
         if (cmds[i].slot < 8192)
-            assert_int_equal(cmds[i].result, CLUSTER_REPLY);
+            assert_int_equal(cmds[i].result, CB_DONE);
         else if (i >= N / 2)
-            assert_int_equal(cmds[i].result, CLUSTER_IO);
+            assert_int_equal(cmds[i].result, CB_PENDING);
         else
-            assert_true(cmds[i].result == CLUSTER_REPLY || cmds[i].result == CLUSTER_IO);
+            assert_true(cmds[i].result == CB_DONE || cmds[i].result == CB_PENDING);
     }
     assert_non_null(strchr(cluster_errstr(c), ':'));
     /* Again: only the failed ones run, on a new connection to B. */
     int before = requests[0];
-    assert_int_equal(cluster_exec(c, cmds, N), CLUSTER_OK);
-    for (int i = 0; i < N; i++) assert_int_equal(cmds[i].result, CLUSTER_REPLY);
+    assert_int_equal(cluster_exec(c, cmds, N), CB_OK);
+    for (int i = 0; i < N; i++) assert_int_equal(cmds[i].result, CB_DONE);
     assert_bulk(&cmds[N / 2], "B:kill");
     cluster_get_stats(c, &st);
     assert_int_equal(st.refreshes, 2);       /* the map was stale: reloaded */
     assert_int_equal(requests[0] - before, 1);   /* that CLUSTER SLOTS only */
     assert_int_equal(st.connects, 3);
-    for (int i = 0; i < N; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < N; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
 }
 
@@ -813,7 +816,7 @@ static void test_auth(void **state) {
     const char *seeds[] = { seed };
     struct cluster_opts o = { .seeds = seeds, .nseeds = 1, .timeout_ms = 2000,
                               .username = "bridge", .password = "s3cret" };
-    struct cluster_cmd cmds[2] = { { 0 } };
+    struct rexec_cmd cmds[2] = { { 0 } };
     (void)state;
     snprintf(seed, sizeof(seed), "127.0.0.1:%d", fakes[0].port);
     fakes_reset(auth_script, 8192);
@@ -822,7 +825,7 @@ static void test_auth(void **state) {
     fmt_cmd(&cmds[0], "GET", "key:0");      /* on A */
     fmt_cmd(&cmds[1], "GET", "key:2");      /* on B */
     assert_true(cmds[0].slot < 8192 && cmds[1].slot >= 8192);
-    assert_int_equal(cluster_exec(c, cmds, 2), CLUSTER_OK);
+    assert_int_equal(cluster_exec(c, cmds, 2), CB_OK);
     assert_bulk(&cmds[0], "A:key:0");
     assert_bulk(&cmds[1], "B:key:2");
     assert_string_equal(seen[0], "AUTH CLUSTER GET ");
@@ -833,14 +836,93 @@ static void test_auth(void **state) {
     c = cluster_new(&o);
     assert_non_null(c);
     /* Run again: cluster_exec frees the replies of the first run. */
-    for (int i = 0; i < 2; i++) cmds[i].result = CLUSTER_PENDING;
-    assert_int_equal(cluster_exec(c, cmds, 2), CLUSTER_ERR_IO);
-    assert_int_equal(cmds[0].result, CLUSTER_IO);
+    for (int i = 0; i < 2; i++) cmds[i].result = CB_PENDING;
+    assert_int_equal(cluster_exec(c, cmds, 2), CB_ERR_IO);
+    assert_int_equal(cmds[0].result, CB_PENDING);
     assert_null(cmds[0].reply);
-    assert_non_null(strstr(cluster_errstr(c), "refused the credentials: WRONGPASS"));
+    assert_non_null(strstr(cluster_errstr(c), "refused the bridge's credentials (redis.username, redis.password): WRONGPASS"));
     assert_null(strstr(cluster_errstr(c), "s3cret"));
-    for (int i = 0; i < 2; i++) cluster_cmd_clear(&cmds[i]);
+    for (int i = 0; i < 2; i++) rexec_cmd_clear(&cmds[i]);
     cluster_free(c);
+}
+
+/* ==================== The cluster's executor ==================== */
+
+static struct rexec *fake_rexec(void) {
+    char seed[32];
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", fakes[0].port);
+    struct rexec_opts o = { .cluster = 1, .cluster_nodes = seed, .timeout_ms = 2000 };
+    struct rexec *x = rexec_new(&o);
+    assert_non_null(x);
+    return x;
+}
+
+/* The broadcast (SCRIPT LOAD, WAIT) reaches each primary of the slots
+ * once, however many of the slots it owns. */
+static void test_rexec_each(void **state) {
+    struct rexec *x = fake_rexec();
+    const char *argv[] = { "WAIT", "1", "100" };
+    unsigned slots[8];
+    struct rexec_cmd out[8] = { { 0 } };
+    size_t nout = 0;
+    char key[16];
+    (void)state;
+    fakes_reset(echo_script, 8192);
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        slots[i] = cluster_keyslot(key, strlen(key));
+    }
+    assert_int_equal(rexec_connect(x), CB_OK);
+    assert_int_equal(rexec_each(x, slots, 1, 3, argv, out, &nout), CB_OK);
+    assert_int_equal(nout, 1);
+    rexec_cmd_clear(&out[0]);
+    fakes_reset(echo_script, 8192);
+    assert_int_equal(rexec_each(x, slots, 8, 3, argv, out, &nout), CB_OK);
+    assert_int_equal(nout, 2);
+    assert_true((out[0].slot < 8192) != (out[1].slot < 8192));
+    for (size_t i = 0; i < nout; i++) {
+        assert_int_equal(out[i].result, CB_DONE);
+        rexec_cmd_clear(&out[i]);
+    }
+    assert_string_equal(seen[0], "WAIT ");
+    assert_string_equal(seen[1], "WAIT ");
+    rexec_free(x);
+}
+
+/* Through the executor: MOVED and ASK counted; a lost node disconnects
+ * the executor, whose next connect reloads the map. */
+static void test_rexec_cluster(void **state) {
+    struct rexec *x = fake_rexec();
+    struct rexec_cmd cmds[3] = { { 0 } };
+    struct rexec_counters xc;
+    (void)state;
+    assert_true(strncmp(rexec_address(x), "cluster 127.0.0.1:", 18) == 0);
+    fakes_reset(moved_script, CLUSTER_SLOTS - 1);
+    assert_int_equal(rexec_exec(x, cmds, 0), CB_ERR_IO);      /* not connected */
+    assert_int_equal(rexec_connect(x), CB_OK);
+    fmt_cmd(&cmds[0], "GET", "x");
+    fmt_cmd(&cmds[2], "GET", "y");
+    fmt_cmd(&cmds[1], "GET", "moved");
+    assert_int_equal(rexec_exec(x, cmds, 3), CB_OK);
+    assert_bulk(&cmds[1], "B:moved");
+    rexec_counters(x, &xc);
+    assert_int_equal(xc.moved, 1);
+    assert_int_equal(xc.ask, 0);
+
+    died = 0;
+    fakes_reset(drop_script, 8192);
+    fmt_cmd(&cmds[0], "GET", "kill");
+    fmt_cmd(&cmds[1], "GET", "key:0");
+    assert_int_equal(rexec_connect(x), CB_OK);      /* the map as it is now */
+    assert_int_equal(rexec_exec(x, cmds, 2), CB_ERR_IO);
+    assert_int_equal(cmds[0].result, CB_PENDING);
+    assert_false(rexec_connected(x));
+    assert_true(strncmp(rexec_errstr(x), "redis cluster 127.0.0.1:", 24) == 0);
+    assert_int_equal(rexec_connect(x), CB_OK);
+    assert_int_equal(rexec_exec(x, cmds, 2), CB_OK);
+    assert_bulk(&cmds[0], "B:kill");
+    for (int i = 0; i < 3; i++) rexec_cmd_clear(&cmds[i]);
+    rexec_free(x);
 }
 
 int main(void) {
@@ -865,6 +947,8 @@ int main(void) {
         cmocka_unit_test(test_tryagain),
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_rexec_each),
+        cmocka_unit_test(test_rexec_cluster),
     };
     int failed = cmocka_run_group_tests_name("cluster", pure, NULL, NULL);
     return failed + cmocka_run_group_tests_name("cluster, fake nodes", faked,
