@@ -11,6 +11,10 @@
 
 #define HDR_LEN 16
 #define NAME_DIGITS 16
+#define MAGIC "CBJOURNAL\r\n\x1a"
+#define MAGIC_LEN 12
+#define SEG_HDR 28                 /* magic, u32 version, u64 seq, u32 crc */
+#define VERSION 1
 
 /* One record found in a segment. */
 struct js_record {
@@ -62,10 +66,19 @@ static uint32_t js_u32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Visit each whole record of buf; returns the offset where the records
- * end (== len for a segment that ends on a record boundary). */
-static size_t js_walk(const unsigned char *buf, size_t len, js_visit *visit, void *arg) {
-    size_t off = 0;
+/* Where the records of a segment start: after the header of version 1,
+ * at 0 in a version 0 segment (no header). -1 for another version, whose
+ * layout this does not know. */
+static long js_records_start(const unsigned char *buf, size_t len) {
+    if (len < MAGIC_LEN || memcmp(buf, MAGIC, MAGIC_LEN) != 0) return 0;
+    return len >= SEG_HDR && js_u32(buf + MAGIC_LEN) == VERSION ? SEG_HDR : -1;
+}
+
+/* Visit each whole record of buf from start; returns the offset where the
+ * records end (== len for a segment that ends on a record boundary). */
+static size_t js_walk(const unsigned char *buf, size_t len, size_t start, js_visit *visit,
+                      void *arg) {
+    size_t off = start;
     while (len - off >= HDR_LEN) {
         size_t plen = js_u32(buf + off);
         if (plen > len - off - HDR_LEN) break;
@@ -112,7 +125,9 @@ long js_count_tagged(const char *dir, const char *tag) {
         size_t len;
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
         unsigned char *buf = js_read(path, &len);
-        if (buf) js_walk(buf, len, js_count_one, &c);
+        long start = buf ? js_records_start(buf, len) : 0;
+        if (start < 0) c.count = -1;
+        else if (buf && c.count >= 0) js_walk(buf, len, (size_t)start, js_count_one, &c);
         free(buf);
     }
     js_free_names(names, n);
@@ -137,8 +152,11 @@ static long js_tear_file(const char *path, const char *tag, int bytes) {
         printf("  cannot read %s\n", path);
         return -1;
     }
-    size_t end = js_walk(buf, len, js_keep_last, &last);
-    if (last.payload == NULL || end != len)
+    long start = js_records_start(buf, len);
+    size_t end = start < 0 ? 0 : js_walk(buf, len, (size_t)start, js_keep_last, &last);
+    if (start < 0)
+        printf("  %s: a segment of another format version\n", path);
+    else if (last.payload == NULL || end != len)
         printf("  %s: %zu bytes, records end at %zu\n", path, len, end);
     else if ((seq = js_tagged_seq(&last, tag)) < 0)
         printf("  %s: the last record (%zu bytes at %zu) holds no %s-<n>\n", path,
