@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "check.h"
 #include "mqtt.h"
 #include "peers.h"
@@ -39,11 +40,6 @@ static void check_on_message(void *arg, const struct mqtt_in *in) {
         fprintf(k->out, "warning: %s\n", why);
         __atomic_add_fetch(&k->clashes, 1, __ATOMIC_RELAXED);
     }
-}
-
-static void check_sleep_ms(long ms) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
 }
 
 /* The probe's options: c's broker and credentials, a client id of its
@@ -78,8 +74,8 @@ int check_peers(const struct config *c, FILE *out, int wait_ms) {
         return -1;
     }
     mqtt_start(m);
-    for (; waited < wait_ms && !mqtt_ready(m); waited += 50) check_sleep_ms(50);
-    if (mqtt_ready(m)) check_sleep_ms(500);     /* the retained documents */
+    for (; waited < wait_ms && !mqtt_ready(m); waited += 50) clock_sleep_ms(50);
+    if (mqtt_ready(m)) clock_sleep_ms(500);     /* the retained documents */
     int reached = mqtt_ready(m);
     mqtt_stop(m, 500);
     mqtt_free(m);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <pthread.h>
 
+#include "clock.h"
 #include "log.h"
 
 static int log_level = LOG_LEVEL_INFO;
@@ -60,14 +61,13 @@ void log_write(int level, const char *fmt, ...) {
         fprintf(stderr, "<%d>%s\n", level_syslog[level], msg);
         return;
     }
-    struct timespec ts;
     struct tm tm;
     char when[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
+    long long ms = clock_wall_ms();
+    time_t sec = (time_t)(ms / 1000);
+    localtime_r(&sec, &tm);
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ld %-5s %s\n", when, ts.tv_nsec / 1000000,
-            level_names[level], msg);
+    fprintf(stderr, "%s.%03lld %-5s %s\n", when, ms % 1000, level_names[level], msg);
 }
 
 /* Token bucket: refill one token per period, spend one per line. Input an

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "bridge.h"
 #include "check.h"
 #include "config.h"
@@ -207,8 +208,7 @@ static void reload(struct daemon *d) {
 static int run(struct daemon *d) {
     if (start_bridge(d) < 0) return 1;
     while (!got_stop && d->bridge) {
-        struct timespec tick = { 0, 100 * 1000000L };
-        nanosleep(&tick, NULL);
+        clock_sleep_ms(100);
         bridge_tick(d->bridge);
         notify_ready(d);
         report_status(d);

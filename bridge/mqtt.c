@@ -20,6 +20,7 @@
 #include <time.h>
 #include <MQTTAsync.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mqtt.h"
 #include "tlsdiag.h"
@@ -34,7 +35,7 @@
 /* A failure reason and when it was last logged. */
 struct fail_seen {
     char reason[REASON_LEN];
-    struct timespec logged;
+    uint64_t logged_us;            /* clock_mono_us() when last logged */
     unsigned long repeats;         /* attempts failing so since then */
 };
 
@@ -53,7 +54,10 @@ struct mqtt {
     int connecting;                /* atomic: a connect is in progress */
     int need_connect;              /* atomic: first connect failed, retry */
     long retry_ms;                 /* current backoff (main thread only) */
-    struct timespec retry_at;
+    struct timespec retry_at;      /* monotonic; tv_sec 0: none planned */
+    pthread_mutex_t stop_lock;     /* mqtt_stop waits for the disconnect */
+    pthread_cond_t stopped;
+    int disconnected;              /* under stop_lock */
     struct fail_seen fails[FAIL_SLOTS]; /* under fails_lock; cleared once
                                            connected */
 };
@@ -170,12 +174,6 @@ int mqtt_set_nodelay(const char *uri) {
 
 /* ==================== Why a connect failed (Paho's thread) ==================== */
 
-static long ms_since(const struct timespec *t) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
 /* The slot remembering reason, or the one to reuse for it (empty or the
  * least recently logged); 1 if reason was there. Under fails_lock. */
 static int fail_slot(struct mqtt *m, const char *reason, struct fail_seen **slot) {
@@ -186,7 +184,7 @@ static int fail_slot(struct mqtt *m, const char *reason, struct fail_seen **slot
             *slot = g;
             return 1;
         }
-        if (f->reason[0] && (g->reason[0] == '\0' || g->logged.tv_sec < f->logged.tv_sec))
+        if (f->reason[0] && (g->reason[0] == '\0' || g->logged_us < f->logged_us))
             f = g;
     }
     *slot = f;
@@ -205,14 +203,14 @@ static void log_connect_fail(struct mqtt *m, const char *reason) {
     if (!fail_slot(m, reason, &f)) {
         snprintf(f->reason, sizeof(f->reason), "%s", reason);
         f->repeats = 0;
-    } else if (ms_since(&f->logged) < FAIL_RELOG_S * 1000L) {
+    } else if (clock_mono_us() - f->logged_us < FAIL_RELOG_S * 1000000ull) {
         f->repeats++;
         warn = 0;
     } else {
         repeats = f->repeats;
         f->repeats = 0;
     }
-    if (warn) clock_gettime(CLOCK_MONOTONIC, &f->logged);
+    if (warn) f->logged_us = clock_mono_us();
     pthread_mutex_unlock(&fails_lock);
     if (!warn)
         log_debug("mqtt: cannot connect to %s: %s", m->opts.uri, reason);
@@ -401,6 +399,8 @@ struct mqtt *mqtt_new(const struct mqtt_opts *opts, mqtt_handler handler,
     m->arg = arg;
     m->retry_ms = RETRY_MIN_MS;
     m->tls = uri_is_tls(opts->uri);
+    pthread_mutex_init(&m->stop_lock, NULL);
+    clock_cond_init(&m->stopped);
     if (mqtt_copy_opts(m, opts) < 0 || mqtt_create(m, err, errlen) < 0) {
         mqtt_free(m);
         return NULL;
@@ -416,6 +416,8 @@ void mqtt_free(struct mqtt *m) {
     for (int i = 0; m->filters && i < m->opts.nfilters; i++) free(m->filters[i]);
     free(m->filters);
     free(m->qoss);
+    pthread_mutex_destroy(&m->stop_lock);
+    pthread_cond_destroy(&m->stopped);
     free(m);
 }
 
@@ -496,10 +498,6 @@ int mqtt_start(struct mqtt *m) {
     return mqtt_connect(m);
 }
 
-static long ms_until(const struct timespec *t) {
-    return -ms_since(t);
-}
-
 /* Retry a failed first connect (Paho reconnects by itself only after a
  * connection that once succeeded), doubling the wait up to RETRY_MAX_MS
  * with jitter so that many bridges do not retry in step. */
@@ -508,17 +506,11 @@ void mqtt_tick(struct mqtt *m) {
     if (!__atomic_load_n(&m->need_connect, __ATOMIC_ACQUIRE)) return;
     if (m->retry_at.tv_sec == 0) {
         long wait = m->retry_ms / 2 + rand() % (m->retry_ms / 2 + 1);
-        clock_gettime(CLOCK_MONOTONIC, &m->retry_at);
-        m->retry_at.tv_sec += wait / 1000;
-        m->retry_at.tv_nsec += (wait % 1000) * 1000000L;
-        if (m->retry_at.tv_nsec >= 1000000000L) {
-            m->retry_at.tv_sec++;
-            m->retry_at.tv_nsec -= 1000000000L;
-        }
+        m->retry_at = clock_deadline(wait);
         m->retry_ms = m->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : m->retry_ms * 2;
         return;
     }
-    if (ms_until(&m->retry_at) > 0) return;
+    if (!clock_passed(&m->retry_at)) return;
     m->retry_at.tv_sec = 0;
     __atomic_store_n(&m->need_connect, 0, __ATOMIC_RELEASE);
     mqtt_connect(m);
@@ -601,18 +593,41 @@ int mqtt_pending(const struct mqtt *m) {
 }
 
 /* Disconnect cleanly, letting Paho finish in-flight publishes first. */
+/* The disconnect finished (either way): wake mqtt_stop. */
+static void stop_done(struct mqtt *m) {
+    pthread_mutex_lock(&m->stop_lock);
+    m->disconnected = 1;
+    pthread_cond_broadcast(&m->stopped);
+    pthread_mutex_unlock(&m->stop_lock);
+}
+
+static void on_disconnect(void *ctx, MQTTAsync_successData *r) { (void)r; stop_done(ctx); }
+static void on_disconnect_fail(void *ctx, MQTTAsync_failureData *r) { (void)r; stop_done(ctx); }
+static void on_disconnect5(void *ctx, MQTTAsync_successData5 *r) { (void)r; stop_done(ctx); }
+static void on_disconnect_fail5(void *ctx, MQTTAsync_failureData5 *r) { (void)r; stop_done(ctx); }
+
 void mqtt_stop(struct mqtt *m, int timeout_ms) {
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
     MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
-    if (m->opts.version >= 5) d = d5;
+    if (m->opts.version >= 5) {
+        d = d5;
+        d.onSuccess5 = on_disconnect5;
+        d.onFailure5 = on_disconnect_fail5;
+    } else {
+        d.onSuccess = on_disconnect;
+        d.onFailure = on_disconnect_fail;
+    }
+    d.context = m;
     d.timeout = timeout_ms;
     __atomic_store_n(&m->ready, 0, __ATOMIC_RELEASE);
-    if (MQTTAsync_isConnected(m->client))
-        MQTTAsync_disconnect(m->client, &d);
-    for (int i = 0; i < timeout_ms / 10 && MQTTAsync_isConnected(m->client); i++) {
-        struct timespec ts = { 0, 10 * 1000000L };
-        nanosleep(&ts, NULL);
-    }
+    if (!MQTTAsync_isConnected(m->client) ||
+        MQTTAsync_disconnect(m->client, &d) != MQTTASYNC_SUCCESS)
+        return;
+    struct timespec until = clock_deadline(timeout_ms + 100);
+    pthread_mutex_lock(&m->stop_lock);
+    while (!m->disconnected && !clock_cond_wait(&m->stopped, &m->stop_lock, &until))
+        ;
+    pthread_mutex_unlock(&m->stop_lock);
 }
 
 int mqtt_retryable(int rc) {

@@ -6,16 +6,11 @@
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "service.h"
 
 static uint64_t watchdog_usec;       /* 0: no watchdog */
 static uint64_t last_ping;
-
-static uint64_t mono_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 void service_init(void) {
     uint64_t usec = 0;
@@ -48,7 +43,7 @@ void service_status(const char *fmt, ...) {
 }
 
 void service_watchdog(void) {
-    uint64_t now = mono_usec();
+    uint64_t now = clock_mono_us();
     if (watchdog_usec == 0 || now - last_ping < watchdog_usec / 2) return;
     last_ping = now;
     sd_notify(0, "WATCHDOG=1");

@@ -13,6 +13,7 @@
 #include "codec.h"
 
 #define STATS_BUCKETS (64 * 4)
+#define STATS_ADDR_MAX 300          /* an address, as rexec.h writes it */
 
 struct stats_hist {
     uint64_t count[STATS_BUCKETS];
@@ -43,6 +44,8 @@ struct stats_snapshot {
     unsigned long redis_retries;/* batches retried after a Redis failure */
     unsigned long long redis_moved, redis_ask; /* cluster redirections */
     unsigned long long redis_wait_short; /* WAIT saw too few replicas */
+    char redis_primary[STATS_ADDR_MAX];  /* where writes go ("": unknown, or
+                                            a cluster) */
     unsigned long publish_errors; /* publishes Paho refused, or left for
                                    the next start at a stop */
     unsigned long lost;         /* acknowledged but not journaled (journal
@@ -50,6 +53,9 @@ struct stats_snapshot {
     unsigned long long journal_bytes;    /* on disk */
     unsigned long long journal_unstored; /* not yet stored in Redis */
     unsigned long long journal_max;      /* journal.max_bytes */
+    unsigned long long journal_released_early; /* freed on a full disk
+                                   before their republish was acknowledged */
+    int journal_disk_full;      /* the journal's disk is full now */
     size_t outbox;              /* publishes queued for the delivery */
     double store_ms[3];         /* store round trip per batch: p50, p99, max */
     double e2e_ms[3];           /* arrival to republish handed over: same */

@@ -38,6 +38,16 @@ static json_t *counts(const struct stats_snapshot *st) {
         "rejected", (json_int_t)st->rejected, "rejected_by", rejections(st));
 }
 
+/* A string, or null when empty. */
+static json_t *string_or_null(const char *s) {
+    return s[0] ? json_string(s) : json_null();
+}
+
+/* Where writes go: "redis_primary" (null: not known yet, or a cluster). */
+static void redis_where(json_t *doc, const struct stats_snapshot *st) {
+    json_object_set_new(doc, "redis_primary", string_or_null(st->redis_primary));
+}
+
 char *status_doc(const struct config *cfg, const struct stats_snapshot *st,
                         int online, size_t *len) {
     json_t *doc = json_pack("{s:i, s:s, s:b, s:I, s:I, s:s, s:s, s:{s:I, s:I, s:I}, "
@@ -56,6 +66,11 @@ char *status_doc(const struct config *cfg, const struct stats_snapshot *st,
     json_object_set_new(doc, "shared_group", cfg->shared_group
                         ? json_string(cfg->shared_group) : json_null());
     json_object_set_new(doc, "instance", json_string(st->instance));
+    redis_where(doc, st);
+    json_t *j = json_object_get(doc, "journal");
+    json_object_set_new(j, "disk_full", json_boolean(st->journal_disk_full));
+    json_object_set_new(j, "released_early",
+                        json_integer((json_int_t)st->journal_released_early));
     char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(doc);
     if (s) *len = strlen(s);
