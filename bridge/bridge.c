@@ -37,8 +37,12 @@ void bridge_publish(struct bridge *b, const char *topic, char *doc, size_t len,
     int rc = delivery_put(b->delivery, t, topic, doc, len, r ? r->corr : NULL,
                           r ? r->corr_len : 0, 0);
     if (rc == CB_OK) return;
+    if (rc == CB_ERR_CLOSED) {
+        __atomic_add_fetch(&b->publish_closed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     __atomic_add_fetch(&b->publish_oom, 1, __ATOMIC_RELAXED);
-    if (rc == CB_ERR_OOM) log_error("out of memory for a publish to %s", topic);
+    log_error("out of memory for a publish to %s", topic);
 }
 
 /* The delivery's publish function: one message to Paho. Paho's "not now"
@@ -365,8 +369,17 @@ void bridge_set_live(struct bridge *b, const struct config *cfg) {
  * the checkpoint moves, then the session closes. Messages arriving
  * meanwhile are still journaled (the bound is lifted so the callback can
  * always return); what was not stored, or not acknowledged, stays in the
- * journal for the next start. */
-void bridge_stop(struct bridge *b, int timeout_ms) {
+ * journal for the next start.
+ *
+ * One case cannot end in order: Paho's callback retrying an append on a
+ * full disk that nothing will free (Redis gone). It holds Paho's lock, so
+ * neither a publish nor the disconnect can go on, and returning from it
+ * would acknowledge a message that is nowhere. Then bridge_stop returns
+ * CB_ERR_FULL at once, and the caller must end the process without
+ * freeing the bridge: like a crash, which the journal is made for; the
+ * message in the callback was never acknowledged, so the broker delivers
+ * it again. Otherwise CB_OK. */
+int bridge_stop(struct bridge *b, int timeout_ms) {
     struct journal_stats js;
     struct delivery_stats ds;
     journal_get_stats(b->journal, &js);
@@ -376,11 +389,14 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
     delivery_wake(b->delivery);
     journal_unbound(b->journal);
     if (b->worker_started) pthread_join(b->worker, NULL);
+    b->worker_started = 0;
+    if (__atomic_load_n(&b->append_stuck, __ATOMIC_ACQUIRE)) return CB_ERR_FULL;
     if (b->delivery_started && b->status_interval > 0) bridge_publish_status(b, 0);
     if (b->delivery_started) delivery_close(b->delivery, 2000);
     b->worker_started = b->delivery_started = 0;
     delivery_checkpoint(b->delivery);
     mqtt_stop(b->mqtt, 1000);
+    delivery_checkpoint(b->delivery);  /* what the disconnect let complete */
     __atomic_store_n(&b->stopping, 2, __ATOMIC_RELEASE);
     journal_close(b->journal);
     journal_get_stats(b->journal, &js);
@@ -391,6 +407,7 @@ void bridge_stop(struct bridge *b, int timeout_ms) {
     log_info("stopped: %lu stored, %lu duplicates, %lu rejected; %llu bytes of "
              "journal kept for the next start", b->st.stored, b->st.duplicates,
              b->st.rejected, (unsigned long long)js.unstored_bytes);
+    return CB_OK;
 }
 
 void bridge_free(struct bridge *b) {
@@ -430,7 +447,8 @@ void bridge_stats(struct bridge *b, struct stats_snapshot *out) {
     delivery_get_stats(b->delivery, &ds);
     out->outbox = ds.queued;
     out->publish_errors = ds.refused + ds.left +
-                          __atomic_load_n(&b->publish_oom, __ATOMIC_RELAXED);
+                          __atomic_load_n(&b->publish_oom, __ATOMIC_RELAXED) +
+                          __atomic_load_n(&b->publish_closed, __ATOMIC_RELAXED);
     out->mqtt_ready = mqtt_ready(b->mqtt);
     memcpy(out->instance, b->instance, sizeof(out->instance));
     struct store_counters sc;

@@ -29,8 +29,10 @@ int bridge_start(struct bridge *b, char *err, size_t errlen);
 void bridge_tick(struct bridge *b);
 
 /* Store what the journal holds (giving up on Redis after timeout_ms),
- * flush publishes, disconnect; the rest stays in the journal. */
-void bridge_stop(struct bridge *b, int timeout_ms);
+ * flush publishes, disconnect; the rest stays in the journal. CB_OK, or
+ * CB_ERR_FULL when Paho's callback is stuck on a full disk: the caller
+ * must then end the process without bridge_free (see bridge.c). */
+int bridge_stop(struct bridge *b, int timeout_ms);
 void bridge_free(struct bridge *b);
 
 /* The counters and latencies now (stats.h), for the status document. */

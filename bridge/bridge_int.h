@@ -39,6 +39,9 @@ struct bridge {
     unsigned long long stop_seq;  /* the worker stops after this record */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
     unsigned long publish_oom;    /* publishes lost to out of memory */
+    unsigned long publish_closed; /* publishes put after the delivery closed */
+    int append_stuck;             /* atomic: Paho's callback is retrying an
+                                     append that failed (a full disk) */
     struct record_buf recbuf;     /* Paho's thread only */
     struct log_ratelimit reject_rl, publish_rl, journal_rl;
     struct journal_entry *entries;/* the worker's batch: records ... */

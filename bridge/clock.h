@@ -12,8 +12,9 @@
 #include <stdint.h>
 #include <time.h>
 
-/* Unix time in milliseconds (wall clock). */
+/* Unix time in milliseconds, and in microseconds (wall clock). */
 long long clock_wall_ms(void);
+uint64_t clock_wall_us(void);
 
 /* A monotonic time in microseconds, for durations. */
 uint64_t clock_mono_us(void);

@@ -36,6 +36,7 @@ struct delivery {
     struct slot **free_slots;
     int nfree;
     int closing, gave_up, started;
+    struct timespec close_by;     /* closing: the deadline of it all */
     pthread_t thread;
     pthread_mutex_t tickets_lock;
     struct delivery_ticket *tickets, *tickets_tail;
@@ -144,7 +145,11 @@ int delivery_put(struct delivery *d, struct delivery_ticket *t, const char *topi
                  char *payload, size_t len, const char *corr, size_t corr_len,
                  int retain) {
     struct delivery_msg *m = msg_new(topic, payload, len, corr, corr ? corr_len : 0);
-    if (m == NULL) return CB_ERR_OOM;
+    if (m == NULL) {
+        if (t) __atomic_add_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);  /* for good */
+        STAT_ADD(d, left, 1);
+        return CB_ERR_OOM;
+    }
     m->retain = retain;
     m->ticket = t;
     pthread_mutex_lock(&d->lock);
@@ -218,19 +223,16 @@ static void slot_done(struct cb_done *done, int ok) {
 }
 
 /* A free slot, waiting for one. NULL only when closing and no slot came
- * free within stop_wait_ms (the broker is gone); later calls then give up
- * at once. */
+ * free by the close's deadline (the broker is gone); later calls then give
+ * up at once. */
 static struct slot *slot_take(struct delivery *d) {
     struct slot *s = NULL;
-    struct timespec until = clock_deadline(d->o.stop_wait_ms);
     pthread_mutex_lock(&d->lock);
     while (d->nfree == 0 && !d->gave_up) {
-        if (!d->closing) {
+        if (!d->closing)
             pthread_cond_wait(&d->work, &d->lock);
-            until = clock_deadline(d->o.stop_wait_ms);
-        } else if (clock_cond_wait(&d->work, &d->lock, &until)) {
+        else if (clock_cond_wait(&d->work, &d->lock, &d->close_by))
             d->gave_up = d->nfree == 0;
-        }
     }
     if (d->nfree > 0) s = d->free_slots[--d->nfree];
     pthread_mutex_unlock(&d->lock);
@@ -308,7 +310,6 @@ struct delivery *delivery_new(const struct delivery_opts *o) {
     if (d == NULL) return NULL;
     d->o = *o;
     if (d->o.retry_ms <= 0) d->o.retry_ms = 50;
-    if (d->o.stop_wait_ms <= 0) d->o.stop_wait_ms = 5000;
     d->slots = calloc((size_t)o->window, sizeof(*d->slots));
     d->free_slots = calloc((size_t)o->window, sizeof(*d->free_slots));
     if (d->slots == NULL || d->free_slots == NULL) {
@@ -349,13 +350,13 @@ static int wait_idle(struct delivery *d, const struct timespec *until) {
 int delivery_close(struct delivery *d, int timeout_ms) {
     pthread_mutex_lock(&d->lock);
     d->closing = 1;
+    d->close_by = clock_deadline(timeout_ms);
     pthread_cond_broadcast(&d->work);
     pthread_cond_broadcast(&d->room);
     pthread_mutex_unlock(&d->lock);
     if (d->started) pthread_join(d->thread, NULL);
     d->started = 0;
-    struct timespec until = clock_deadline(timeout_ms);
-    return wait_idle(d, &until);
+    return wait_idle(d, &d->close_by);
 }
 
 void delivery_get_stats(struct delivery *d, struct delivery_stats *out) {

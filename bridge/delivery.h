@@ -21,12 +21,15 @@
  *             checkpoint moves over the completed prefix, through the
  *             injected checkpoint function.
  *   failures  a publish the client took and then gave up (done with
- *             ok = 0) is handed over again, its ticket open meanwhile.
- *             Once closing it is not: its ticket stays open for good, so
- *             the checkpoint stays before it and the next start publishes
- *             it again. So does a publish that finds no room (broker gone)
- *             when closing. A publish the client refuses at once and for
- *             good is counted and dropped: it would be refused forever.
+ *             ok = 0) is handed over again, its ticket open meanwhile; it
+ *             then leaves after publishes queued behind it (the only case
+ *             where a room's order is not kept). Once closing it is not:
+ *             its ticket stays open for good, so the checkpoint stays
+ *             before it and the next start publishes it again. So does a
+ *             publish that finds no room (broker gone) when closing, and
+ *             one that could not be queued for want of memory. A publish
+ *             the client refuses at once and for good is counted and
+ *             dropped: it would be refused forever.
  *
  * Threads: any thread puts (Paho's callback answers refusals through
  * here); one worker uses tickets and delivery_wait_room; completions come
@@ -55,9 +58,6 @@ struct delivery_opts {
     size_t queue_limit;         /* delivery_wait_room waits above this */
     int retry_ms;               /* between tries of a publish refused for
                                    now; 0: 50 */
-    int stop_wait_ms;           /* closing: how long to wait for room in
-                                   the window before leaving the rest for
-                                   the next start; 0: 5000 */
     /* Hand m to the broker client. CB_OK: done->fn runs once later.
      * CB_ERR_FULL: not now (disconnected, buffer full), try again. Any
      * other value: refused for good, done is not called. */
@@ -91,15 +91,16 @@ int delivery_start(struct delivery *d);
 
 /* Queue a publish of payload (owned from now on, even on failure) to
  * topic, counted by ticket t when not NULL. Never waits. CB_OK,
- * CB_ERR_OOM, or CB_ERR_CLOSED after delivery_close. */
+ * CB_ERR_OOM (t then stays open: the next start publishes it again), or
+ * CB_ERR_CLOSED after delivery_close. */
 int delivery_put(struct delivery *d, struct delivery_ticket *t, const char *topic,
                  char *payload, size_t len, const char *corr, size_t corr_len,
                  int retain);
 
 /* A ticket for the batch of journal records ending at seq, held by the
  * caller until delivery_ticket_release. Tickets must be made in seq
- * order. NULL when out of memory (the batch's publishes then go without:
- * the checkpoint does not wait for them). */
+ * order. NULL when out of memory: try again (publishing the batch without
+ * one would let the checkpoint pass it before its publishes completed). */
 struct delivery_ticket *delivery_ticket_new(struct delivery *d, uint64_t seq);
 
 /* Release the caller's hold on t (NULL is accepted) and move the
@@ -119,9 +120,11 @@ void delivery_wait_room(struct delivery *d, int (*hold)(void *), void *arg);
  * takes. */
 void delivery_wake(struct delivery *d);
 
-/* No more puts: the thread hands over what is queued and ends; failures
- * from now on are left for the next start. Then wait up to timeout_ms for
- * every publish handed over to complete. 1 when all did, else 0. */
+/* No more puts: the thread hands over what is queued, as long as the
+ * window has room within timeout_ms, and ends; what is left, and failures
+ * from now on, are left for the next start. Then wait, within the same
+ * timeout_ms, for every publish handed over to complete. 1 when all did,
+ * else 0. */
 int delivery_close(struct delivery *d, int timeout_ms);
 
 void delivery_get_stats(struct delivery *d, struct delivery_stats *out);

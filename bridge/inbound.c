@@ -90,7 +90,11 @@ static void inbound_journal(struct bridge *b, const struct mqtt_in *in, const st
         return;
     }
     for (;;) {
-        if (journal_append(b->journal, b->recbuf.data, b->recbuf.len) > 0) return;
+        if (journal_append(b->journal, b->recbuf.data, b->recbuf.len) > 0) {
+            __atomic_store_n(&b->append_stuck, 0, __ATOMIC_RELEASE);
+            return;
+        }
+        __atomic_store_n(&b->append_stuck, 1, __ATOMIC_RELEASE);
         if (__atomic_load_n(&b->stopping, __ATOMIC_ACQUIRE) > 1) break;
         if (log_ratelimit_ok(&b->journal_rl)) {
             char why[256];

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "journal.h"
 #include "result.h"
 
@@ -60,7 +61,7 @@ struct journal {
     int failing;                        /* the last append failed */
     int full;                           /* ... for want of space */
     int roll;                           /* next append starts a new segment */
-    struct timespec last_sync;
+    uint64_t last_sync_us;               /* clock_mono_us() of the last sync */
     /* reader state, touched by the reader thread only (rindex written
      * under the lock: drop_segments reads it) */
     uint64_t rindex, roff;
@@ -145,24 +146,6 @@ static void seg_path(const struct journal *j, uint64_t index, char *buf, size_t 
     snprintf(buf, size, "%s/%016llu.log", j->dir, (unsigned long long)index);
 }
 
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* The CLOCK_REALTIME time timeout_ms from now, for pthread_cond_timedwait. */
-static struct timespec deadline(int timeout_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    return until;
-}
 
 /* Create dir and its missing parents. */
 static int mkdirs(const char *dir) {
@@ -523,9 +506,9 @@ static struct journal *journal_alloc(const struct journal_opts *o) {
     j->wfd = j->ckfd = j->rfd = -1;
     j->dir = strdup(o->dir);
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->data, NULL);
-    pthread_cond_init(&j->space, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &j->last_sync);
+    clock_cond_init(&j->data);
+    clock_cond_init(&j->space);
+    j->last_sync_us = clock_mono_us();
     if (j->dir == NULL) {
         journal_free(j);
         return NULL;
@@ -622,6 +605,16 @@ static size_t drop_segments(struct journal *j) {
     memmove(j->segs, j->segs + drop, (j->nsegs - drop) * sizeof(*j->segs));
     j->nsegs -= drop;
     return drop;
+}
+
+/* Make the checkpoint durable before segments it covers are deleted
+ * (unless journal.fsync is "never"): after a power loss, an older
+ * checkpoint must not be left pointing into deleted segments. Once per
+ * segment, not per checkpoint. */
+static void sync_before_drop(struct journal *j) {
+    if (j->o.fsync != JOURNAL_FSYNC_NEVER && j->nsegs > 1 &&
+        j->segs[0].index != j->rindex && j->segs[0].last_seq <= j->checkpoint_seq)
+        j->io.fdatasync(j->ckfd);
 }
 
 /* How many records of s come after seq ckpt. Only a segment holding the
@@ -745,7 +738,7 @@ static int append_locked(struct journal *j, const void *data, size_t len, uint64
         return CB_ERR;
     }
     int rc = writer_ready(j, REC_HDR + len);
-    uint64_t now = now_us(), next = now > j->last_seq ? now : j->last_seq + 1;
+    uint64_t now = clock_wall_us(), next = now > j->last_seq ? now : j->last_seq + 1;
     if (rc != CB_OK || (rc = write_record(j, next, data, len)) != CB_OK) return rc;
     *seq = j->last_seq = next;
     j->end_pos += REC_HDR + len;
@@ -774,10 +767,10 @@ uint64_t journal_append(struct journal *j, const void *data, size_t len) {
 }
 
 int journal_wait_space(struct journal *j, int timeout_ms) {
-    struct timespec until = deadline(timeout_ms);
+    struct timespec until = clock_deadline(timeout_ms);
     pthread_mutex_lock(&j->lock);
     while (!j->closed && j->failing && j->space_gen == j->fail_gen)
-        if (pthread_cond_timedwait(&j->space, &j->lock, &until) == ETIMEDOUT) break;
+        if (clock_cond_wait(&j->space, &j->lock, &until)) break;
     int rc = j->closed ? CB_ERR_CLOSED : CB_OK;
     pthread_mutex_unlock(&j->lock);
     return rc;
@@ -813,7 +806,7 @@ static void reader_next(struct journal *j, const struct segment *s) {
  * segment at the end of one. Returns 1 with the unread byte count and the
  * journal position of the first, 0 on timeout or when closed. */
 static int reader_wait(struct journal *j, int timeout_ms, uint64_t *avail, uint64_t *pos) {
-    struct timespec until = deadline(timeout_ms);
+    struct timespec until = clock_deadline(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&j->lock);
     for (;;) {
@@ -830,7 +823,7 @@ static int reader_wait(struct journal *j, int timeout_ms, uint64_t *avail, uint6
             reader_next(j, s);
             continue;
         }
-        if (j->closed || pthread_cond_timedwait(&j->data, &j->lock, &until) == ETIMEDOUT)
+        if (j->closed || clock_cond_wait(&j->data, &j->lock, &until))
             break;
     }
     pthread_mutex_unlock(&j->lock);
@@ -938,6 +931,7 @@ int journal_checkpoint(struct journal *j, uint64_t seq) {
             rc = CB_ERR_IO;
         } else {
             j->checkpoint_seq = seq;
+            sync_before_drop(j);
             drop_segments(j);
             space_signal(j);
         }
@@ -950,17 +944,14 @@ int journal_checkpoint(struct journal *j, uint64_t seq) {
  * passed. The sync runs on a duplicate descriptor, outside the lock, so
  * appends do not wait for the disk. */
 void journal_tick(struct journal *j) {
-    struct timespec now;
     int fd = -1;
     if (j->o.fsync != JOURNAL_FSYNC_BATCH) return;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (now.tv_sec - j->last_sync.tv_sec) * 1000 +
-              (now.tv_nsec - j->last_sync.tv_nsec) / 1000000;
+    uint64_t now = clock_mono_us();
     pthread_mutex_lock(&j->lock);
-    if (j->dirty && ms >= j->o.fsync_ms && j->wfd >= 0) {
+    if (j->dirty && now - j->last_sync_us >= (uint64_t)j->o.fsync_ms * 1000u && j->wfd >= 0) {
         fd = dup(j->wfd);
         j->dirty = 0;
-        j->last_sync = now;
+        j->last_sync_us = now;
     }
     pthread_mutex_unlock(&j->lock);
     if (fd < 0) return;

@@ -17,6 +17,7 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "result.h"
 #include "service.h"
 
 #define CB_VERSION "0.1.0"
@@ -172,6 +173,21 @@ static int start_bridge(struct daemon *d) {
     return 0;
 }
 
+/* Stop and free the bridge. A stop that cannot end in order (an append
+ * stuck on a full disk, bridge.h) ends the process here with 'status',
+ * as a crash would: the journal keeps what was acknowledged, and the
+ * message in Paho's callback was not acknowledged, so the broker delivers
+ * it again. */
+static void stop_bridge(struct daemon *d, int status) {
+    if (bridge_stop(d->bridge, d->current->stop_timeout_ms) == CB_ERR_FULL) {
+        log_error("journal: the disk is still full at the stop's deadline; exiting "
+                  "without acknowledging the message being received (the broker "
+                  "delivers it again)");
+        _exit(status);
+    }
+    bridge_free(d->bridge);
+}
+
 /* SIGHUP: read the file again. A bad file changes nothing. Limits, log
  * level and intervals apply at once; anything else (addresses, prefixes,
  * credentials, journal) restarts the bridge on the new settings, which
@@ -197,8 +213,7 @@ static void reload(struct daemon *d) {
         return;
     }
     log_info("reload: connection settings changed; restarting the bridge");
-    bridge_stop(d->bridge, d->current->stop_timeout_ms);
-    bridge_free(d->bridge);
+    stop_bridge(d, 1);
     if (d->current != d->built) config_destroy(d->current);
     config_destroy(d->built);
     d->built = d->current = next;
@@ -221,8 +236,7 @@ static int run(struct daemon *d) {
     if (d->bridge == NULL) return 1;
     log_info("stopping");
     service_stopping();
-    bridge_stop(d->bridge, d->current->stop_timeout_ms);
-    bridge_free(d->bridge);
+    stop_bridge(d, 0);
     return 0;
 }
 

@@ -198,6 +198,19 @@ static size_t worker_prepare(struct bridge *b, size_t n) {
     return k;
 }
 
+/* The batch's ticket, waiting for memory if need be: publishing without
+ * one would let the checkpoint pass the batch before its publishes
+ * completed. */
+static struct delivery_ticket *worker_ticket(struct bridge *b, uint64_t seq) {
+    long wait = BACKOFF_MIN_MS;
+    struct delivery_ticket *t;
+    while ((t = delivery_ticket_new(b->delivery, seq)) == NULL) {
+        log_error("out of memory for a batch's ticket; retrying");
+        worker_backoff(&wait);
+    }
+    return t;
+}
+
 /* Store one batch and hand its publishes to the delivery. Returns 0, or -1
  * when it gave up at shutdown (the records stay in the journal). */
 static int worker_batch(struct bridge *b, size_t n) {
@@ -209,7 +222,7 @@ static int worker_batch(struct bridge *b, size_t n) {
         for (size_t i = 0; i < k; i++) store_op_clear(&b->ops[i]);
         return -1;
     }
-    struct delivery_ticket *t = delivery_ticket_new(b->delivery, b->entries[n - 1].seq);
+    struct delivery_ticket *t = worker_ticket(b, b->entries[n - 1].seq);
     for (size_t i = 0; i < k; i++) {
         worker_respond(b, &b->recs[i], &b->ops[i], t);
         store_op_clear(&b->ops[i]);

@@ -8,7 +8,10 @@
  * slowed the bridge down: every message the broker acknowledged is stored
  * exactly once and republished, and the bridge still runs and exits 0 on
  * SIGTERM. Once with 64 KiB segments, once with one segment larger than
- * the file system (it can only be freed by starting a new one).
+ * the file system (it can only be freed by starting a new one). A third
+ * case stops the bridge while the disk is full and Redis still down: it
+ * must exit, and after Redis and a new bridge come up nothing the broker
+ * acknowledged is missing or stored twice.
  *
  * Needs root to mount; as another user, or when the mount is refused (a
  * container without the capability), it says so and exits 0. Every wait
@@ -48,6 +51,7 @@ struct fx {
     int mounted;
     struct workload *wl;
     struct wl_opts opts;
+    char extra[700];                /* the bridge's configuration */
     int passed;
 };
 
@@ -121,15 +125,15 @@ static int fx_teardown(void **state) {
 /* Servers, the journal's tmpfs, and the bridge on it with segments of
  * segment_bytes (0: the default, 16 MiB). */
 static void fx_start(struct fx *f, int segment_bytes) {
-    char extra[700], seg[64] = "";
+    char seg[64] = "";
     assert_int_equal(h_start_servers_opt(&f->env, NULL), 0);
     snprintf(f->jdir, sizeof(f->jdir), "%s/journal", f->env.dir);
     if (tmpfs_mount(f->jdir) != 0) fail_msg("mount %s: %s", f->jdir, strerror(errno));
     f->mounted = 1;
     if (segment_bytes) snprintf(seg, sizeof(seg), "  segment_bytes: %d\n", segment_bytes);
-    snprintf(extra, sizeof(extra), "limits:\n  stop_timeout_ms: %d\n"
+    snprintf(f->extra, sizeof(f->extra), "limits:\n  stop_timeout_ms: %d\n"
              "journal:\n  dir: %s\n%s", STOP_TIMEOUT_MS, f->jdir, seg);
-    assert_int_equal(h_start_bridge_ex(&f->env, NULL, extra), 0);
+    assert_int_equal(h_start_bridge_ex(&f->env, NULL, f->extra), 0);
 }
 
 /* Milliseconds since t0. */
@@ -182,6 +186,37 @@ static void diskfull_case(struct fx *f, const char *name, int segment_bytes) {
     f->passed = 1;
 }
 
+/* 3. SIGTERM while the disk is full and Redis is down: Paho's callback is
+ * stuck on an append that nothing will free, and holds Paho's lock. The
+ * bridge must still exit (as a crash would: its journal keeps what it
+ * acknowledged, and the broker keeps the one it was receiving); then with
+ * Redis and a new bridge, every acknowledged message is stored once and
+ * republished. */
+static void test_diskfull_stop(void **state) {
+    struct fx *f = *state;
+    fx_start(f, 65536);
+    assert_int_equal(h_redis_stop(&f->env), 0);
+    f->opts = (struct wl_opts){ .name = "df3", .n = MESSAGES, .rooms = ROOMS, .rate = RATE };
+    f->wl = wl_start(&f->env, &f->opts);
+    assert_non_null(f->wl);
+    if (h_log_wait(&f->env, "disk full", 1, FULL_TIMEOUT_MS) < 1)
+        fail_msg("the bridge never logged that the disk was full");
+    h_sleep_ms(1500);
+    int rc = h_stop_bridge(&f->env);
+    printf("  df3: SIGTERM with the disk full and Redis down: exit status %d\n", rc);
+    if (rc != 0) fail_msg("the bridge did not exit cleanly (status %d)", rc);
+    if (h_log_wait(&f->env, "disk is still full at the stop", 1, 1000) < 1)
+        fail_msg("the bridge did not say why it left without a clean stop");
+    if (wl_wait_acked(f->wl, ACK_TIMEOUT_MS) != 0) fail_msg("not every message acknowledged");
+    assert_int_equal(h_redis_start(&f->env), 0);
+    assert_int_equal(h_start_bridge_ex(&f->env, NULL, f->extra), 0);
+    int problems = wl_verify(f->wl, &f->env, &(struct wl_expect){ .timeout_ms = DRAIN_TIMEOUT_MS });
+    if (problems) fail_msg("df3: %d problems (listed above)", problems);
+    rc = h_stop_bridge(&f->env);
+    if (rc != 0) fail_msg("the second bridge exited with %d on SIGTERM", rc);
+    f->passed = 1;
+}
+
 /* 1. 64 KiB segments, eight of them fill the file system: the ones
  * already stored are freed before their republishes are acknowledged. */
 static void test_diskfull_segments(void **state) {
@@ -200,6 +235,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         DISKFULL_TEST(test_diskfull_segments),
         DISKFULL_TEST(test_diskfull_one_segment),
+        DISKFULL_TEST(test_diskfull_stop),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *why = cannot_mount();

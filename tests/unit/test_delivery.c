@@ -101,7 +101,7 @@ static struct fake *fake_new(void) {
 
 static struct delivery *delivery_for(struct fake *f, int window, size_t limit) {
     struct delivery_opts o = { .window = window, .queue_limit = limit,
-        .retry_ms = 5, .stop_wait_ms = 100, .publish = fake_publish,
+        .retry_ms = 5, .publish = fake_publish,
         .checkpoint = fake_checkpoint, .arg = f };
     struct delivery *d = delivery_new(&o);
     assert_non_null(d);
