@@ -315,7 +315,7 @@ OBJCOPY ?= objcopy
 FUZZ := $(B)/fuzz
 FUZZ_NAMES := codec topic config
 FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ)/fuzz_%)
-FUZZ_MODS := codec names topic journal log clock cluster rnode rexec
+FUZZ_MODS := codec names topic journal log clock cluster rnode rexec sentinel
 FUZZ_CFLAGS := $(FUZZ_OPT) -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP \
 	-fno-omit-frame-pointer -fno-sanitize-recover=all $(PKG_CFLAGS)
 FUZZ_SAN := address,undefined
@@ -423,3 +423,34 @@ test-cluster: deps
 	$(Q)rc=0; timeout 120 $(CLUSTER_TEST_BIN) || rc=1; \
 	  CB_BRIDGE=$(B)/chat-bridge timeout 300 $(CLUSTER_SCALE_BIN) || rc=1; exit $$rc
 # ==================== end of cluster ====================
+
+# ==================== sentinel (tests/sentinel/) ====================
+# make test-sentinel  the bridge on a primary that Redis Sentinel names
+#                    (issue #15), against real servers on free loopback
+#                    ports in a temporary directory removed afterwards
+#                    (CB_KEEP=1 keeps it): a primary, two replicas, three
+#                    sentinels (redis-server --sentinel), one mosquitto, the
+#                    bridge, numbered QoS 1 messages. The primary killed
+#                    (with and without redis.wait_replicas: the loss and the
+#                    failover gap printed), the old primary back as a
+#                    replica, SENTINEL FAILOVER mid-stream, the sentinels
+#                    down, a wrong master name and sentinel password. About
+#                    three minutes; CB_SENTINEL_ONLY='*switchover*' runs only
+#                    the matching scenarios, CB_WRAPPER runs the bridge under
+#                    a wrapper (valgrind).
+SENTINEL_TEST_BIN := $(B)/tests/sentinel
+
+.PHONY: test-sentinel
+
+$(B)/tests/st_%.o: tests/sentinel/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(SENTINEL_TEST_BIN): $(B)/tests/st_test_sentinel.o $(B)/tests/it_harness.o $(TEST_LIB)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+
+test-sentinel: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge $(SENTINEL_TEST_BIN)
+	$(Q)CB_BRIDGE=$(B)/chat-bridge timeout 600 $(SENTINEL_TEST_BIN)
+# ==================== end of sentinel ====================

@@ -180,7 +180,8 @@ static struct store *bridge_store_new(const struct config *c) {
         .host = c->redis_host, .port = c->redis_port,
         .unix_socket = c->redis_unix_socket, .username = c->redis_username,
         .cluster = c->redis_cluster, .cluster_nodes = c->redis_cluster_nodes,
-        .notify = bridge_redis_note,
+        .sentinels = c->redis_sentinels, .sentinel_master = c->redis_sentinel_master,
+        .sentinel_password = c->redis_sentinel_password, .notify = bridge_redis_note,
         .wait_replicas = c->redis_wait_replicas,
         .wait_timeout_ms = c->redis_wait_timeout_ms,
         .password = c->redis_password, .key_prefix = c->key_prefix,
@@ -456,5 +457,7 @@ void bridge_stats(struct bridge *b, struct stats_snapshot *out) {
     out->redis_moved = sc.moved;
     out->redis_ask = sc.ask;
     out->redis_wait_short = sc.wait_short;
+    out->redis_failovers = sc.failovers;
     snprintf(out->redis_primary, sizeof(out->redis_primary), "%s", sc.primary);
+    snprintf(out->redis_sentinel, sizeof(out->redis_sentinel), "%s", sc.watching);
 }

@@ -29,6 +29,7 @@
 #include "journal.h"
 #include "log.h"
 #include "rnode.h"
+#include "sentinel.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)  /* largest config file we read */
 #define SECRET_FILE_MAX 4096           /* largest password_file we read */
@@ -71,6 +72,8 @@ static const char *check_readable(const char *s);
 static const char *check_group(const char *s);
 static const char *check_socket_path(const char *s);
 static const char *check_nodes(const char *s);
+static const char *check_sentinels(const char *s);
+static const char *check_master_name(const char *s);
 static const char *check_private(const char *s);
 static int version_parse(const char *name);
 static const char *version_name(int value);
@@ -132,6 +135,10 @@ static const struct option options[] = {
     STR("redis.unix_socket", redis_unix_socket, NULL, check_socket_path),
     ENUM("redis.cluster", redis_cluster, &bool_enum, 0),
     STR("redis.cluster_nodes", redis_cluster_nodes, NULL, check_nodes),
+    STR("redis.sentinels", redis_sentinels, NULL, check_sentinels),
+    STR("redis.sentinel_master", redis_sentinel_master, NULL, check_master_name),
+    SECRET("redis.sentinel_password", redis_sentinel_password),
+    SFILE("redis.sentinel_password_file", redis_sentinel_password),
     INT("redis.wait_replicas", redis_wait_replicas, 0, 16, 0),
     INT("redis.wait_timeout_ms", redis_wait_timeout_ms, 1, 60000, 1000),
     STR("redis.username", redis_username, NULL, check_nonempty),
@@ -360,6 +367,23 @@ static const char *check_nodes(const char *s) {
     int n = rnode_parse_list(s, NULL, NULL);
     if (n < 0) return "must be HOST:PORT words, separated by spaces or commas";
     return n ? NULL : "must name at least one HOST:PORT";
+}
+
+/* redis.sentinels: like cluster_nodes, at most SENTINEL_MAX of them. */
+static const char *check_sentinels(const char *s) {
+    const char *why = check_nodes(s);
+    if (why) return why;
+    return rnode_parse_list(s, NULL, NULL) > SENTINEL_MAX ? "names more than 16 sentinels" : NULL;
+}
+
+/* redis.sentinel_master: a name as sentinel.conf allows it (letters,
+ * digits, '.', '-', '_'), so that it is one word of +switch-master. */
+static const char *check_master_name(const char *s) {
+    size_t len = strlen(s);
+    if (len == 0 || len > 128) return "must be 1 to 128 bytes";
+    if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != len)
+        return "may hold only letters, digits, '.', '-' and '_'";
+    return NULL;
 }
 
 /* redis.unix_socket: a path that fits a socket address. It need not exist
@@ -732,6 +756,36 @@ static void check_transport(struct load *ld) {
         add_error(ld, ld->given[key], options[key].key, "needs mqtt.tls_cert_file");
 }
 
+/* Sentinel: the sentinels need the master's name and exclude a cluster
+ * (which fails over by itself) and a socket (the sentinels name
+ * HOST:PORT); its other keys mean nothing without them. */
+static void check_sentinel(struct load *ld) {
+    static const char *const keys[] = { "redis.sentinel_master", "redis.sentinel_password",
+        "redis.sentinel_password_file" };
+    int sen = find_option("redis.sentinels"), cl = find_option("redis.cluster");
+    int sock = find_option("redis.unix_socket"), master = find_option(keys[0]);
+    int at = ld->given[sen];
+
+    if (ld->bad[sen]) return;            /* already refused */
+    if (!at) {
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            int k = find_option(keys[i]);
+            if (ld->given[k] && !ld->bad[k])
+                add_error(ld, ld->given[k], keys[i], "set, but redis.sentinels is not");
+        }
+        return;
+    }
+    if (!ld->given[master])
+        add_error(ld, at, options[sen].key, "needs redis.sentinel_master, the name "
+                  "the sentinels monitor");
+    if (ld->c->redis_cluster)
+        add_error(ld, at, options[sen].key, "cannot be used with redis.cluster (line %d): "
+                  "a cluster fails over by itself", ld->given[cl]);
+    if (ld->given[sock])
+        add_error(ld, at, options[sen].key, "cannot be used with redis.unix_socket "
+                  "(line %d): the sentinels name a HOST:PORT", ld->given[sock]);
+}
+
 /* Checks that involve more than one option, skipped for an option whose
  * own value was already refused (the message would be about a default). */
 static void check_cross(struct load *ld) {
@@ -742,6 +796,7 @@ static void check_cross(struct load *ld) {
 
     check_secret_pairs(ld);
     check_transport(ld);
+    check_sentinel(ld);
     if (!ld->bad[hd] && !ld->bad[hm] &&
         ld->c->history_default > ld->c->history_max)
         add_error(ld, ld->seen[hd] ? ld->seen[hd] : ld->seen[hm],

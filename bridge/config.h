@@ -55,6 +55,12 @@ struct config {
                                 keys hash-tagged by room */
     char *redis_cluster_nodes; /* redis.cluster_nodes: "HOST:PORT ..." seeds;
                                 NULL = host:port */
+    char *redis_sentinels;   /* redis.sentinels: "HOST:PORT ..." of Redis
+                                Sentinels; NULL (default) = no Sentinel */
+    char *redis_sentinel_master; /* redis.sentinel_master: the name they
+                                monitor; needed with redis.sentinels */
+    char *redis_sentinel_password; /* redis.sentinel_password, or contents
+                                of redis.sentinel_password_file */
     int redis_wait_replicas; /* redis.wait_replicas 0..16, default 0: after
                                 a batch that wrote, WAIT for this many
                                 replicas of each primary written */

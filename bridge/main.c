@@ -150,6 +150,11 @@ static void report_status(struct daemon *d) {
                    st.stored, st.duplicates, st.rejected);
     if (cfg->status_interval == 0 || now < d->next_status) return;
     d->next_status = now + cfg->status_interval;
+    if (cfg->redis_sentinels)
+        log_info("status: sentinel master %s: primary %s, failovers followed %llu, %s%s",
+                 cfg->redis_sentinel_master, st.redis_primary[0] ? st.redis_primary : "unknown",
+                 st.redis_failovers, st.redis_sentinel[0] ? "watching " : "no sentinel watched: "
+                 "failovers not followed", st.redis_sentinel);
     log_info("status: mqtt %s, redis %s, journal %llu bytes (%llu not stored, max %llu), "
              "stored %lu, duplicates %lu, replayed %lu, rejected %lu, history %lu, "
              "deleted %lu, redis retries %lu, publish errors %lu",
@@ -271,6 +276,10 @@ int main(int argc, char **argv) {
         log_info("chat-bridge %s starting: broker %s, redis cluster %s", CB_VERSION,
                  d.built->mqtt_uri, d.built->redis_cluster_nodes
                  ? d.built->redis_cluster_nodes : d.built->redis_host);
+    else if (d.built->redis_sentinels)
+        log_info("chat-bridge %s starting: broker %s, redis: the primary of %s named by "
+                 "sentinels %s", CB_VERSION, d.built->mqtt_uri, d.built->redis_sentinel_master,
+                 d.built->redis_sentinels);
     else if (d.built->redis_unix_socket)
         log_info("chat-bridge %s starting: broker %s, redis %s", CB_VERSION,
                  d.built->mqtt_uri, d.built->redis_unix_socket);

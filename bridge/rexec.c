@@ -10,6 +10,7 @@
 #include "result.h"
 #include "rexec.h"
 #include "rnode.h"
+#include "sentinel.h"
 
 /* ==================== Commands ==================== */
 
@@ -36,6 +37,7 @@ void rexec_cmd_clear(struct rexec_cmd *cmd) {
 /* The transport the options ask for. */
 struct rexec *rexec_new(const struct rexec_opts *opts) {
     if (opts->cluster) return cluster_rexec_new(opts);
+    if (opts->sentinels) return sentinel_rexec_new(opts);
     return rnode_rexec_new(opts, NULL);
 }
 

@@ -9,6 +9,9 @@
  *   rnode.h     one node: TCP host:port or a Unix socket, one connection;
  *   cluster.h   a Redis Cluster: commands routed by slot to the primaries,
  *               MOVED and ASK followed;
+ *   sentinel.h  the primary that Redis Sentinel names: the one-node
+ *               executor with a locator that asks the sentinels, ROLE
+ *               checked at each connect, failovers followed.
  *
  * rexec_new() picks one from the options.
  *
@@ -94,6 +97,9 @@ struct rexec_opts {
     const char *username;      /* Redis 6 ACL user; NULL: "default" */
     const char *password;      /* NULL: no AUTH */
     int timeout_ms;            /* connect, read and write; <= 0: 5000 */
+    const char *sentinels;     /* Sentinel: "HOST:PORT ..." of the sentinels */
+    const char *sentinel_master;   /* ... the master they monitor ... */
+    const char *sentinel_password; /* ... and their own AUTH; NULL: none */
     rexec_notify_fn *notify;   /* NULL: nothing is said */
     void *notify_arg;
 };
@@ -101,9 +107,13 @@ struct rexec_opts {
 /* Counters since the executor was made, and where it writes now. */
 struct rexec_counters {
     unsigned long long moved, ask;   /* -MOVED and -ASK answers (cluster) */
+    unsigned long long failovers;    /* Sentinel: moves to another primary */
     char primary[REXEC_ADDR_MAX];    /* the node written to: one node's
                                         address, Sentinel's confirmed
                                         primary; "" when unknown or many */
+    char watching[REXEC_ADDR_MAX];   /* Sentinel: the sentinels whose events
+                                        are followed, "HOST:PORT ..."; ""
+                                        when none */
 };
 
 struct rexec;
@@ -136,8 +146,8 @@ struct rexec {
 };
 
 /* An executor for these options (copied), not connected: a cluster's when
- * opts->cluster, else one node's. NULL
- * when out of memory or when a cluster node is not
+ * opts->cluster, Sentinel's when opts->sentinels, else one node's. NULL
+ * when out of memory or when a cluster node or a sentinel is not
  * HOST:PORT (config.c checks them first). */
 struct rexec *rexec_new(const struct rexec_opts *opts);
 

@@ -44,8 +44,12 @@ struct stats_snapshot {
     unsigned long redis_retries;/* batches retried after a Redis failure */
     unsigned long long redis_moved, redis_ask; /* cluster redirections */
     unsigned long long redis_wait_short; /* WAIT saw too few replicas */
+    unsigned long long redis_failovers;  /* Sentinel: moves to another primary */
     char redis_primary[STATS_ADDR_MAX];  /* where writes go ("": unknown, or
                                             a cluster) */
+    char redis_sentinel[STATS_ADDR_MAX]; /* Sentinel: the sentinels whose
+                                            failover events are followed,
+                                            "HOST:PORT ..." ("": none) */
     unsigned long publish_errors; /* publishes Paho refused, or left for
                                    the next start at a stop */
     unsigned long lost;         /* acknowledged but not journaled (journal

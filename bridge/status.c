@@ -26,7 +26,7 @@ static json_t *rejections(const struct stats_snapshot *st) {
 }
 
 static json_t *counts(const struct stats_snapshot *st) {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "received", (json_int_t)st->received, "stored", (json_int_t)st->stored,
         "republished", (json_int_t)st->republished, "replies", (json_int_t)st->replies,
         "duplicates", (json_int_t)st->duplicates, "replayed", (json_int_t)st->replayed,
@@ -34,6 +34,7 @@ static json_t *counts(const struct stats_snapshot *st) {
         "redis_retries", (json_int_t)st->redis_retries,
         "redis_moved", (json_int_t)st->redis_moved, "redis_ask", (json_int_t)st->redis_ask,
         "redis_wait_short", (json_int_t)st->redis_wait_short,
+        "redis_failovers", (json_int_t)st->redis_failovers,
         "publish_errors", (json_int_t)st->publish_errors,
         "rejected", (json_int_t)st->rejected, "rejected_by", rejections(st));
 }
@@ -43,9 +44,28 @@ static json_t *string_or_null(const char *s) {
     return s[0] ? json_string(s) : json_null();
 }
 
-/* Where writes go: "redis_primary" (null: not known yet, or a cluster). */
-static void redis_where(json_t *doc, const struct stats_snapshot *st) {
+/* The words of a space-separated list as a JSON array. */
+static json_t *words(const char *list) {
+    json_t *a = json_array();
+    for (const char *p = list; a && *p; ) {
+        size_t n = strcspn(p, " ");
+        if (n) json_array_append_new(a, json_stringn(p, n));
+        p += n + (p[n] == ' ');
+    }
+    return a;
+}
+
+/* Where writes go: "redis_primary" (null: not known yet, or a cluster);
+ * with Sentinel, "sentinel": the master's name, the sentinels whose
+ * failover events are followed ([]: none answers) and the failovers
+ * followed; null otherwise. */
+static void redis_where(json_t *doc, const struct config *cfg, const struct stats_snapshot *st) {
+    const char *master = cfg->redis_sentinel_master ? cfg->redis_sentinel_master : "";
     json_object_set_new(doc, "redis_primary", string_or_null(st->redis_primary));
+    json_object_set_new(doc, "sentinel", cfg->redis_sentinels
+        ? json_pack("{s:s, s:o, s:I}", "master", master, "watching", words(st->redis_sentinel),
+                    "failovers", (json_int_t)st->redis_failovers)
+        : json_null());
 }
 
 char *status_doc(const struct config *cfg, const struct stats_snapshot *st,
@@ -66,7 +86,7 @@ char *status_doc(const struct config *cfg, const struct stats_snapshot *st,
     json_object_set_new(doc, "shared_group", cfg->shared_group
                         ? json_string(cfg->shared_group) : json_null());
     json_object_set_new(doc, "instance", json_string(st->instance));
-    redis_where(doc, st);
+    redis_where(doc, cfg, st);
     json_t *j = json_object_get(doc, "journal");
     json_object_set_new(j, "disk_full", json_boolean(st->journal_disk_full));
     json_object_set_new(j, "released_early",

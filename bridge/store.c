@@ -85,7 +85,9 @@ struct store *store_new(const struct store_opts *opts) {
         .host = opts->host, .port = opts->port, .unix_socket = opts->unix_socket,
         .cluster = opts->cluster, .cluster_nodes = opts->cluster_nodes,
         .username = opts->username, .password = opts->password,
-        .timeout_ms = opts->timeout_ms,
+        .timeout_ms = opts->timeout_ms, .sentinels = opts->sentinels,
+        .sentinel_master = opts->sentinel_master,
+        .sentinel_password = opts->sentinel_password,
         .notify = opts->notify, .notify_arg = opts->notify_arg,
     };
     struct store *s = calloc(1, sizeof(*s));
@@ -137,7 +139,9 @@ void store_counters(const struct store *s, struct store_counters *out) {
     rexec_counters(s->x, &xc);
     out->moved = xc.moved;
     out->ask = xc.ask;
+    out->failovers = xc.failovers;
     memcpy(out->primary, xc.primary, sizeof(out->primary));
+    memcpy(out->watching, xc.watching, sizeof(out->watching));
     out->wait_short = __atomic_load_n(&s->wait_short, __ATOMIC_RELAXED);
 }
 

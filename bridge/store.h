@@ -46,6 +46,10 @@ struct store_opts {
     const char *unix_socket;   /* NULL: host and port; else this path */
     int cluster;               /* 1: Redis Cluster, keys hash-tagged by room */
     const char *cluster_nodes; /* "HOST:PORT ..." seeds; NULL: host:port */
+    const char *sentinels;     /* "HOST:PORT ..." of Redis Sentinels: write
+                                  to the primary they name (sentinel.h) */
+    const char *sentinel_master;   /* the master they monitor */
+    const char *sentinel_password; /* Sentinel's own AUTH; NULL: none */
     rexec_notify_fn *notify;   /* lines for the log from the transport's
                                   threads (rexec.h); NULL: none */
     void *notify_arg;
@@ -133,8 +137,10 @@ struct store_counters {
     unsigned long long moved, ask;   /* cluster mode: -MOVED, -ASK answers */
     unsigned long long wait_short;   /* WAITs that saw fewer replicas than
                                         redis.wait_replicas in time */
+    unsigned long long failovers;    /* Sentinel: moves to another primary */
     char primary[REXEC_ADDR_MAX];    /* the node written to ("" unknown,
                                         or a cluster) */
+    char watching[REXEC_ADDR_MAX];   /* Sentinel: the sentinels followed */
 };
 void store_counters(const struct store *s, struct store_counters *out);
 

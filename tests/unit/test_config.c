@@ -701,6 +701,64 @@ static void test_scale_out_options(void **state) {
                  "(line 2): cluster nodes are HOST:PORT");
 }
 
+/* Sentinel: sentinels with the master's name, their own password (inline
+ * or a private file); not with a cluster or a socket; the other keys
+ * only with sentinels. */
+static void test_sentinel_options(void **state) {
+    struct config c;
+    struct config_errors e;
+    char path[64], text[512], want[256];
+
+    (void)state;
+    write_temp(path, "sentpw\n", 7);
+    snprintf(text, sizeof(text), "redis:\n  sentinels: 10.0.0.1:26379, 10.0.0.2:26379 "
+             "[::1]:26379\n  sentinel_master: my-master_1.a\n"
+             "  sentinel_password_file: %s\n  wait_replicas: 1\n", path);
+    assert_int_equal(load_text(&c, &e, text), 0);
+    assert_string_equal(c.redis_sentinels, "10.0.0.1:26379, 10.0.0.2:26379 [::1]:26379");
+    assert_string_equal(c.redis_sentinel_master, "my-master_1.a");
+    assert_string_equal(c.redis_sentinel_password, "sentpw");
+    assert_null(c.redis_password);                  /* the data nodes' is apart */
+    config_free(&c);
+    assert_int_equal(chmod(path, 0604), 0);
+    snprintf(want, sizeof(want), "t.yaml:4: redis.sentinel_password_file: %s: "
+             "is accessible by others (chmod o-rwx it)", path);
+    expect_error(text, want);
+    snprintf(text, sizeof(text), "redis:\n  sentinels: h:1\n  sentinel_master: m\n"
+             "  sentinel_password: x\n  sentinel_password_file: %s\n", path);
+    assert_int_equal(chmod(path, 0600), 0);
+    expect_error(text, "t.yaml:5: redis.sentinel_password_file: both "
+                 "redis.sentinel_password (line 4) and redis.sentinel_password_file "
+                 "(line 5) are set; use one");
+    unlink(path);
+
+    expect_error("redis:\n  sentinels: h:1\n", "t.yaml:2: redis.sentinels: needs "
+                 "redis.sentinel_master, the name the sentinels monitor");
+    expect_error("redis:\n  cluster: true\n  sentinel_master: m\n  sentinels: h:1\n",
+                 "t.yaml:4: redis.sentinels: cannot be used with redis.cluster (line 2): "
+                 "a cluster fails over by itself");
+    expect_error("redis:\n  sentinels: h:1\n  sentinel_master: m\n  unix_socket: /r.sock\n",
+                 "t.yaml:2: redis.sentinels: cannot be used with redis.unix_socket (line 4): "
+                 "the sentinels name a HOST:PORT");
+    expect_error("redis:\n  sentinel_master: m\n",
+                 "t.yaml:2: redis.sentinel_master: set, but redis.sentinels is not");
+    expect_error("redis:\n  port: 1\n  sentinel_password: x\n",
+                 "t.yaml:3: redis.sentinel_password: set, but redis.sentinels is not");
+    expect_error("redis:\n  sentinels: h:1 h\n  sentinel_master: m\n",
+                 "t.yaml:2: redis.sentinels: must be HOST:PORT words, separated by "
+                 "spaces or commas");
+    expect_error("redis:\n  sentinels: ''\n  sentinel_master: m\n",
+                 "t.yaml:2: redis.sentinels: must name at least one HOST:PORT");
+    expect_error("redis:\n  sentinels: h:1 h:2 h:3 h:4 h:5 h:6 h:7 h:8 h:9 h:10 h:11 h:12 "
+                 "h:13 h:14 h:15 h:16 h:17\n  sentinel_master: m\n",
+                 "t.yaml:2: redis.sentinels: names more than 16 sentinels");
+    expect_error("redis:\n  sentinels: h:1\n  sentinel_master: 'my master'\n",
+                 "t.yaml:3: redis.sentinel_master: may hold only letters, digits, "
+                 "'.', '-' and '_'");
+    expect_error("redis:\n  sentinels:\n    - h:1\n  sentinel_master: m\n",
+                 "t.yaml:3: redis.sentinels: value must be a scalar");
+}
+
 /* identity and booleans are words; anything else is refused. */
 static void test_identity_and_bools(void **state) {
     struct config c;
@@ -846,7 +904,7 @@ static void test_dump(void **state) {
     assert_contains(out, "\njournal.fsync = batch\n");
     assert_null(strstr(out, "hunter2"));
     for (size_t i = 0; i < size; i++) lines += out[i] == '\n';
-    assert_int_equal(lines, 48);     /* 50 options less 2 password_file */
+    assert_int_equal(lines, 51);     /* 54 options less 3 password_file */
     free(out);
     config_free(&c);
 }
@@ -959,6 +1017,7 @@ int main(void) {
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_sentinel_options),
         cmocka_unit_test(test_secret_file_mode),
         cmocka_unit_test(test_identity_and_bools),
         cmocka_unit_test(test_unknown_names_sanitised),
