@@ -41,6 +41,7 @@ LUA := $(wildcard bridge/lua/*.lua)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 ITEST_BIN := $(B)/tests/integration
+SEED_BIN := $(B)/tests/seed     # tests/seed/ (see its block below)
 ITEST_SRCS := $(wildcard tests/integration/*.c)
 # tests/lib: the process and port helpers shared by the harness and the bench.
 TEST_LIB := $(B)/tests/lib_sys.o
@@ -135,8 +136,8 @@ run: deps
 unit: $(UNIT_BINS)
 	$(Q)rc=0; for t in $(UNIT_BINS); do $(TEST_WRAPPER) $$t || rc=1; done; exit $$rc
 
-integration: $(B)/chat-bridge $(ITEST_BIN) $(SEC_BINS)
-	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS); do \
+integration: $(B)/chat-bridge $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN); do \
 	  CB_BRIDGE=$(B)/chat-bridge $$t || rc=1; done; exit $$rc
 
 # Fault injection, a few minutes: Redis, the broker and the bridge killed,
@@ -147,16 +148,16 @@ test-faults: deps
 	  CB_BRIDGE=$(B)/chat-bridge $(DISKFULL_BIN) || rc=1; exit $$rc
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
 	$(Q)$(MAKE) --no-print-directory unit integration
 
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 
 check-memory: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
 	$(Q)$(MAKE) --no-print-directory unit TEST_WRAPPER="$(VALGRIND)"
-	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS); do \
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN); do \
 	  CB_BRIDGE=$(B)/chat-bridge CB_WRAPPER="$(VALGRIND)" $$t || rc=1; done; exit $$rc
 
 lint:
@@ -454,3 +455,18 @@ test-sentinel: deps
 	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge $(SENTINEL_TEST_BIN)
 	$(Q)CB_BRIDGE=$(B)/chat-bridge timeout 600 $(SENTINEL_TEST_BIN)
 # ==================== end of sentinel ====================
+
+# ==================== seed (tests/seed/) ====================
+# Part of make test (the integration target): the seed's own writer (the
+# exact Redis commands of its Python Chat class, issued over hiredis) in one
+# chat with MQTT clients, against real redis-server, mosquitto and bridge
+# (issue #13). Its own binary, on the integration harness.
+$(B)/tests/sd_%.o: tests/seed/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
+
+$(SEED_BIN): $(B)/tests/sd_test_seed.o $(B)/tests/it_harness.o $(TEST_LIB)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+-include $(wildcard $(B)/tests/sd_*.d)
+# ==================== end of seed ====================

@@ -34,10 +34,12 @@
  * Takes ownership of doc. The ticket, if any, counts it. */
 void bridge_publish(struct bridge *b, const char *topic, char *doc, size_t len,
                            const struct request *r, struct delivery_ticket *t) {
+    __atomic_add_fetch(&b->puts, 1, __ATOMIC_RELEASE);      /* foreign.c's drained */
     int rc = delivery_put(b->delivery, t, topic, doc, len, r ? r->corr : NULL,
                           r ? r->corr_len : 0, 0);
     if (rc == CB_OK) return;
     if (rc == CB_ERR_CLOSED) {
+        __atomic_sub_fetch(&b->puts, 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(&b->publish_closed, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -68,6 +70,7 @@ static void bridge_on_checkpoint(void *arg, uint64_t seq) {
         log_error("%s", why);
     }
     store_set_checkpoint(b->store, seq);
+    __atomic_store_n(&b->ckpt_seq, seq, __ATOMIC_RELAXED);
 }
 
 /* Send a reply to the request's reply topic, if it named one. */
@@ -194,6 +197,30 @@ static struct store *bridge_store_new(const struct config *c) {
     return store_new(&o);
 }
 
+/* The watcher's locator under Sentinel: the primary the store found. */
+static int bridge_primary(void *arg, char *addr, size_t len) {
+    struct bridge *b = arg;
+    struct store_counters sc;
+    store_counters(b->store, &sc);
+    if (sc.primary[0] == '\0') return -1;
+    snprintf(addr, len, "%s", sc.primary);
+    return 0;
+}
+
+/* The keyspace listener (watch.h), on the same Redis as the store. */
+static struct watch *bridge_watch_new(struct bridge *b) {
+    const struct config *c = b->cfg;
+    struct watch_opts o = {
+        .host = c->redis_host, .port = c->redis_port,
+        .unix_socket = c->redis_unix_socket, .cluster = c->redis_cluster,
+        .cluster_nodes = c->redis_cluster_nodes, .username = c->redis_username,
+        .password = c->redis_password, .timeout_ms = c->redis_timeout_ms,
+        .key_prefix = c->key_prefix, .notify = bridge_redis_note,
+        .locate = c->redis_sentinels ? bridge_primary : NULL, .locate_arg = b,
+    };
+    return watch_new(&o);
+}
+
 /* The journal directory: journal.dir, else $STATE_DIRECTORY/journal (the
  * first of systemd's list), else ./state/journal. */
 static void journal_dir(const struct config *c, char *buf, size_t size) {
@@ -277,7 +304,9 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     }
     b->delivery = bridge_delivery_new(b);
     b->store = bridge_store_new(cfg);
-    if (b->delivery && b->store && bridge_alloc_batch(b) == 0 &&
+    if (b->store) b->watch = bridge_watch_new(b);
+    b->foreign = foreign_new();
+    if (b->delivery && b->watch && b->foreign && bridge_alloc_batch(b) == 0 &&
         (b->journal = bridge_journal_open(b, err, errlen)) != NULL)
         b->mqtt = bridge_mqtt_new(b, err, errlen);
     if (b->mqtt == NULL) {
@@ -298,6 +327,10 @@ int bridge_start(struct bridge *b, char *err, size_t errlen) {
         return -1;
     }
     b->worker_started = 1;
+    if (watch_start(b->watch) != CB_OK) {
+        snprintf(err, errlen, "cannot start the keyspace listener");
+        return -1;
+    }
     mqtt_start(b->mqtt);
     return 0;
 }
@@ -339,7 +372,10 @@ static void bridge_publish_status(struct bridge *b, int online) {
     size_t len;
     bridge_stats(b, &st);
     char *doc = status_doc(b->cfg, &st, online, &len);
-    if (doc) delivery_put(b->delivery, NULL, b->status_topic, doc, len, NULL, 0, 1);
+    if (doc == NULL) return;
+    __atomic_add_fetch(&b->puts, 1, __ATOMIC_RELEASE);
+    if (delivery_put(b->delivery, NULL, b->status_topic, doc, len, NULL, 0, 1) == CB_ERR_CLOSED)
+        __atomic_sub_fetch(&b->puts, 1, __ATOMIC_RELEASE);
 }
 
 void bridge_tick(struct bridge *b) {
@@ -392,6 +428,8 @@ int bridge_stop(struct bridge *b, int timeout_ms) {
     if (b->worker_started) pthread_join(b->worker, NULL);
     b->worker_started = 0;
     if (__atomic_load_n(&b->append_stuck, __ATOMIC_ACQUIRE)) return CB_ERR_FULL;
+    watch_free(b->watch);             /* the worker no longer takes from it */
+    b->watch = NULL;
     if (b->delivery_started && b->status_interval > 0) bridge_publish_status(b, 0);
     if (b->delivery_started) delivery_close(b->delivery, 2000);
     b->worker_started = b->delivery_started = 0;
@@ -415,6 +453,8 @@ void bridge_free(struct bridge *b) {
     if (b == NULL) return;
     if (b->worker_started || b->delivery_started) bridge_stop(b, 0);
     mqtt_free(b->mqtt);               /* first: no completion comes later */
+    watch_free(b->watch);
+    foreign_free(b->foreign);
     store_free(b->store);
     journal_free(b->journal);
     delivery_free(b->delivery);

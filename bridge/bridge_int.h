@@ -3,6 +3,8 @@
  *   bridge.c    lifecycle, the publish helpers, the status document's figures
  *   inbound.c   Paho's callback thread: route, decode, validate, journal
  *   worker.c    the store worker: journal -> Redis -> the delivery
+ *   foreign.c   the worker's side of other writers: what the keyspace
+ *               listener (watch.h) saw -> adopt, reap -> the delivery
  *
  * Nothing outside these three includes it; the rest of the program sees
  * bridge.h only. */
@@ -22,6 +24,9 @@
 #include "record.h"
 #include "stats.h"
 #include "store.h"
+#include "watch.h"
+
+struct foreign;
 
 #define TOPIC_MAX 512
 
@@ -31,12 +36,17 @@ struct bridge {
     int max_reply_bytes;           /* limits.max_reply_bytes (live) */
     struct mqtt *mqtt;
     struct store *store;
+    struct watch *watch;          /* other writers, seen live (watch.h) */
+    struct foreign *foreign;      /* the worker's state for them */
     struct journal *journal;      /* Paho callback -> store worker */
     struct delivery *delivery;    /* store worker -> broker (delivery.h) */
     pthread_t worker;
     int worker_started, delivery_started;
     int stopping;                 /* atomic */
     unsigned long long stop_seq;  /* the worker stops after this record */
+    unsigned long long last_seq;  /* atomic: the worker's last batch ends here */
+    unsigned long long ckpt_seq;  /* atomic: the delivery's last checkpoint */
+    unsigned long long puts;      /* atomic: documents given to delivery_put */
     struct timespec give_up_at;   /* worker stops retrying Redis after it */
     unsigned long publish_oom;    /* publishes lost to out of memory */
     unsigned long publish_closed; /* publishes put after the delivery closed */
@@ -87,6 +97,15 @@ void bridge_room_publish(struct bridge *b, const char *room, char *doc, size_t l
 
 /* The MQTT handler (mqtt.h), on Paho's callback thread. */
 void inbound_on_message(void *arg, const struct mqtt_in *in);
+
+/* ---- foreign.c: the store worker's thread ---- */
+
+struct foreign *foreign_new(void);
+void foreign_free(struct foreign *f);
+
+/* Adopt, reap and confirm what other writers did (see foreign.c). Returns
+ * how many ms until it has work again (0..200). */
+long foreign_step(struct bridge *b, struct foreign *f);
 
 /* ---- worker.c ---- */
 

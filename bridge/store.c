@@ -23,19 +23,26 @@
 extern const char script_send_lua[];
 extern const char script_history_lua[];
 extern const char script_delete_lua[];
+extern const char script_adopt_lua[];
+extern const char script_reap_lua[];
 
-enum { SCRIPT_SEND, SCRIPT_HISTORY, SCRIPT_DELETE, SCRIPT_COUNT };
+enum { SCRIPT_SEND, SCRIPT_HISTORY, SCRIPT_DELETE, SCRIPT_ADOPT, SCRIPT_REAP,
+       SCRIPT_COUNT };
 
 static const char *const script_source[SCRIPT_COUNT] = {
-    script_send_lua, script_history_lua, script_delete_lua
+    script_send_lua, script_history_lua, script_delete_lua, script_adopt_lua,
+    script_reap_lua
 };
 
 /* Their SHA1s, computed at build time (embed.sh): what EVALSHA names. */
 extern const char script_send_sha[];
 extern const char script_history_sha[];
 extern const char script_delete_sha[];
+extern const char script_adopt_sha[];
+extern const char script_reap_sha[];
 static const char *const script_sha[SCRIPT_COUNT] = {
-    script_send_sha, script_history_sha, script_delete_sha
+    script_send_sha, script_history_sha, script_delete_sha, script_adopt_sha,
+    script_reap_sha
 };
 
 #define KEY_MAX 256
@@ -180,7 +187,7 @@ static int store_emit(struct store *s, const struct store_op *op, int argc,
 /* Queue the EVALSHA of one operation. Key names are built
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
-    char k[8][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
+    char k[9][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
     char keep[24], age[24], r[NAME_MAX_BYTES + 3];
     const char *p = s->prefix, *u = op->req->user;
     store_room_tag(s, op->req->room, r);
@@ -192,6 +199,7 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(k[5], KEY_MAX, "%s:%s:messages:dedup", p, r);
     snprintf(k[6], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
     snprintf(k[7], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
+    snprintf(k[8], KEY_MAX, "%s:%s:messages:cursor", p, r);
     snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
     snprintf(ts, sizeof(ts), "%lld", op->req->ts);
     snprintf(seq, sizeof(seq), "%llu", op->seq);
@@ -200,10 +208,10 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(keep, sizeof(keep), "%lld", s->retain_count);
     snprintf(age, sizeof(age), "%lld", s->retain_ms);
     const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
-    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "8",
-        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7],
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "9",
+        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8],
         mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age };
-    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 13 };
+    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 14 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
     len[TEXT_ARG] = op->req->text_len;
@@ -510,4 +518,189 @@ void store_op_clear(struct store_op *op) {
     op->new_id = 0;
     op->how = 0;
     op->result = CB_PENDING;
+}
+
+/* ==================== Other writers ==================== */
+
+/* Run cmds[0..n) (scripts of the store), pipelined; a NOSCRIPT loads the
+ * scripts into the nodes that answered it, and those commands run again.
+ * CB_OK when every command has a reply (maybe an error reply), else what
+ * the executor said (errstr set). */
+static int store_run(struct store *s, size_t n) {
+    int rc = rexec_exec(s->x, s->cmds, n);
+    size_t k = 0, nout = 0;
+    for (size_t i = 0; i < n && rc == CB_OK; i++) {
+        redisReply *r = s->cmds[i].reply;
+        if (s->cmds[i].result != CB_DONE || r->type != REDIS_REPLY_ERROR ||
+            strncmp(r->str, "NOSCRIPT", 8) != 0)
+            continue;
+        freeReplyObject(r);
+        s->cmds[i].reply = NULL;
+        s->cmds[i].result = CB_PENDING;
+        s->slots[k++] = s->cmds[i].slot;
+    }
+    for (int i = 0; i < SCRIPT_COUNT && rc == CB_OK && k; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", script_source[i] };
+        rc = rexec_each(s->x, s->slots, k, 3, argv, s->cmds + n, &nout);
+        for (size_t j = 0; j < nout; j++) {
+            if (rc == CB_OK && !store_loaded(s, &s->cmds[n + j], i)) rc = CB_ERR_PROTO;
+            rexec_cmd_clear(&s->cmds[n + j]);
+        }
+    }
+    if (rc == CB_OK && k) rc = rexec_exec(s->x, s->cmds, n);
+    if (rc != CB_OK && rc != CB_ERR_PROTO) store_seterr(s, "%s", rexec_errstr(s->x));
+    return rc;
+}
+
+/* The keys every adopt.lua and reap.lua call names, for room. */
+static void store_room_keys(const struct store *s, const char *room,
+                            char k[4][KEY_MAX], char mprefix[KEY_MAX]) {
+    char r[NAME_MAX_BYTES + 3];
+    store_room_tag(s, room, r);
+    snprintf(k[0], KEY_MAX, "%s:%s:messages", s->prefix, r);
+    snprintf(k[1], KEY_MAX, "%s:%s:messages:cursor", s->prefix, r);
+    snprintf(k[2], KEY_MAX, "%s:%s", s->prefix, r);
+    snprintf(k[3], KEY_MAX, "%s:%s:messages:ids", s->prefix, r);
+    snprintf(mprefix, KEY_MAX, "%s:%s:", s->prefix, r);
+}
+
+/* Queue adopt.lua for a->room into s->cmds[i]. CB_OK or CB_ERR_OOM. */
+static int store_format_adopt(struct store *s, size_t i, const struct store_adopt *a,
+                              long long now_ms) {
+    char k[4][KEY_MAX], mprefix[KEY_MAX], now[24], wait[16], walk[16], win[16], age[16];
+    store_room_keys(s, a->room, k, mprefix);
+    snprintf(now, sizeof(now), "%lld", now_ms);
+    snprintf(wait, sizeof(wait), "%d", STORE_ADOPT_WAIT_MS);
+    snprintf(walk, sizeof(walk), "%d", STORE_ADOPT_WALK);
+    snprintf(win, sizeof(win), "%d", STORE_REPUBLISH_IDS);
+    snprintf(age, sizeof(age), "%d", STORE_REPUBLISH_AGE_S);
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_ADOPT], "4", k[0], k[1], k[2],
+        k[3], mprefix, s->bridge_id, now, wait, walk, win, age, a->redo ? "1" : "0" };
+    return rexec_cmd_format(&s->cmds[i], cluster_keyslot(a->room, strlen(a->room)),
+                            15, argv, NULL);
+}
+
+/* adopt.lua's { state, skipped, id, user, text, ts, ... } into a, whose
+ * messages point into the reply a keeps. CB_OK, CB_ERR_PROTO, CB_ERR_OOM. */
+static int store_parse_adopt(struct store_adopt *a, redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 4 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER)
+        return CB_ERR_PROTO;
+    size_t n = (r->elements - 2) / 4;
+    a->state = (int)r->element[0]->integer;
+    a->skipped = r->element[1]->integer;
+    a->msgs = n ? calloc(n, sizeof(*a->msgs)) : NULL;
+    if (n && a->msgs == NULL) return CB_ERR_OOM;
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + 2 + i * 4;
+        for (int j = 0; j < 4; j++)
+            if (e[j]->type != REDIS_REPLY_STRING) return CB_ERR_PROTO;
+        a->msgs[i] = (struct store_msg){ strtoll(e[0]->str, NULL, 10), e[1]->str,
+                                         e[2]->str, strtoll(e[3]->str, NULL, 10), NULL };
+    }
+    a->nmsgs = n;
+    a->reply = r;
+    return CB_OK;
+}
+
+/* Give one adopt.lua outcome to a. */
+static void store_take_adopt(struct store *s, struct store_adopt *a, struct rexec_cmd *cmd) {
+    redisReply *r = cmd->reply;
+    if (cmd->result != CB_DONE) {
+        a->result = CB_RETRY;
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        a->result = store_transient(r->str) ? CB_RETRY : CB_FAILED;
+        store_seterr(s, "redis: adopt.lua: %s", r->str);
+        return;
+    }
+    int rc = store_parse_adopt(a, r);
+    if (rc == CB_OK) {
+        cmd->reply = NULL;     /* kept by a */
+        a->result = CB_DONE;
+        return;
+    }
+    free(a->msgs);
+    a->msgs = NULL;
+    a->result = CB_FAILED;
+    store_seterr(s, "redis: %s", rc == CB_ERR_OOM ? "out of memory"
+                                                  : "unexpected reply to adopt.lua");
+}
+
+int store_adopt(struct store *s, struct store_adopt *a, size_t n, long long now_ms) {
+    int rc = CB_OK;
+    s->errstr[0] = '\0';
+    if (store_reserve(s, n * 2) < 0) rc = CB_ERR_OOM;
+    for (size_t i = 0; i < n && rc == CB_OK; i++) {
+        store_adopt_clear(&a[i]);
+        rc = store_format_adopt(s, i, &a[i], now_ms);
+        if (rc != CB_OK) store_clear(s, i);
+    }
+    if (rc != CB_OK) {
+        store_seterr(s, "redis %s: out of memory", rexec_address(s->x));
+        return rc;
+    }
+    rc = store_run(s, n);
+    for (size_t i = 0; i < n; i++) store_take_adopt(s, &a[i], &s->cmds[i]);
+    store_clear(s, n);
+    return rc == CB_ERR_PROTO ? CB_OK : rc;
+}
+
+void store_adopt_clear(struct store_adopt *a) {
+    if (a->reply) freeReplyObject(a->reply);
+    free(a->msgs);
+    a->reply = NULL;
+    a->msgs = NULL;
+    a->nmsgs = 0;
+    a->state = 0;
+    a->skipped = 0;
+    a->result = CB_PENDING;
+}
+
+/* Queue reap.lua for r (or, confirm: the HDEL of this bridge's pending
+ * claim) into s->cmds[i]. CB_OK or CB_ERR_OOM. */
+static int store_format_reap(struct store *s, size_t i, const struct store_reap *r) {
+    char k[4][KEY_MAX], mprefix[KEY_MAX], id[24];
+    unsigned slot = cluster_keyslot(r->room, strlen(r->room));
+    store_room_keys(s, r->room, k, mprefix);
+    if (r->id == 0) {
+        char field[KEY_MAX];
+        snprintf(field, sizeof(field), "pending:%s", s->bridge_id);
+        const char *argv[] = { "HDEL", k[1], field };
+        return rexec_cmd_format(&s->cmds[i], slot, 3, argv, NULL);
+    }
+    snprintf(id, sizeof(id), "%lld", r->id);
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_REAP], "2", k[2], k[3],
+                           mprefix, id };
+    return rexec_cmd_format(&s->cmds[i], slot, 7, argv, NULL);
+}
+
+int store_reap(struct store *s, struct store_reap *r, size_t n) {
+    int rc = CB_OK;
+    s->errstr[0] = '\0';
+    if (store_reserve(s, n * 2) < 0) rc = CB_ERR_OOM;
+    for (size_t i = 0; i < n && rc == CB_OK; i++) {
+        rc = store_format_reap(s, i, &r[i]);
+        if (rc != CB_OK) store_clear(s, i);
+    }
+    if (rc != CB_OK) {
+        store_seterr(s, "redis %s: out of memory", rexec_address(s->x));
+        return rc;
+    }
+    rc = store_run(s, n);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *rep = s->cmds[i].reply;
+        r[i].reaped = 0;
+        if (s->cmds[i].result != CB_DONE || rep == NULL) {
+            r[i].result = CB_RETRY;
+            continue;
+        }
+        r[i].result = rep->type == REDIS_REPLY_INTEGER ? CB_DONE : CB_FAILED;
+        if (r[i].result == CB_DONE) r[i].reaped = r[i].id && rep->integer == 1;
+        else if (rep->type == REDIS_REPLY_ERROR) store_seterr(s, "redis: %s", rep->str);
+    }
+    store_clear(s, n);
+    return rc == CB_ERR_PROTO ? CB_OK : rc;
 }

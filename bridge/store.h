@@ -7,14 +7,20 @@
  *   P:R:messages         string  INCR counter giving the room's ids, from 1
  *   P:R                  hash    U -> N, each user's last message id
  *   P:R:U                hash    N -> text, each user's messages
- *   P:R:N                hash    content, timestamp (Unix ms), user
- *                                [, client_msg_id]
+ *   P:R:N                hash    content, timestamp (Unix seconds, as the
+ *                                seed writes it), timestamp_ms (Unix ms),
+ *                                user [, client_msg_id]
  *   P:R:messages:ids     zset    every live id of the room (score = id)
  *   P:R:U:ids            zset    every live id of U in R (score = id)
  *   P:R:messages:dedup   hash    client_msg_id -> id, within the window
  *   P:R:messages:dedup:ts zset   client_msg_id scored by arrival (ms)
  *   P:R:messages:journal:B zset  ids bridge B stored, scored by journal seq,
  *                                until B's checkpoint passes them
+ *   P:R:messages:cursor  hash    adoption of other writers' messages: id
+ *                                (every id up to it dealt with), waiting
+ *                                and since (a half-written id), skipped,
+ *                                pending:B (bridge B's first unconfirmed
+ *                                republish)
  * The two first sorted sets are indexes for history (O(log n + limit));
  * the last three make a send idempotent: a journal record replayed after a
  * restart, or a client's repeat of a client_msg_id, is not stored twice.
@@ -28,6 +34,25 @@
  * NOSCRIPT is sent the scripts, and what did not run runs again), so a
  * reader never sees half a message. Operations are executed in batches:
  * all the script calls of a batch are pipelined, then their replies read.
+ *
+ * Other writers. Any program that writes the seed's layout with the
+ * seed's five commands (INCR P:R:messages, HSET P:R U N, HSET P:R:U N T,
+ * HSET P:R:N content T, HSET P:R:N timestamp SECONDS; no user field, no
+ * index) is a member of the chat: store_adopt() walks a room's ids past
+ * its cursor and, for each one not in the room index whose hash is
+ * complete, finds its author (the user whose hash holds the id), adds
+ * the user field, indexes it (room and user) and returns it to be
+ * republished. An id whose hash is not complete yet is waited for
+ * (STORE_ADOPT_WAIT_MS), then skipped and counted (the cursor's skipped);
+ * one with no trace at all (no hash) below the room's newest 64 ids is
+ * taken as deleted before adoption, not waited for.
+ * Only messages among the room's newest STORE_REPUBLISH_IDS ids and at
+ * most STORE_REPUBLISH_AGE_S old are returned for republishing; older
+ * ones (a bridge long away, a bulk import) are indexed only. The cursor
+ * moves atomically, so with several bridges each message is adopted by
+ * one. A delete done the seed's way (HDEL of the user-hash entry, content
+ * and timestamp) is finished by store_reap(), which tells whether this
+ * call removed it, so that it is announced once.
  *
  * Errors are returned as values; the detail is in store_errstr(). */
 #ifndef CB_STORE_H
@@ -123,6 +148,56 @@ void store_set_checkpoint(struct store *s, unsigned long long seq);
 /* Release what store_exec attached to op (history results) and reset its
  * outputs. */
 void store_op_clear(struct store_op *op);
+
+/* ---- Other writers ---- */
+
+#define STORE_ADOPT_WAIT_MS 2000    /* wait for a half-written message */
+#define STORE_ADOPT_WALK 256        /* ids walked per adopt.lua call */
+#define STORE_REPUBLISH_IDS 10000   /* republish among a room's newest ids */
+#define STORE_REPUBLISH_AGE_S 600   /* ... written at most this long ago */
+
+enum store_adopt_state {
+    STORE_ADOPT_DONE = 0,           /* the room is caught up */
+    STORE_ADOPT_MORE = 1,           /* more ids to walk: call again */
+    STORE_ADOPT_WAITING = 2         /* an id is half-written: call again later */
+};
+
+/* One room to adopt. The caller sets room and redo; store_adopt() sets
+ * the rest, which store_adopt_clear() releases. */
+struct store_adopt {
+    const char *room;            /* borrowed */
+    int redo;                    /* 1: first return again what this bridge
+                                    adopted and never confirmed (a restart) */
+    /* outputs */
+    int result;                  /* cb_outcome: CB_DONE, CB_RETRY, CB_FAILED */
+    int state;                   /* enum store_adopt_state */
+    long long skipped;           /* ids given up as never completed */
+    struct store_msg *msgs;      /* to republish, oldest first; strings
+                                    point into reply */
+    size_t nmsgs;
+    void *reply;                 /* private */
+};
+
+/* Adopt the rooms a[0..n), pipelined; now_ms is the wall clock. CB_OK
+ * when every room has a result, else CB_ERR_IO (reconnect) or CB_ERR_OOM.
+ * What a call returned is claimed by this bridge until store_reap()
+ * confirms the room (id 0): the broker then has the republishes. */
+int store_adopt(struct store *s, struct store_adopt *a, size_t n, long long now_ms);
+void store_adopt_clear(struct store_adopt *a);
+
+/* One indexed message another writer deleted (id > 0), or, with id 0,
+ * the confirmation that this bridge's republishes of room reached the
+ * broker. */
+struct store_reap {
+    const char *room;            /* borrowed */
+    long long id;
+    /* outputs */
+    int result;                  /* CB_DONE, CB_RETRY, CB_FAILED */
+    int reaped;                  /* 1: this call removed it: announce it */
+};
+
+/* Run r[0..n), pipelined. Returns as store_adopt(). */
+int store_reap(struct store *s, struct store_reap *r, size_t n);
 
 /* The last error, for the log. */
 const char *store_errstr(const struct store *s);

@@ -229,6 +229,7 @@ static int worker_batch(struct bridge *b, size_t n) {
     }
     journal_stored(b->journal, b->entries[n - 1].pos);
     delivery_ticket_release(b->delivery, t);     /* the worker's own hold */
+    __atomic_store_n(&b->last_seq, b->entries[n - 1].seq, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -246,7 +247,8 @@ void *worker_main(void *arg) {
             continue;
         }
         wait = BACKOFF_MIN_MS;
-        size_t n = journal_read(b->journal, b->entries, max, stopping ? 20 : 200);
+        int idle = stopping ? 20 : (int)foreign_step(b, b->foreign);
+        size_t n = journal_read(b->journal, b->entries, max, idle);
         if (n == 0) {
             delivery_checkpoint(b->delivery);
             if (stopping) break;

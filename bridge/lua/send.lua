@@ -8,8 +8,11 @@
 -- KEYS[7] P:R:messages:dedup:ts     client_msg_id, scored by time (ms)
 -- KEYS[8] P:R:messages:journal:B    ids stored by bridge B, scored by the
 --                                   journal seq that stored them
+-- KEYS[9] P:R:messages:cursor       the adoption cursor (adopt.lua): moved
+--                                   over this id when nothing precedes it
 -- ARGV[1] "P:R:" (message key prefix), ARGV[2] user, ARGV[3] text,
--- ARGV[4] timestamp (Unix ms), ARGV[5] client_msg_id or "",
+-- ARGV[4] arrival time (Unix ms: stored as timestamp_ms, and in seconds
+-- as the seed's timestamp), ARGV[5] client_msg_id or "",
 -- ARGV[6] journal seq, ARGV[7] dedup window in ms (0 = off),
 -- ARGV[8] the bridge's journal checkpoint (seqs at or below never replay),
 -- ARGV[9] retention: most messages kept per room (0 = no limit),
@@ -32,14 +35,20 @@ end
 -- script is atomic, so GET + 1 is the id INCR will give).
 local id = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local key = ARGV[1] .. id
+local secs = string.format('%d', math.floor(tonumber(ARGV[4]) / 1000))
 if cmid ~= '' then
-    redis.call('HSET', key, 'content', ARGV[3], 'timestamp', ARGV[4],
-               'user', ARGV[2], 'client_msg_id', cmid)
+    redis.call('HSET', key, 'content', ARGV[3], 'timestamp', secs,
+               'timestamp_ms', ARGV[4], 'user', ARGV[2], 'client_msg_id', cmid)
 else
-    redis.call('HSET', key, 'content', ARGV[3], 'timestamp', ARGV[4],
-               'user', ARGV[2])
+    redis.call('HSET', key, 'content', ARGV[3], 'timestamp', secs,
+               'timestamp_ms', ARGV[4], 'user', ARGV[2])
 end
 redis.call('INCR', KEYS[1])
+-- Nothing before this id waits for adoption: the cursor moves over it, so
+-- adopt.lua has nothing to walk for the bridge's own messages.
+if tonumber(redis.call('HGET', KEYS[9], 'id') or '0') == id - 1 then
+    redis.call('HSET', KEYS[9], 'id', id)
+end
 redis.call('HSET', KEYS[2], ARGV[2], id)
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('ZADD', KEYS[4], id, id)
@@ -75,8 +84,15 @@ if keep > 0 or max_age > 0 then
         if not first then break end
         local over = keep > 0 and redis.call('ZCARD', KEYS[4]) > keep
         local mkey = ARGV[1] .. first
-        local h = redis.call('HMGET', mkey, 'user', 'timestamp')
-        local old = max_age > 0 and tonumber(h[2] or '0') < oldest_ts
+        local h = redis.call('HMGET', mkey, 'user', 'timestamp', 'timestamp_ms')
+        local t = tonumber(h[3] or '')
+        if not t then
+            -- seconds as the seed writes them; milliseconds as bridges
+            -- before timestamp_ms wrote them
+            t = tonumber(h[2] or '0') or 0
+            if t < 100000000000 then t = t * 1000 end
+        end
+        local old = max_age > 0 and t < oldest_ts
         if not over and not old then break end
         redis.call('DEL', mkey)
         redis.call('ZREM', KEYS[4], first)

@@ -109,8 +109,9 @@ static void test_send_stores_schema(void **state) {
     assert_string_equal(jstr(m, "user"), "alice");
     assert_string_equal(jstr(m, "text"), "hello");
     assert_string_equal(jstr(m, "client_msg_id"), "c-1");
-    char ts[32];
+    char ts[32], secs[32];
     snprintf(ts, sizeof(ts), "%lld", jint(m, "ts"));
+    snprintf(secs, sizeof(secs), "%lld", jint(m, "ts") / 1000);
     assert_true(jint(m, "ts") > 1700000000000LL);
 
     assert_redis_str("1", "GET %s", "chatroom:lobby:messages", NULL);
@@ -118,10 +119,11 @@ static void test_send_stores_schema(void **state) {
     assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:alice", "1");
     assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:1", "content");
     assert_redis_str("alice", "HGET %s %s", "chatroom:lobby:1", "user");
-    assert_redis_str(ts, "HGET %s %s", "chatroom:lobby:1", "timestamp");
+    assert_redis_str(secs, "HGET %s %s", "chatroom:lobby:1", "timestamp");
+    assert_redis_str(ts, "HGET %s %s", "chatroom:lobby:1", "timestamp_ms");
     assert_redis_str("c-1", "HGET %s %s", "chatroom:lobby:1", "client_msg_id");
     redisReply *r = h_redis(&env, "HLEN chatroom:lobby:1");
-    assert_int_equal(r->integer, 4);
+    assert_int_equal(r->integer, 5);
     freeReplyObject(r);
     json_decref(m);
     free(doc);
@@ -364,8 +366,9 @@ static void test_bad_input(void **state) {
     /* The bridge is still up and the room still empty: the next good
      * message gets id 1. */
     assert_int_equal(send_msg(c, "bad", "alice", "good", "reply/bad"), 1);
-    /* the one good message: 6 keys of the schema and its replay guard */
-    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 7);
+    /* the one good message: 6 keys of the schema, its replay guard and
+     * the room's adoption cursor */
+    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 8);
     assert_int_equal(h_redis_count(&env, "chatroom:ba:d*"), 0);
     h_mqtt_close(c);
 }

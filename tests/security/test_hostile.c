@@ -1562,6 +1562,7 @@ static const char *key_problem(const char *key, size_t len, const char *type) {
     else if (span_is(t, tl, "messages:dedup")) want = room_has(r, rl, NULL, 0, 1) ? "hash" : NULL;
     else if (span_is(t, tl, "messages:dedup:ts")) want = room_has(r, rl, NULL, 0, 1) ? "zset" : NULL;
     else if (span_is(t, tl, jkey)) want = "zset";
+    else if (span_is(t, tl, "messages:cursor")) want = "hash";      /* adoption cursor */
     else if (span_number(t, tl, &n)) want = n >= 1 && n <= count ? "hash" : NULL;
     else if (tl > 4 && memcmp(t + tl - 4, ":ids", 4) == 0)
         want = room_has(r, rl, t, tl - 4, 0) ? "zset" : NULL;
@@ -1642,9 +1643,12 @@ static int check_stored(const struct valid *v) {
     snprintf(key, sizeof(key), "chatroom:%s:%s", v->room, n);
     bad += expect_redis(redis_get("HGET %s content", key), v->text, key);
     bad += expect_redis(redis_get("HGET %s user", key), v->user, key);
-    bad += expect_redis(redis_get("HLEN %s", key), v->cmid ? "4" : "3", key);
+    bad += expect_redis(redis_get("HLEN %s", key), v->cmid ? "5" : "4", key);
     if (v->cmid) bad += expect_redis(redis_get("HGET %s client_msg_id", key), v->cmid, key);
-    char *ts = redis_get("HGET %s timestamp", key);
+    char *ts = redis_get("HGET %s timestamp", key);            /* Unix seconds */
+    bad += ts == NULL || atoll(ts) < 1700000000LL || atoll(ts) >= 100000000000LL;
+    free(ts);
+    ts = redis_get("HGET %s timestamp_ms", key);               /* Unix ms */
     bad += ts == NULL || atoll(ts) < 1700000000000LL;
     free(ts);
     snprintf(key, sizeof(key), "chatroom:%s:%s", v->room, v->user);

@@ -32,6 +32,8 @@
 
 extern const char script_send_lua[], script_history_lua[], script_delete_lua[];
 extern const char script_send_sha[], script_history_sha[], script_delete_sha[];
+extern const char script_adopt_lua[], script_reap_lua[];     /* issue #13 */
+extern const char script_adopt_sha[], script_reap_sha[];
 
 /* ==================== The fake node ==================== */
 
@@ -526,9 +528,12 @@ static const char *script_of(const char *body) {
     if (strcmp(body, script_send_lua) == 0) return script_send_sha;
     if (strcmp(body, script_history_lua) == 0) return script_history_sha;
     if (strcmp(body, script_delete_lua) == 0) return script_delete_sha;
+    if (strcmp(body, script_adopt_lua) == 0) return script_adopt_sha;
+    if (strcmp(body, script_reap_lua) == 0) return script_reap_sha;
     return NULL;
 }
 
+#define SCRIPTS 5               /* send, history, delete, adopt, reap */
 static int loaded;              /* scripts the fake has */
 static long long wait_acks;     /* what WAIT answers */
 static char first_key[128];     /* KEYS[1] of the last EVALSHA */
@@ -542,7 +547,7 @@ static int store_script(const redisReply *req, char *out, size_t outlen) {
         bulk(out, outlen, sha ? sha : "0000");
     } else if (is(req, 0, "WAIT")) {
         snprintf(out, outlen, ":%lld\r\n", wait_acks);
-    } else if (loaded < 3) {
+    } else if (loaded < SCRIPTS) {
         snprintf(out, outlen, "-NOSCRIPT No matching script. Please use EVAL.\r\n");
     } else {
         const char *k = req->element[3]->str;
@@ -593,7 +598,7 @@ static void test_store_noscript_wait(void **state) {
     s = fake_store(1);
     for (int i = 0; i < 3; i++) ops[i] = (struct store_op){ .req = &r[i], .seq = 10 + i };
     assert_int_equal(store_exec(s, ops, 3), CB_OK);
-    assert_string_equal(seen, "PING EVALSHA EVALSHA EVALSHA SCRIPT SCRIPT SCRIPT "
+    assert_string_equal(seen, "PING EVALSHA EVALSHA EVALSHA SCRIPT SCRIPT SCRIPT SCRIPT SCRIPT "
                               "EVALSHA EVALSHA EVALSHA WAIT ");
     assert_int_equal(ops[0].result, CB_DONE);
     assert_int_equal(ops[0].new_id, 7);
@@ -625,7 +630,7 @@ static void test_store_errors(void **state) {
     struct store_op ops[4];
     struct store *s;
     (void)state;
-    loaded = 3;
+    loaded = SCRIPTS;
     fake_reset(store_script, 0);
     s = fake_store(1);
     for (int i = 0; i < 4; i++) {
@@ -677,7 +682,7 @@ static void test_store_lost(void **state) {
     struct store_op ops[3];
     struct store *s;
     (void)state;
-    loaded = 3;
+    loaded = SCRIPTS;
     died = 0;
     fake_reset(store_drop_script, 0);
     s = fake_store(0);
