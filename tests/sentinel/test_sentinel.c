@@ -903,7 +903,8 @@ static int teardown(void **state) {
 /* The primary SIGKILLed at 30% of a stream of n; returns the gap (kill to
  * the first message stored on the new primary) and prints the figures.
  * *killed gets the node killed. */
-static long kill_primary_mid_stream(const char *tag, int n, struct outcome *o, int *killed) {
+static long kill_primary_mid_stream(const char *tag, const char *what, int n, struct outcome *o,
+                                    int *killed) {
     struct bstat a, b;
     long settle;
     int m = full_set(), on = -1;
@@ -914,11 +915,13 @@ static long kill_primary_mid_stream(const char *tag, int n, struct outcome *o, i
     int at = __atomic_load_n(&pub->sent, __ATOMIC_ACQUIRE);
     long t_kill = now_ms();
     kill_node(m);
+    *killed = m;
     long gap = first_store_after(t_kill, 60000, &on);
     int m2 = wait_settled(1, 60000, &settle);
     long t_settled = now_ms();
     assert_true(m2 >= 0);
     stream_finish(o);
+    print_outcome(what, o);
     assert_int_equal(read_status(MAIN_STATUS, &b, 1500), 0);
     printf("  primary %d SIGKILLed at message %d; %d promoted; settled %ld ms after the kill\n",
            rport[m], at, rport[m2], t_settled - t_kill);
@@ -928,9 +931,15 @@ static long kill_primary_mid_stream(const char *tag, int n, struct outcome *o, i
     char want[64];
     snprintf(want, sizeof(want), "127.0.0.1:%d", rport[m2]);
     assert_string_equal(b.primary, want);
-    assert_int_equal(b.failovers, a.failovers + 1);
-    assert_int_equal(on, m2);
-    *killed = m;
+    /* Sentinel may promote one replica, abort (failover-timeout) and
+     * promote the other on its next try: the bridge then follows twice,
+     * and the first messages after the kill landed on the first one. */
+    if (on != m2)
+        printf("  the sentinels promoted %d, then %d: the bridge followed both\n",
+               on >= 0 ? rport[on] : -1, rport[m2]);
+    assert_true(on >= 0 && on != m);
+    assert_true(b.failovers >= a.failovers + 1);
+    assert_true(b.failovers <= a.failovers + (on == m2 ? 1 : 2));
     return gap;
 }
 
@@ -940,8 +949,7 @@ static void test_1_primary_killed(void **state) {
     (void)state;
     pub_kill();
     if (wait_replicas != 1) reload_bridge(1);
-    kill_primary_mid_stream("k1", 3000, &o, &dead);
-    print_outcome("1 primary killed, wait_replicas 1", &o);
+    kill_primary_mid_stream("k1", "1 primary killed, wait_replicas 1", 3000, &o, &dead);
     assert_exactly_once(&o);
 }
 
@@ -1014,8 +1022,8 @@ static void test_1b_primary_killed_no_wait(void **state) {
     (void)state;
     pub_kill();
     reload_bridge(0);
-    long gap = kill_primary_mid_stream("k0", 3000, &o, &killed);
-    print_outcome("1b primary killed, no wait_replicas", &o);
+    long gap = kill_primary_mid_stream("k0", "1b primary killed, no wait_replicas", 3000, &o,
+                                       &killed);
     printf("  lost without redis.wait_replicas: %d of %d acknowledged (gap %ld ms)\n", o.lost,
            o.acked, gap);
     assert_clean(&o);
