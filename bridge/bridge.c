@@ -120,17 +120,18 @@ static int bridge_filter(const struct config *c,
 
 static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) {
     const struct config *c = b->cfg;
-    char filters[3][TOPIC_MAX];
-    const char *fp[4] = { filters[0], filters[1], filters[2], b->peer_filter };
-    const int kinds[3] = { REQ_SEND, REQ_HISTORY, REQ_DELETE };
+    char filters[REQ_KIND_MAX][TOPIC_MAX];
+    const char *fp[REQ_KIND_MAX + 1];
     int (*filter)(char *, size_t, const char *, int) =
         c->identity == CONFIG_IDENTITY_TOPIC ? topic_filter_sender : topic_filter;
-    for (int i = 0; i < 3; i++) {
-        if (bridge_filter(c, filter, filters[i], kinds[i]) < 0) {
+    for (int k = REQ_SEND; k <= REQ_KIND_MAX; k++) {     /* one per request kind */
+        fp[k - 1] = filters[k - 1];
+        if (bridge_filter(c, filter, filters[k - 1], k) < 0) {
             snprintf(err, errlen, "topic prefix too long");
             return NULL;
         }
     }
+    fp[REQ_KIND_MAX] = b->peer_filter;
     size_t len;
     char *will = status_offline_doc(c, &len);
     struct mqtt_opts o = {
@@ -140,7 +141,7 @@ static struct mqtt *bridge_mqtt_new(struct bridge *b, char *err, size_t errlen) 
         .session_expiry = c->mqtt_session_expiry,
         .connect_timeout = c->mqtt_connect_timeout, .qos = c->mqtt_qos,
         .max_buffered = c->mqtt_max_buffered, .filters = fp,
-        .nfilters = b->peer_filter[0] ? 4 : 3, .nwatch = b->peer_filter[0] ? 1 : 0,
+        .nfilters = REQ_KIND_MAX + (b->peer_filter[0] ? 1 : 0), .nwatch = b->peer_filter[0] ? 1 : 0,
         .will_topic = will ? b->status_topic : NULL, .will_payload = will,
         .tls_ca_file = c->tls_ca_file, .tls_ca_dir = c->tls_ca_dir,
         .tls_cert_file = c->tls_cert_file, .tls_key_file = c->tls_key_file,
@@ -306,7 +307,8 @@ struct bridge *bridge_new(const struct config *cfg, char *err, size_t errlen) {
     b->store = bridge_store_new(cfg);
     if (b->store) b->watch = bridge_watch_new(b);
     b->foreign = foreign_new();
-    if (b->delivery && b->watch && b->foreign && bridge_alloc_batch(b) == 0 &&
+    b->receipts = receipts_new();
+    if (b->delivery && b->watch && b->foreign && b->receipts && bridge_alloc_batch(b) == 0 &&
         (b->journal = bridge_journal_open(b, err, errlen)) != NULL)
         b->mqtt = bridge_mqtt_new(b, err, errlen);
     if (b->mqtt == NULL) {
@@ -455,6 +457,7 @@ void bridge_free(struct bridge *b) {
     mqtt_free(b->mqtt);               /* first: no completion comes later */
     watch_free(b->watch);
     foreign_free(b->foreign);
+    receipts_free(b->receipts);
     store_free(b->store);
     journal_free(b->journal);
     delivery_free(b->delivery);
@@ -470,7 +473,8 @@ void bridge_stats(struct bridge *b, struct stats_snapshot *out) {
 #define LOAD(field) out->field = __atomic_load_n(&b->st.field, __ATOMIC_RELAXED)
     LOAD(received); LOAD(stored); LOAD(replayed); LOAD(duplicates);
     LOAD(republished); LOAD(replies); LOAD(rejected); LOAD(history);
-    LOAD(deleted); LOAD(redis_retries); LOAD(lost);
+    LOAD(deleted); LOAD(edited); LOAD(read_markers); LOAD(receipts);
+    LOAD(redis_retries); LOAD(lost);
     LOAD(redis_connected); LOAD(reply_refused);
     for (int i = 0; i < CODEC_ERR_COUNT; i++) LOAD(rejected_by[i]);
 #undef LOAD

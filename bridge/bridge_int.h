@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mqtt.h"
 #include "peers.h"
+#include "receipt.h"
 #include "record.h"
 #include "stats.h"
 #include "store.h"
@@ -38,6 +39,7 @@ struct bridge {
     struct store *store;
     struct watch *watch;          /* other writers, seen live (watch.h) */
     struct foreign *foreign;      /* the worker's state for them */
+    struct receipts *receipts;    /* read receipts: the worker's only */
     struct journal *journal;      /* Paho callback -> store worker */
     struct delivery *delivery;    /* store worker -> broker (delivery.h) */
     pthread_t worker;

@@ -36,10 +36,11 @@ static const struct {
     [CODEC_ERR_CORRELATION] = { "invalid_correlation", "correlation must be a string" },
     [CODEC_ERR_SENDER] = { "user_mismatch",
                            "user differs from the sender named by the topic" },
+    [CODEC_ERR_AFTER] = { "invalid_after", "after must be an integer >= 0" },
     [CODEC_ERR_TOPIC] = { "invalid_topic", "topic is not a valid request topic" },
     [CODEC_ERR_ROOM] = { "invalid_room", "room is not a valid room name" },
     [CODEC_ERR_NOT_FOUND] = { "not_found", "no such message" },
-    [CODEC_ERR_FORBIDDEN] = { "forbidden", "only the author may delete a message" },
+    [CODEC_ERR_FORBIDDEN] = { "forbidden", "only the author may delete or edit a message" },
     [CODEC_ERR_UNAVAILABLE] = { "unavailable", "the message store is unavailable" },
     [CODEC_ERR_INTERNAL] = { "internal", "internal error" },
 };
@@ -161,12 +162,15 @@ static int get_cmid(const json_t *obj, struct codec_req *out) {
 }
 
 /* send: {"user", "text", "client_msg_id"?}; "user" may be implied by
- * the topic (get_author). */
+ * the topic (get_author). An edit is the same with the "id" of the
+ * message it changes. */
 static int decode_send(const json_t *obj, const struct codec_limits *lim,
                        struct codec_req *out) {
     const json_t *text = json_object_get(obj, "text");
     int err = get_author(json_object_get(obj, "user"), lim, out->user);
 
+    if (err == CODEC_OK && out->kind == REQ_EDIT)
+        err = get_positive(json_object_get(obj, "id"), CODEC_ERR_ID, &out->id);
     if (err != CODEC_OK) return err;
     if (!json_is_string(text)) return CODEC_ERR_TEXT;
     if (json_string_length(text) == 0) return CODEC_ERR_TEXT_EMPTY;
@@ -180,32 +184,69 @@ static int decode_send(const json_t *obj, const struct codec_limits *lim,
     return CODEC_OK;
 }
 
-/* history: {"limit"?, "before"?, "user"?}. A missing limit takes the
- * default and a large one is clamped; before and user may also be null,
- * which is what a client echoing "next_before": null sends. */
-static int decode_history(const json_t *obj, const struct codec_limits *lim,
-                          struct codec_req *out) {
+/* The optional "limit": the default when absent, clamped to the maximum. */
+static int get_limit(const json_t *obj, const struct codec_limits *lim,
+                     struct codec_req *out) {
     const json_t *limit = json_object_get(obj, "limit");
-    const json_t *before = json_object_get(obj, "before");
-    const json_t *user = json_object_get(obj, "user");
     long long n = lim->history_default;
-    int err;
 
     if (limit != NULL) {
-        err = get_positive(limit, CODEC_ERR_LIMIT, &n);
+        int err = get_positive(limit, CODEC_ERR_LIMIT, &n);
         if (err != CODEC_OK) return err;
     }
     out->limit = n > lim->history_max ? lim->history_max : (int)n;
+    return CODEC_OK;
+}
+
+/* history: {"limit"?, "before"?, "after"?, "user"?}. A missing limit
+ * takes the default and a large one is clamped; before, after and user
+ * may also be null, which is what a client echoing "next_before": null
+ * sends. "after" makes it a catch-up (oldest first); 0 is from the start. */
+static int decode_history(const json_t *obj, const struct codec_limits *lim,
+                          struct codec_req *out) {
+    const json_t *before = json_object_get(obj, "before");
+    const json_t *user = json_object_get(obj, "user");
+    int err = get_limit(obj, lim, out);
+
+    if (err != CODEC_OK) return err;
     if (before != NULL && !json_is_null(before)) {
         err = get_positive(before, CODEC_ERR_BEFORE, &out->before);
         if (err != CODEC_OK) return err;
+    }
+    const json_t *after = json_object_get(obj, "after");
+    if (after != NULL && !json_is_null(after)) {
+        if (!json_is_integer(after) || json_integer_value(after) < 0) return CODEC_ERR_AFTER;
+        out->after = json_integer_value(after);
     }
     if (user != NULL && !json_is_null(user))
         return get_user(user, out->user);
     return CODEC_OK;
 }
 
-/* delete: {"user", "id"}; "user" as for send. */
+/* members: {"limit"?, "after"?}: "after" is a user name (the page's
+ * cursor), kept in user; null is from the first. */
+static int decode_members(const json_t *obj, const struct codec_limits *lim,
+                          struct codec_req *out) {
+    const json_t *after = json_object_get(obj, "after");
+    int err = get_limit(obj, lim, out);
+
+    if (err != CODEC_OK || after == NULL || json_is_null(after)) return err;
+    return get_user(after, out->user) == CODEC_OK ? CODEC_OK : CODEC_ERR_AFTER;
+}
+
+/* rooms: {"user", "limit"?, "before"?}: "user" as for send; "before" is
+ * an activity cursor (Unix ms), null from the most recent. */
+static int decode_rooms(const json_t *obj, const struct codec_limits *lim,
+                        struct codec_req *out) {
+    const json_t *before = json_object_get(obj, "before");
+    int err = get_author(json_object_get(obj, "user"), lim, out->user);
+
+    if (err == CODEC_OK) err = get_limit(obj, lim, out);
+    if (err != CODEC_OK || before == NULL || json_is_null(before)) return err;
+    return get_positive(before, CODEC_ERR_BEFORE, &out->before);
+}
+
+/* delete and read: {"user", "id"}; "user" as for send. */
 static int decode_delete(const json_t *obj, const struct codec_limits *lim,
                          struct codec_req *out) {
     int err = get_author(json_object_get(obj, "user"), lim, out->user);
@@ -236,6 +277,7 @@ int codec_decode(int kind, const char *payload, size_t len,
 
     memset(out, 0, sizeof(*out));
     out->kind = kind;
+    out->after = -1;
     /* Some of jansson's out-of-memory paths leave the error code unset. */
     memset(&jerr, 0, sizeof(jerr));
     if (lim == NULL) return CODEC_ERR_INTERNAL;
@@ -248,9 +290,13 @@ int codec_decode(int kind, const char *payload, size_t len,
     err = get_reply_fields(doc, out);
     if (err != CODEC_OK) goto cleanup;
     switch (kind) {
-    case REQ_SEND: err = decode_send(doc, lim, out); break;
+    case REQ_SEND:
+    case REQ_EDIT: err = decode_send(doc, lim, out); break;
     case REQ_HISTORY: err = decode_history(doc, lim, out); break;
-    case REQ_DELETE: err = decode_delete(doc, lim, out); break;
+    case REQ_DELETE:
+    case REQ_READ: err = decode_delete(doc, lim, out); break;
+    case REQ_MEMBERS: err = decode_members(doc, lim, out); break;
+    case REQ_ROOMS: err = decode_rooms(doc, lim, out); break;
     default: err = CODEC_ERR_INTERNAL; break;
     }
 
@@ -315,6 +361,8 @@ static json_t *msg_object(const struct codec_msg *m) {
     if (m->client_msg_id != NULL && m->client_msg_id[0] != '\0' &&
         json_object_set_new(o, "client_msg_id", json_string(m->client_msg_id)))
         goto fail;
+    if (m->edited > 0 && json_object_set_new(o, "edited", json_integer(m->edited)))
+        goto fail;
     return o;
 
 fail:
@@ -324,7 +372,7 @@ fail:
 
 /* ==================== Encoders ==================== */
 
-/* {"id","room","user","text","ts"[,"client_msg_id"]} */
+/* {"id","room","user","text","ts"[,"client_msg_id"][,"edited"]} */
 char *codec_encode_msg(const struct codec_msg *m, size_t *len) {
     return dump_and_free(msg_object(m), len);
 }
@@ -349,6 +397,41 @@ char *codec_encode_ok(long long id, const char *correlation, size_t *len) {
                        add_correlation(o, correlation), len);
 }
 
+/* {"ok":true,"id":N,"edited":MS[,"correlation"]} */
+char *codec_encode_edited(long long id, long long edited, const char *correlation,
+                          size_t *len) {
+    json_t *o = json_object();
+
+    if (o == NULL) return NULL;
+    return dump_unless(o, json_object_set_new(o, "ok", json_true()) ||
+                       json_object_set_new(o, "id", json_integer(id)) ||
+                       json_object_set_new(o, "edited", json_integer(edited)) ||
+                       add_correlation(o, correlation), len);
+}
+
+/* {"ok":true,"read":N,"unread":N[,"correlation"]} */
+char *codec_encode_read_ok(long long read, long long unread, const char *correlation,
+                           size_t *len) {
+    json_t *o = json_object();
+
+    if (o == NULL) return NULL;
+    return dump_unless(o, json_object_set_new(o, "ok", json_true()) ||
+                       json_object_set_new(o, "read", json_integer(read)) ||
+                       json_object_set_new(o, "unread", json_integer(unread)) ||
+                       add_correlation(o, correlation), len);
+}
+
+/* {"room","user","read"} */
+char *codec_encode_receipt(const char *room, const char *user, long long read,
+                           size_t *len) {
+    json_t *o = json_object();
+
+    if (o == NULL) return NULL;
+    return dump_unless(o, json_object_set_new(o, "room", json_string(room)) ||
+                       json_object_set_new(o, "user", json_string(user)) ||
+                       json_object_set_new(o, "read", json_integer(read)), len);
+}
+
 /* {"ok":false,"error":CODE,"message":TEXT[,"correlation"]} */
 char *codec_encode_error(int err, const char *correlation, size_t *len) {
     json_t *o = json_object();
@@ -360,13 +443,15 @@ char *codec_encode_error(int err, const char *correlation, size_t *len) {
                        add_correlation(o, correlation), len);
 }
 
-/* The messages array of a history reply, or NULL on failure. */
-static json_t *msgs_array(const struct codec_msg *msgs, size_t n) {
+/* A JSON array of the n items at items (each size bytes), each made by
+ * make(); NULL on failure. */
+static json_t *array_of(const void *items, size_t n, size_t size,
+                        json_t *(*make)(const void *)) {
     json_t *a = json_array();
 
     if (a == NULL) return NULL;
     for (size_t i = 0; i < n; i++)
-        if (json_array_append_new(a, msg_object(&msgs[i]))) goto fail;
+        if (json_array_append_new(a, make((const char *)items + i * size))) goto fail;
     return a;
 
 fail:
@@ -374,15 +459,84 @@ fail:
     return NULL;
 }
 
-/* {"room","messages":[...],"next_before":N|null[,"correlation"]} */
-char *codec_encode_history(const char *room, const struct codec_msg *msgs,
-                           size_t n, long long next_before,
-                           const char *correlation, size_t *len) {
+static json_t *msg_item(const void *m) {
+    return msg_object(m);
+}
+
+/* The messages array of a history reply, or NULL on failure. */
+static json_t *msgs_array(const struct codec_msg *msgs, size_t n) {
+    return array_of(msgs, n, sizeof(*msgs), msg_item);
+}
+
+/* {"room","messages":[...],<next>:N|null[,"correlation"]}: the two kinds
+ * of page differ only in the cursor's name. */
+static char *encode_page(const char *room, const struct codec_msg *msgs, size_t n,
+                         const char *next_key, long long next,
+                         const char *correlation, size_t *len) {
     json_t *o = json_object();
 
     if (o == NULL) return NULL;
     return dump_unless(o, json_object_set_new(o, "room", json_string(room)) ||
                        json_object_set_new(o, "messages", msgs_array(msgs, n)) ||
+                       json_object_set_new(o, next_key, next > 0 ?
+                                           json_integer(next) : json_null()) ||
+                       add_correlation(o, correlation), len);
+}
+
+char *codec_encode_history(const char *room, const struct codec_msg *msgs,
+                           size_t n, long long next_before,
+                           const char *correlation, size_t *len) {
+    return encode_page(room, msgs, n, "next_before", next_before, correlation, len);
+}
+
+char *codec_encode_catchup(const char *room, const struct codec_msg *msgs,
+                           size_t n, long long next_after,
+                           const char *correlation, size_t *len) {
+    return encode_page(room, msgs, n, "next_after", next_after, correlation, len);
+}
+
+/* ==================== Members and rooms ==================== */
+
+/* One member as a new JSON object, or NULL. */
+static json_t *member_item(const void *p) {
+    const struct codec_member *m = p;
+    return json_pack("{s:s, s:I, s:I, s:o}", "user", m->user, "last_id", (json_int_t)m->last_id,
+                     "read", (json_int_t)m->read, "last_seen",
+                     m->last_seen > 0 ? json_integer(m->last_seen) : json_null());
+}
+
+/* {"room","members":[...],"next_after":U|null[,"correlation"]} */
+char *codec_encode_members(const char *room, const struct codec_member *m, size_t n,
+                           const char *next_after, const char *correlation, size_t *len) {
+    json_t *o = json_object();
+
+    if (o == NULL) return NULL;
+    return dump_unless(o, json_object_set_new(o, "room", json_string(room)) ||
+                       json_object_set_new(o, "members", array_of(m, n, sizeof(*m), member_item)) ||
+                       json_object_set_new(o, "next_after", next_after ?
+                                           json_string(next_after) : json_null()) ||
+                       add_correlation(o, correlation), len);
+}
+
+/* One room as a new JSON object, or NULL. */
+static json_t *room_item(const void *p) {
+    const struct codec_room *r = p;
+    json_t *last = r->last ? msg_object(r->last) : json_null();
+    if (last == NULL) return NULL;
+    return json_pack("{s:s, s:I, s:I, s:I, s:o}", "room", r->room,
+                     "last_id", (json_int_t)r->last_id, "read", (json_int_t)r->read,
+                     "unread", (json_int_t)r->unread, "last", last);
+}
+
+/* {"user","rooms":[...],"next_before":MS|null[,"correlation"]} */
+char *codec_encode_rooms(const char *user, const struct codec_room *rooms, size_t n,
+                         long long next_before, const char *correlation, size_t *len) {
+    json_t *o = json_object();
+
+    if (o == NULL) return NULL;
+    return dump_unless(o, json_object_set_new(o, "user", json_string(user)) ||
+                       json_object_set_new(o, "rooms",
+                                           array_of(rooms, n, sizeof(*rooms), room_item)) ||
                        json_object_set_new(o, "next_before", next_before > 0 ?
                                            json_integer(next_before) : json_null()) ||
                        add_correlation(o, correlation), len);

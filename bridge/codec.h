@@ -5,17 +5,29 @@
  * Requests (all JSON objects; unknown members are ignored):
  *   send     {"user": U, "text": T, "client_msg_id": C?}
  *            (identity "topic": "user" optional, must be the sender)
- *   history  {"limit": N?, "before": ID?, "user": U?}
+ *   history  {"limit": N?, "before": ID?, "after": ID?, "user": U?}
  *   delete   {"user": U, "id": ID}
+ *   edit     {"user": U, "id": ID, "text": T, "client_msg_id": C?}
+ *   read     {"user": U, "id": ID}
+ *   members  {"limit": N?, "after": U?}          (after: a user name)
+ *   rooms    {"user": U, "limit": N?, "before": MS?}
+ * (identity "topic": "user" of delete, edit and read as for send)
  * Any request may carry the MQTT 3.1.1 reply fallback:
  *   "reply_to": TOPIC, "correlation": STRING
  *
  * Published documents:
- *   message  {"id","room","user","text","ts"[,"client_msg_id"]}
+ *   message  {"id","room","user","text","ts"[,"client_msg_id"][,"edited"]}
  *   deleted  {"id","room","deleted":true}
- *   ok       {"ok":true,"id":N}
+ *   receipt  {"room","user","read"}
+ *   ok       {"ok":true,"id":N}, after an edit {"ok":true,"id":N,"edited":MS}
+ *   read ok  {"ok":true,"read":N,"unread":N}
  *   error    {"ok":false,"error":CODE,"message":TEXT}
  *   history  {"room","messages":[message...],"next_before":N|null}
+ *   catch-up {"room","messages":[message...],"next_after":N|null}
+ *   members  {"room","members":[{"user","last_id","read","last_seen"}...],
+ *             "next_after":U|null}
+ *   rooms    {"user","rooms":[{"room","last_id","read","unread","last":
+ *             message|null}...],"next_before":MS|null}
  * Replies echo "correlation" when the request carried it in JSON. */
 #ifndef CB_CODEC_H
 #define CB_CODEC_H
@@ -44,6 +56,7 @@ enum codec_err {
     CODEC_ERR_CORRELATION,   /* "invalid_correlation": not a string */
     CODEC_ERR_SENDER,        /* "user_mismatch": identity "topic", and the
                                 payload's user is not the topic's sender */
+    CODEC_ERR_AFTER,         /* "invalid_after": not an integer >= 0 */
     /* Codes the codec never returns itself, for the bridge's own refusals: */
     CODEC_ERR_TOPIC,         /* "invalid_topic": extra levels, unknown kind */
     CODEC_ERR_ROOM,          /* "invalid_room" */
@@ -73,11 +86,12 @@ struct codec_limits {
 struct codec_req {
     int kind;                                /* req_kind (request.h) */
     char user[NAME_MAX_BYTES + 1];           /* send, delete; history filter, "" = all */
-    char client_msg_id[CODEC_CMID_MAX_BYTES + 1]; /* send; "" = absent */
-    char *text;                              /* send */
+    char client_msg_id[CODEC_CMID_MAX_BYTES + 1]; /* send, edit; "" = absent */
+    char *text;                              /* send, edit */
     size_t text_len;
-    long long id;                            /* delete */
+    long long id;                            /* delete, edit, read */
     long long before;                        /* history; 0 = from the newest */
+    long long after;                         /* history; -1 = absent */
     int limit;                               /* history; default applied, clamped */
     char *reply_to;                          /* JSON "reply_to", NULL if absent */
     char *correlation;                       /* JSON "correlation", NULL if absent */
@@ -99,6 +113,7 @@ struct codec_msg {
     const char *text;
     long long ts;                 /* Unix milliseconds */
     const char *client_msg_id;    /* NULL or "" when absent */
+    long long edited;             /* last edit, Unix ms; 0 = never */
 };
 
 /* Encoders return a malloc'd NUL-terminated compact JSON document and its
@@ -106,10 +121,42 @@ struct codec_msg {
 char *codec_encode_msg(const struct codec_msg *m, size_t *len);
 char *codec_encode_deleted(const char *room, long long id, size_t *len);
 char *codec_encode_ok(long long id, const char *correlation, size_t *len);
+/* {"ok":true,"id":N,"edited":MS} */
+char *codec_encode_edited(long long id, long long edited, const char *correlation,
+                          size_t *len);
+/* {"ok":true,"read":N,"unread":N} */
+char *codec_encode_read_ok(long long read, long long unread, const char *correlation,
+                           size_t *len);
+/* {"room","user","read"}: a read marker moved, for the room. */
+char *codec_encode_receipt(const char *room, const char *user, long long read,
+                           size_t *len);
 char *codec_encode_error(int err, const char *correlation, size_t *len);
 /* msgs[0..n) oldest first; next_before 0 encodes as null. */
 char *codec_encode_history(const char *room, const struct codec_msg *msgs,
                            size_t n, long long next_before,
                            const char *correlation, size_t *len);
+/* A catch-up page: msgs[0..n) oldest first; next_after 0 encodes as null
+ * (the client is caught up). */
+char *codec_encode_catchup(const char *room, const struct codec_msg *msgs,
+                           size_t n, long long next_after,
+                           const char *correlation, size_t *len);
+
+/* One member of a room; last_seen 0 encodes as null. */
+struct codec_member {
+    const char *user;
+    long long last_id, read, last_seen;
+};
+char *codec_encode_members(const char *room, const struct codec_member *m, size_t n,
+                           const char *next_after, const char *correlation, size_t *len);
+
+/* One of a user's rooms; last NULL encodes as null (no message). */
+struct codec_room {
+    const char *room;
+    long long last_id, read, unread;
+    const struct codec_msg *last;
+};
+/* next_before 0 encodes as null. */
+char *codec_encode_rooms(const char *user, const struct codec_room *rooms, size_t n,
+                         long long next_before, const char *correlation, size_t *len);
 
 #endif

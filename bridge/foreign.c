@@ -133,7 +133,7 @@ static void foreign_publish(struct bridge *b, struct foreign_room *r,
                                                  delivery says */
     for (size_t i = 0; i < a->nmsgs; i++) {
         const struct store_msg *m = &a->msgs[i];
-        struct codec_msg cm = { m->id, room, m->user, m->text, m->ts, NULL };
+        struct codec_msg cm = { m->id, room, m->user, m->text, m->ts, NULL, 0 };
         char *doc = codec_encode_msg(&cm, &len);
         if (doc == NULL) {
             __atomic_add_fetch(&b->publish_oom, 1, __ATOMIC_RELAXED);

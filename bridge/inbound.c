@@ -72,12 +72,12 @@ static int inbound_decode(struct bridge *b, const struct mqtt_in *in, char *room
     if (kind == TOPIC_ERR_USER) return CODEC_ERR_USER;
     if (kind < 0) return CODEC_ERR_TOPIC;
     *r = (struct request){ .kind = kind, .limit = req->limit, .ts = clock_wall_ms(),
-        .id = req->id, .before = req->before, .room = room, .user = req->user,
+        .id = req->id, .before = req->before, .after = req->after, .room = room, .user = req->user,
         .client_msg_id = req->client_msg_id, .text = req->text,
         .text_len = req->text_len };
-    if (err == CODEC_OK && kind == REQ_HISTORY && in->response_topic == NULL &&
-        req->reply_to == NULL)
-        return CODEC_ERR_REPLY_TO;    /* a history nobody will read */
+    int asks = kind == REQ_HISTORY || kind == REQ_MEMBERS || kind == REQ_ROOMS;
+    if (err == CODEC_OK && asks && in->response_topic == NULL && req->reply_to == NULL)
+        return CODEC_ERR_REPLY_TO;    /* an answer nobody will read */
     return err;
 }
 

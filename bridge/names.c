@@ -88,9 +88,10 @@ static int name_valid_common(const char *s, size_t len) {
     return 1;
 }
 
-/* A room name follows the shared rules and nothing else. */
+/* A room name follows the shared rules and does not start with '$'
+ * (names.h). */
 int name_valid_room(const char *s, size_t len) {
-    return name_valid_common(s, len);
+    return name_valid_common(s, len) && s[0] != '$';
 }
 
 /* A user name also may not be all digits, because a user's hash stores

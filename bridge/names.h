@@ -4,7 +4,9 @@
  * they are checked in one place: 1 to 64 bytes of valid UTF-8, no control
  * characters (C0, DEL, C1), none of  space : { } , / + # * ? [ ]  .
  * A user name may also not be all digits (it would collide with message ids
- * in the user's hash) nor "messages" (the room's counter key). */
+ * in the user's hash) nor "messages" (the room's counter key). A room name
+ * may not start with '$': <prefix>/$... topics are the bridge's own (the
+ * status documents, the rooms of a user), and so are P:$... keys. */
 #ifndef CB_NAMES_H
 #define CB_NAMES_H
 

@@ -7,7 +7,8 @@
 #include "result.h"
 
 #define ABSENT 0xffffffffu
-#define FIXED_LEN (1 + 4 + 8 + 8 + 8)       /* after the version byte */
+#define FIXED_LEN_V2 (1 + 4 + 8 + 8 + 8)    /* after the version byte */
+#define FIXED_LEN (FIXED_LEN_V2 + 8)          /* version 3: + after */
 #define VERSION_BYTE (0x80 | RECORD_VERSION)
 #define NSTRINGS 7
 
@@ -58,6 +59,7 @@ int record_encode(struct record_buf *b, const struct request *r) {
     put_le(b, (uint64_t)r->ts, 8);
     put_le(b, (uint64_t)r->id, 8);
     put_le(b, (uint64_t)r->before, 8);
+    put_le(b, (uint64_t)r->after, 8);
     for (int i = 0; i < NSTRINGS; i++) put_str(b, s[i], n[i]);
     return CB_OK;
 }
@@ -97,36 +99,37 @@ static int get_str(const char *data, size_t len, size_t *off, const char **s, si
  * for neither. */
 static int record_version(const unsigned char *p, size_t len) {
     if (len == 0) return 0;
-    if (p[0] >= REQ_SEND && p[0] <= REQ_KIND_MAX) return 1;
+    if (p[0] >= REQ_SEND && p[0] <= REQ_DELETE) return 1;
     if (p[0] & 0x80) return p[0] & 0x7f;
     return 0;
 }
 
 int record_decode(const char *data, size_t len, struct request *r) {
     int version = record_version((const unsigned char *)data, len);
-    if (version != 1 && version != RECORD_VERSION)
+    if (version < 1 || version > RECORD_VERSION)
         return version ? CB_ERR_FORMAT : CB_ERR_PROTO;
-    if (version == RECORD_VERSION) {
+    if (version > 1) {
         data++;
         len--;
     }
     const unsigned char *p = (const unsigned char *)data;
     const char **s[NSTRINGS] = { &r->room, &r->user, &r->client_msg_id, &r->text,
                                  &r->reply_topic, &r->corr, &r->correlation };
-    size_t n[NSTRINGS], off = FIXED_LEN;
-    if (len < FIXED_LEN) return CB_ERR_PROTO;
+    size_t n[NSTRINGS], off = version == RECORD_VERSION ? FIXED_LEN : FIXED_LEN_V2;
+    if (len < off) return CB_ERR_PROTO;
     memset(r, 0, sizeof(*r));
     r->kind = p[0];
     r->limit = (int)(int32_t)get_le(p + 1, 4);
     r->ts = (long long)get_le(p + 5, 8);
     r->id = (long long)get_le(p + 13, 8);
     r->before = (long long)get_le(p + 21, 8);
+    r->after = version == RECORD_VERSION ? (long long)get_le(p + 29, 8) : -1;
     for (int i = 0; i < NSTRINGS; i++)
         if (get_str(data, len, &off, s[i], &n[i]) < 0) return CB_ERR_PROTO;
     r->text_len = n[3];
     r->corr_len = n[5];
     if (off != len || r->room == NULL || r->user == NULL || r->client_msg_id == NULL ||
-        r->kind < REQ_SEND || r->kind > REQ_KIND_MAX)
+        r->kind < REQ_SEND || r->kind > (version == RECORD_VERSION ? REQ_KIND_MAX : REQ_DELETE))
         return CB_ERR_PROTO;
     return CB_OK;
 }

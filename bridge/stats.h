@@ -41,6 +41,9 @@ struct stats_snapshot {
     unsigned long reply_refused;/* dropped: their reply topic was refused */
     unsigned long history;      /* history requests answered */
     unsigned long deleted;      /* messages deleted */
+    unsigned long edited;       /* messages edited */
+    unsigned long read_markers; /* read markers that moved */
+    unsigned long receipts;     /* read receipts published to the rooms */
     unsigned long redis_retries;/* batches retried after a Redis failure */
     unsigned long long redis_moved, redis_ask; /* cluster redirections */
     unsigned long long redis_wait_short; /* WAIT saw too few replicas */

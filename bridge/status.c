@@ -26,11 +26,14 @@ static json_t *rejections(const struct stats_snapshot *st) {
 }
 
 static json_t *counts(const struct stats_snapshot *st) {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                     " s:I, s:I, s:I, s:o}",
         "received", (json_int_t)st->received, "stored", (json_int_t)st->stored,
         "republished", (json_int_t)st->republished, "replies", (json_int_t)st->replies,
         "duplicates", (json_int_t)st->duplicates, "replayed", (json_int_t)st->replayed,
         "history", (json_int_t)st->history, "deleted", (json_int_t)st->deleted,
+        "edited", (json_int_t)st->edited, "read_markers", (json_int_t)st->read_markers,
+        "receipts", (json_int_t)st->receipts,
         "redis_retries", (json_int_t)st->redis_retries,
         "redis_moved", (json_int_t)st->redis_moved, "redis_ask", (json_int_t)st->redis_ask,
         "redis_wait_short", (json_int_t)st->redis_wait_short,

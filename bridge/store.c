@@ -25,13 +25,18 @@ extern const char script_history_lua[];
 extern const char script_delete_lua[];
 extern const char script_adopt_lua[];
 extern const char script_reap_lua[];
+extern const char script_edit_lua[];
+extern const char script_read_lua[];
+extern const char script_members_lua[];
+extern const char script_room_lua[];
 
 enum { SCRIPT_SEND, SCRIPT_HISTORY, SCRIPT_DELETE, SCRIPT_ADOPT, SCRIPT_REAP,
-       SCRIPT_COUNT };
+       SCRIPT_EDIT, SCRIPT_READ, SCRIPT_MEMBERS, SCRIPT_ROOM, SCRIPT_COUNT };
 
 static const char *const script_source[SCRIPT_COUNT] = {
     script_send_lua, script_history_lua, script_delete_lua, script_adopt_lua,
-    script_reap_lua
+    script_reap_lua, script_edit_lua, script_read_lua, script_members_lua,
+    script_room_lua
 };
 
 /* Their SHA1s, computed at build time (embed.sh): what EVALSHA names. */
@@ -40,9 +45,14 @@ extern const char script_history_sha[];
 extern const char script_delete_sha[];
 extern const char script_adopt_sha[];
 extern const char script_reap_sha[];
+extern const char script_edit_sha[];
+extern const char script_read_sha[];
+extern const char script_members_sha[];
+extern const char script_room_sha[];
 static const char *const script_sha[SCRIPT_COUNT] = {
     script_send_sha, script_history_sha, script_delete_sha, script_adopt_sha,
-    script_reap_sha
+    script_reap_sha, script_edit_sha, script_read_sha, script_members_sha,
+    script_room_sha
 };
 
 #define KEY_MAX 256
@@ -58,9 +68,13 @@ struct store {
     int wait_replicas, wait_timeout_ms;
     unsigned long long wait_short;   /* atomic: WAITs short of replicas */
     int noscript;          /* a reply said NOSCRIPT: load and run again */
+    int advanced;          /* ops that moved to their second step */
     struct rexec_cmd *cmds;  /* one pass: the commands of its pending ops */
-    size_t *cmd_op;        /* cmds[i] belongs to ops[cmd_op[i]] */
-    unsigned *slots;       /* the slots of some ops (NOSCRIPT, WAIT) */
+    size_t *cmd_op;        /* cmds[i] belongs to ops[cmd_op[i]] ... */
+    size_t *cmd_sub;       /* ... and is its cmd_sub[i]-th (a user's rooms) */
+    size_t cur_op, cur_sub;  /* what store_emit() marks the next command */
+    unsigned *slots;       /* the slots of some commands (NOSCRIPT, WAIT) */
+    size_t nslots;         /* NOSCRIPT: the slots of the refused commands */
     size_t ncmds, cap;
     char errstr[REXEC_ERR_MAX];
 };
@@ -120,6 +134,7 @@ void store_free(struct store *s) {
     free(s->bridge_id);
     free(s->cmds);
     free(s->cmd_op);
+    free(s->cmd_sub);
     free(s->slots);
     free(s);
 }
@@ -176,18 +191,30 @@ static unsigned store_op_slot(const struct store_op *op) {
     return cluster_keyslot(op->req->room, strlen(op->req->room));
 }
 
-/* Queue one command of op for the pass being built. CB_OK or CB_ERR_OOM. */
+static int store_reserve(struct store *s, size_t n);
+
+/* Queue one command for slot in the pass being built, marked as the
+ * current op's (cur_op, cur_sub). CB_OK or CB_ERR_OOM. */
+static int store_emit_slot(struct store *s, unsigned slot, int argc, const char **argv,
+                           const size_t *len) {
+    if (store_reserve(s, s->ncmds + 1) < 0) return CB_ERR_OOM;
+    int rc = rexec_cmd_format(&s->cmds[s->ncmds], slot, argc, argv, len);
+    if (rc != CB_OK) return rc;
+    s->cmd_op[s->ncmds] = s->cur_op;
+    s->cmd_sub[s->ncmds++] = s->cur_sub;
+    return CB_OK;
+}
+
+/* The same in the slot of op's room. */
 static int store_emit(struct store *s, const struct store_op *op, int argc,
                       const char **argv, const size_t *len) {
-    int rc = rexec_cmd_format(&s->cmds[s->ncmds], store_op_slot(op), argc, argv, len);
-    if (rc == CB_OK) s->ncmds++;
-    return rc;
+    return store_emit_slot(s, store_op_slot(op), argc, argv, len);
 }
 
 /* Queue the EVALSHA of one operation. Key names are built
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
-    char k[9][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
+    char k[11][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
     char keep[24], age[24], r[NAME_MAX_BYTES + 3];
     const char *p = s->prefix, *u = op->req->user;
     store_room_tag(s, op->req->room, r);
@@ -200,6 +227,8 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(k[6], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
     snprintf(k[7], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
     snprintf(k[8], KEY_MAX, "%s:%s:messages:cursor", p, r);
+    snprintf(k[9], KEY_MAX, "%s:%s:messages:read", p, r);
+    snprintf(k[10], KEY_MAX, "%s:%s:messages:members", p, r);
     snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
     snprintf(ts, sizeof(ts), "%lld", op->req->ts);
     snprintf(seq, sizeof(seq), "%llu", op->seq);
@@ -208,10 +237,10 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(keep, sizeof(keep), "%lld", s->retain_count);
     snprintf(age, sizeof(age), "%lld", s->retain_ms);
     const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
-    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "9",
-        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8],
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "11",
+        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10],
         mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age };
-    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 14 };
+    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 16 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
     len[TEXT_ARG] = op->req->text_len;
@@ -219,7 +248,8 @@ static int store_append_send(struct store *s, const struct store_op *op) {
 }
 
 static int store_append_history(struct store *s, const struct store_op *op) {
-    char index[KEY_MAX], mprefix[KEY_MAX], before[24], limit[16], r[NAME_MAX_BYTES + 3];
+    char index[KEY_MAX], mprefix[KEY_MAX], before[24], after[24], limit[16];
+    char r[NAME_MAX_BYTES + 3];
     store_room_tag(s, op->req->room, r);
     if (op->req->user && op->req->user[0])
         snprintf(index, KEY_MAX, "%s:%s:%s:ids", s->prefix, r, op->req->user);
@@ -228,9 +258,73 @@ static int store_append_history(struct store *s, const struct store_op *op) {
     snprintf(mprefix, KEY_MAX, "%s:%s:", s->prefix, r);
     snprintf(before, sizeof(before), "%lld", op->req->before);
     snprintf(limit, sizeof(limit), "%d", op->req->limit);
+    snprintf(after, sizeof(after), "%lld", op->req->after < 0 ? -1 : op->req->after);
     const char *argv[] = { "EVALSHA", script_sha[SCRIPT_HISTORY], "1",
-        index, mprefix, before, limit };
-    return store_emit(s, op, 7, argv, NULL);
+        index, mprefix, before, limit, after };
+    return store_emit(s, op, 8, argv, NULL);
+}
+
+/* An edit: the message and its author's hash, the dedup and replay guard
+ * of send.lua. */
+static int store_append_edit(struct store *s, const struct store_op *op) {
+    char k[5][KEY_MAX], id[24], ts[24], seq[24], window[24], ckpt[24];
+    char r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix, *u = op->req->user;
+    store_room_tag(s, op->req->room, r);
+    snprintf(id, sizeof(id), "%lld", op->req->id);
+    snprintf(k[0], KEY_MAX, "%s:%s:%s", p, r, u);
+    snprintf(k[1], KEY_MAX, "%s:%s:%s", p, r, id);
+    snprintf(k[2], KEY_MAX, "%s:%s:messages:dedup", p, r);
+    snprintf(k[3], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
+    snprintf(k[4], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
+    snprintf(ts, sizeof(ts), "%lld", op->req->ts);
+    snprintf(seq, sizeof(seq), "%llu", op->seq);
+    snprintf(window, sizeof(window), "%lld", s->dedup_window_ms);
+    snprintf(ckpt, sizeof(ckpt), "%llu", __atomic_load_n(&s->checkpoint, __ATOMIC_RELAXED));
+    const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_EDIT], "5",
+        k[0], k[1], k[2], k[3], k[4], id, u, op->req->text, ts, cmid, seq, window, ckpt };
+    enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 10 };
+    size_t len[ARGC];
+    for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
+    len[TEXT_ARG] = op->req->text_len;
+    return store_emit(s, op, ARGC, argv, len);
+}
+
+/* A read marker: the room's counter and index, the markers, the user's
+ * index, the members and when they last marked. */
+static int store_append_read(struct store *s, const struct store_op *op) {
+    char k[6][KEY_MAX], id[24], ts[24], r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix, *u = op->req->user;
+    store_room_tag(s, op->req->room, r);
+    snprintf(id, sizeof(id), "%lld", op->req->id);
+    snprintf(ts, sizeof(ts), "%lld", op->req->ts);
+    snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
+    snprintf(k[1], KEY_MAX, "%s:%s:messages:read", p, r);
+    snprintf(k[2], KEY_MAX, "%s:%s:messages:ids", p, r);
+    snprintf(k[3], KEY_MAX, "%s:%s:%s:ids", p, r, u);
+    snprintf(k[4], KEY_MAX, "%s:%s:messages:members", p, r);
+    snprintf(k[5], KEY_MAX, "%s:%s:messages:seen", p, r);
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_READ], "6",
+        k[0], k[1], k[2], k[3], k[4], k[5], id, u, ts };
+    return store_emit(s, op, 12, argv, NULL);
+}
+
+/* A page of the room's members. */
+static int store_append_members(struct store *s, const struct store_op *op) {
+    char k[5][KEY_MAX], mprefix[KEY_MAX], limit[16], r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix;
+    store_room_tag(s, op->req->room, r);
+    snprintf(k[0], KEY_MAX, "%s:%s:messages:members", p, r);
+    snprintf(k[1], KEY_MAX, "%s:%s", p, r);
+    snprintf(k[2], KEY_MAX, "%s:%s:messages:read", p, r);
+    snprintf(k[3], KEY_MAX, "%s:%s:messages:seen", p, r);
+    snprintf(k[4], KEY_MAX, "%s:%s:messages:cursor", p, r);
+    snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
+    snprintf(limit, sizeof(limit), "%d", op->req->limit);
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_MEMBERS], "5",
+        k[0], k[1], k[2], k[3], k[4], mprefix, op->req->user, limit };
+    return store_emit(s, op, 11, argv, NULL);
 }
 
 static int store_append_delete(struct store *s, const struct store_op *op) {
@@ -248,13 +342,76 @@ static int store_append_delete(struct store *s, const struct store_op *op) {
     return store_emit(s, op, 10, argv, NULL);
 }
 
-/* Queue the command of op; an op of no known kind fails for good, without
- * a command. CB_OK or CB_ERR_OOM. */
+/* ---- A user's rooms: a key of its own, outside the rooms' slots ---- */
+
+/* "P:$rooms:U" (cluster mode: "P:$rooms:{U}", in the user's slot): the
+ * rooms where U sent or marked read, scored by when U last did (Unix ms).
+ * Rooms never start with '$', so it is no room's key. */
+static unsigned store_user_rooms_key(const struct store *s, const char *user,
+                                     char key[KEY_MAX]) {
+    snprintf(key, KEY_MAX, s->cluster ? "%s:$rooms:{%s}" : "%s:$rooms:%s", s->prefix, user);
+    return cluster_keyslot(user, strlen(user));
+}
+
+/* The second step of a send or a read marker that succeeded: the room in
+ * the user's rooms. Another slot than the room's, hence another command;
+ * GT makes it idempotent (a replay, or another bridge, never moves it
+ * back). */
+static int store_append_index(struct store *s, const struct store_op *op) {
+    char key[KEY_MAX], ts[24];
+    unsigned slot = store_user_rooms_key(s, op->req->user, key);
+    snprintf(ts, sizeof(ts), "%lld", op->req->ts);
+    const char *argv[] = { "ZADD", key, "GT", ts, op->req->room };
+    return store_emit_slot(s, slot, 5, argv, NULL);
+}
+
+/* A user's rooms, first step: the STORE_ROOMS_MAX the user was most
+ * recently active in. */
+static int store_append_rooms(struct store *s, const struct store_op *op) {
+    char key[KEY_MAX], last[16];
+    unsigned slot = store_user_rooms_key(s, op->req->user, key);
+    snprintf(last, sizeof(last), "%d", STORE_ROOMS_MAX - 1);
+    const char *argv[] = { "ZREVRANGE", key, "0", last };
+    return store_emit_slot(s, slot, 4, argv, NULL);
+}
+
+/* Second step: room.lua in each listed room that has no answer yet, each
+ * in its room's slot. */
+static int store_append_room_each(struct store *s, const struct store_op *op) {
+    char k[4][KEY_MAX], mprefix[KEY_MAX], r[NAME_MAX_BYTES + 3];
+    const char *p = s->prefix, *u = op->req->user;
+    int rc = CB_OK;
+    for (size_t i = 0; i < op->nall && rc == CB_OK; i++) {
+        const char *room = op->all[i].room;
+        if (op->subs[i]) continue;
+        store_room_tag(s, room, r);
+        snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
+        snprintf(k[1], KEY_MAX, "%s:%s:messages:read", p, r);
+        snprintf(k[2], KEY_MAX, "%s:%s:messages:ids", p, r);
+        snprintf(k[3], KEY_MAX, "%s:%s:%s:ids", p, r, u);
+        snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
+        const char *argv[] = { "EVALSHA", script_sha[SCRIPT_ROOM], "4",
+            k[0], k[1], k[2], k[3], mprefix, u };
+        s->cur_sub = i;
+        rc = store_emit_slot(s, cluster_keyslot(room, strlen(room)), 9, argv, NULL);
+    }
+    return rc;
+}
+
+/* Queue the command(s) of op's current step; an op of no known kind fails
+ * for good, without a command. CB_OK or CB_ERR_OOM. */
 static int store_append(struct store *s, struct store_op *op) {
+    if (op->step == 1)
+        return op->req->kind == REQ_ROOMS ? store_append_room_each(s, op)
+                                          : store_append_index(s, op);
     switch (op->req->kind) {
     case REQ_SEND: return store_append_send(s, op);
     case REQ_HISTORY: return store_append_history(s, op);
     case REQ_DELETE: return store_append_delete(s, op);
+    case REQ_EDIT: return store_append_edit(s, op);
+    case REQ_READ: return store_append_read(s, op);
+    case REQ_MEMBERS: return store_append_members(s, op);
+    case REQ_ROOMS: return store_append_rooms(s, op);
     }
     op->result = CB_FAILED;
     store_seterr(s, "store: request kind %d unknown", op->req->kind);
@@ -277,16 +434,18 @@ static int store_transient(const char *err) {
 
 /* Turn history.lua's flat reply into store_msg entries pointing into it. */
 static int store_parse_history(struct store_op *op, redisReply *r) {
+    enum { STRIDE = 6 };
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        (r->elements - 1) % 5 != 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
+        (r->elements - 1) % STRIDE != 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
         return CB_ERR_PROTO;
-    size_t n = (r->elements - 1) / 5;
-    op->next_before = r->element[0]->integer;
+    size_t n = (r->elements - 1) / STRIDE;
+    if (op->req->after >= 0) op->next_after = r->element[0]->integer;
+    else op->next_before = r->element[0]->integer;
     op->msgs = n ? calloc(n, sizeof(*op->msgs)) : NULL;
     if (n && op->msgs == NULL) return CB_ERR_OOM;
     op->nmsgs = 0;
     for (size_t i = 0; i < n; i++) {
-        redisReply **e = r->element + 1 + i * 5;
+        redisReply **e = r->element + 1 + i * STRIDE;
         if (e[1]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
             continue;          /* a message hash without its fields: skip */
         struct store_msg *m = &op->msgs[op->nmsgs++];
@@ -295,7 +454,52 @@ static int store_parse_history(struct store_op *op, redisReply *r) {
         m->text = e[2]->str;
         m->ts = e[3]->type == REDIS_REPLY_STRING ? strtoll(e[3]->str, NULL, 10) : 0;
         m->client_msg_id = e[4]->type == REDIS_REPLY_STRING ? e[4]->str : NULL;
+        m->edited = e[5]->type == REDIS_REPLY_STRING ? strtoll(e[5]->str, NULL, 10) : 0;
     }
+    return CB_OK;
+}
+
+/* 1 when r is an array of n elements whose first 'ints' are integers. */
+static int store_reply_shape(const redisReply *r, size_t n, size_t ints) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) return 0;
+    for (size_t i = 0; i < ints; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER) return 0;
+    return 1;
+}
+
+/* 1 when e[0..n) are integers. */
+static int store_reply_shape_at(redisReply *const *e, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (e[i]->type != REDIS_REPLY_INTEGER) return 0;
+    return 1;
+}
+
+/* The outcome of a script's status: 1 done, 0 not found, -1 forbidden. */
+static int store_status(long long status) {
+    return status == 1 ? CB_DONE : status == 0 ? CB_NOT_FOUND : CB_FORBIDDEN;
+}
+
+/* edit.lua answers { status, how, ts, edited, text }; the text points
+ * into the reply, which the op keeps. */
+static int store_parse_edit(struct store_op *op, const redisReply *r) {
+    if (!store_reply_shape(r, 5, 4) || r->element[4]->type != REDIS_REPLY_STRING)
+        return CB_ERR_PROTO;
+    op->result = store_status(r->element[0]->integer);
+    op->how = (int)r->element[1]->integer;
+    op->edited = (struct store_msg){ .id = op->req->id, .user = op->req->user,
+        .ts = r->element[2]->integer, .edited = r->element[3]->integer,
+        .text = r->element[4]->str };
+    return CB_OK;
+}
+
+/* read.lua answers { status, read, unread, moved }; status 0 is an id
+ * above the room's last, which the worker answers as invalid. */
+static int store_parse_read(struct store_op *op, const redisReply *r) {
+    if (!store_reply_shape(r, 4, 4)) return CB_ERR_PROTO;
+    op->result = store_status(r->element[0]->integer);
+    op->read = r->element[1]->integer;
+    op->unread = r->element[2]->integer;
+    op->moved = (int)r->element[3]->integer;
     return CB_OK;
 }
 
@@ -311,33 +515,169 @@ static int store_parse_send(struct store_op *op, const redisReply *r) {
     return CB_OK;
 }
 
-/* Record the outcome of one reply in its op. The reply is kept by history
- * ops (their messages point into it) and freed otherwise. */
-static void store_take_reply(struct store *s, struct store_op *op, redisReply *r) {
-    int rc = CB_OK;
+/* members.lua answers { next_after, user, last_id, read, last_seen, ... }
+ * (next_after '' when no more); the names point into the reply. */
+static int store_parse_members(struct store_op *op, const redisReply *r) {
+    enum { STRIDE = 4 };
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || (r->elements - 1) % STRIDE ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return CB_ERR_PROTO;
+    size_t n = (r->elements - 1) / STRIDE;
+    op->members = n ? calloc(n, sizeof(*op->members)) : NULL;
+    if (n && op->members == NULL) return CB_ERR_OOM;
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + 1 + i * STRIDE;
+        if (e[0]->type != REDIS_REPLY_STRING || !store_reply_shape_at(e + 1, 3))
+            return CB_ERR_PROTO;
+        op->members[i] = (struct store_member){ e[0]->str, e[1]->integer, e[2]->integer,
+                                                e[3]->integer };
+    }
+    op->nmembers = n;
+    op->members_next = r->element[0]->str[0] ? r->element[0]->str : NULL;
+    op->result = CB_DONE;
+    return CB_OK;
+}
+
+/* The first step of a user's rooms: the listed names (a name that is no
+ * valid room, written there by someone else, is passed over). With none,
+ * the op is done; else it goes on to room.lua in each. */
+static int store_parse_rooms(struct store *s, struct store_op *op, const redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY) return CB_ERR_PROTO;
+    size_t n = r->elements;
+    op->all = n ? calloc(n, sizeof(*op->all)) : NULL;
+    op->subs = n ? calloc(n, sizeof(*op->subs)) : NULL;
+    if (n && (op->all == NULL || op->subs == NULL)) return CB_ERR_OOM;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || !name_valid_room(e->str, e->len)) continue;
+        memcpy(op->all[op->nall++].room, e->str, e->len + 1);
+    }
+    if (op->nall == 0) {
+        op->result = CB_DONE;
+        return CB_OK;
+    }
+    op->step = 1;
+    s->advanced++;
+    return CB_OK;
+}
+
+/* Most recently active first; the same activity by name. */
+static int store_room_cmp(const void *a, const void *b) {
+    const struct store_room *x = a, *y = b;
+    if (x->activity != y->activity) return x->activity > y->activity ? -1 : 1;
+    return strcmp(x->room, y->room);
+}
+
+/* Every room answered: sort, and cut the page at the cursor. A page never
+ * ends inside a run of rooms of one activity (the cursor is an activity:
+ * the next page starts below it), unless that run fills the page alone. */
+static void store_rooms_page(struct store_op *op) {
+    size_t start = 0, limit = (size_t)op->req->limit, n;
+    qsort(op->all, op->nall, sizeof(*op->all), store_room_cmp);
+    while (op->req->before > 0 && start < op->nall && op->all[start].activity >= op->req->before)
+        start++;
+    op->rooms = op->all + start;
+    n = op->nall - start;
+    op->nrooms = n > limit ? limit : n;
+    if (n > limit) {
+        long long cut = op->rooms[limit].activity;
+        size_t keep = limit;
+        while (keep > 0 && op->rooms[keep - 1].activity == cut) keep--;
+        if (keep == 0)
+            for (keep = limit; keep < n && op->rooms[keep].activity == cut; keep++) {}
+        op->nrooms = keep;
+        op->next_before = keep < n ? op->rooms[keep].activity + 1 : 0;
+    }
+    op->result = CB_DONE;
+}
+
+/* room.lua's answer for the sub-th room: { last_id, read, unread, id,
+ * user, text, ts, edited }; the reply is kept (the strings point into it). */
+static int store_parse_room(struct store_op *op, size_t sub, redisReply *r) {
+    if (sub >= op->nall || !store_reply_shape(r, 8, 4) ||
+        r->element[4]->type != REDIS_REPLY_STRING || r->element[5]->type != REDIS_REPLY_STRING ||
+        !store_reply_shape_at(r->element + 6, 2))
+        return CB_ERR_PROTO;
+    struct store_room *room = &op->all[sub];
+    redisReply **e = r->element;
+    room->last_id = e[0]->integer;
+    room->read = e[1]->integer;
+    room->unread = e[2]->integer;
+    room->last = (struct store_msg){ .id = e[3]->integer, .user = e[4]->str,
+        .text = e[5]->str, .ts = e[6]->integer, .edited = e[7]->integer };
+    room->activity = room->last.id ? room->last.ts : 0;
+    if (op->subs[sub]) freeReplyObject(op->subs[sub]);
+    op->subs[sub] = r;
+    for (size_t i = 0; i < op->nall; i++)
+        if (op->subs[i] == NULL) return CB_OK;
+    store_rooms_page(op);
+    return CB_OK;
+}
+
+/* The answer to a step 1 command of a send or a read marker (the user's
+ * rooms index): it does not change the request's outcome, only a
+ * transient error makes it run again. */
+static void store_take_index(struct store *s, struct store_op *op, const redisReply *r) {
+    if (r->type == REDIS_REPLY_ERROR && store_transient(r->str)) {
+        op->result = CB_RETRY;
+        store_seterr(s, "redis: %s", r->str);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR)
+        store_seterr(s, "redis: the rooms of %s not updated: %s", op->req->user, r->str);
+    op->result = CB_DONE;
+}
+
+/* A send or read marker that succeeded goes on to its second step. */
+static void store_then_index(struct store *s, struct store_op *op) {
+    if (op->result != CB_DONE) return;
+    op->step = 1;
+    op->result = CB_PENDING;
+    s->advanced++;
+}
+
+/* Parse reply r of op's current step into op. Returns CB_OK when r is
+ * taken over by op (kept or freed), CB_ERR_PROTO or CB_ERR_OOM
+ * otherwise (r is then the caller's). */
+static int store_parse(struct store *s, struct store_op *op, size_t sub, redisReply *r) {
+    int rc = CB_OK, kind = op->req->kind;
+    if (op->step == 1 && kind == REQ_ROOMS) return store_parse_room(op, sub, r);
+    if (op->step == 1) store_take_index(s, op, r);
+    else if (kind == REQ_HISTORY) rc = store_parse_history(op, r);
+    else if (kind == REQ_EDIT) rc = store_parse_edit(op, r);
+    else if (kind == REQ_MEMBERS) rc = store_parse_members(op, r);
+    else if (kind == REQ_SEND || kind == REQ_READ) {
+        rc = kind == REQ_SEND ? store_parse_send(op, r) : store_parse_read(op, r);
+        if (rc == CB_OK) store_then_index(s, op);
+    } else if (kind == REQ_ROOMS) rc = store_parse_rooms(s, op, r);
+    else if (r->type != REDIS_REPLY_INTEGER) rc = CB_ERR_PROTO;
+    else op->result = store_status(r->integer);
+    if (rc != CB_OK) return rc;
+    if (kind == REQ_HISTORY) op->result = CB_DONE;
+    if (op->step == 0 && (kind == REQ_HISTORY || kind == REQ_EDIT || kind == REQ_MEMBERS))
+        op->reply = r;          /* the strings point into it */
+    else
+        freeReplyObject(r);
+    return CB_OK;
+}
+
+/* Record the outcome of one reply (of op's sub-th command) in its op. A
+ * NOSCRIPT leaves the op pending: the scripts are loaded into the node of
+ * slot, and the op runs again. */
+static void store_take_reply(struct store *s, struct store_op *op, size_t sub, unsigned slot,
+                             redisReply *r) {
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        s->noscript = 1;   /* the script did not run: stays pending */
-    } else if (r->type == REDIS_REPLY_ERROR) {
+        s->noscript = 1;
+        s->slots[s->nslots++] = slot;
+    } else if (r->type == REDIS_REPLY_ERROR && !(op->step == 1 && op->req->kind != REQ_ROOMS)) {
         op->result = store_transient(r->str) ? CB_RETRY : CB_FAILED;
         store_seterr(s, "redis: %s", r->str);
-    } else if (op->req->kind == REQ_HISTORY) {
-        rc = store_parse_history(op, r);
-        if (rc == CB_OK) {
-            op->reply = r;
-            op->result = CB_DONE;
-            return;
-        }
-    } else if (op->req->kind == REQ_SEND) {
-        rc = store_parse_send(op, r);
-    } else if (r->type != REDIS_REPLY_INTEGER) {
-        rc = CB_ERR_PROTO;
     } else {
-        op->result = r->integer == 1 ? CB_DONE :
-                     r->integer == 0 ? CB_NOT_FOUND : CB_FORBIDDEN;
-    }
-    if (rc != CB_OK) {
+        int rc = store_parse(s, op, sub, r);
+        if (rc == CB_OK) return;
         op->result = CB_FAILED;
-        store_seterr(s, "redis: unexpected reply to a script");
+        store_seterr(s, rc == CB_ERR_OOM ? "redis: out of memory for a reply"
+                                         : "redis: unexpected reply to a script");
     }
     freeReplyObject(r);
 }
@@ -348,9 +688,13 @@ static void store_take_reply(struct store *s, struct store_op *op, redisReply *r
  * rexec_cmd_format wants them. 0 or -1. */
 static int store_reserve(struct store *s, size_t n) {
     if (n <= s->cap) return 0;
+    if (n < s->cap * 2) n = s->cap * 2;
     size_t *map = realloc(s->cmd_op, n * sizeof(*map));
     if (map == NULL) return -1;
     s->cmd_op = map;
+    map = realloc(s->cmd_sub, n * sizeof(*map));
+    if (map == NULL) return -1;
+    s->cmd_sub = map;
     unsigned *slots = realloc(s->slots, n * sizeof(*slots));
     if (slots == NULL) return -1;
     s->slots = slots;
@@ -371,9 +715,9 @@ static void store_clear(struct store *s, size_t n) {
 /* Give one command's outcome to its op: a reply is interpreted; -TRYAGAIN,
  * -CLUSTERDOWN and too many redirections make the op retry later; a
  * command still pending leaves its op pending. */
-static void store_take(struct store *s, struct store_op *op, struct rexec_cmd *cmd) {
+static void store_take(struct store *s, struct store_op *op, size_t sub, struct rexec_cmd *cmd) {
     if (cmd->result == CB_DONE) {
-        store_take_reply(s, op, cmd->reply);
+        store_take_reply(s, op, sub, cmd->slot, cmd->reply);
         cmd->reply = NULL;
     } else if (cmd->result == CB_RETRY) {
         op->result = CB_RETRY;
@@ -389,7 +733,8 @@ static int store_pass(struct store *s, struct store_op *ops, size_t n) {
     int rc = CB_OK;
     for (size_t i = 0; i < n && rc == CB_OK; i++) {
         if (ops[i].result != CB_PENDING) continue;
-        s->cmd_op[s->ncmds] = i;
+        s->cur_op = i;
+        s->cur_sub = 0;
         rc = store_append(s, &ops[i]);
     }
     if (rc != CB_OK) {
@@ -398,21 +743,24 @@ static int store_pass(struct store *s, struct store_op *ops, size_t n) {
         return CB_ERR_OOM;
     }
     rc = rexec_exec(s->x, s->cmds, s->ncmds);
-    for (size_t i = 0; i < s->ncmds; i++) store_take(s, &ops[s->cmd_op[i]], &s->cmds[i]);
+    for (size_t i = 0; i < s->ncmds; i++)
+        store_take(s, &ops[s->cmd_op[i]], s->cmd_sub[i], &s->cmds[i]);
     store_clear(s, s->ncmds);
     if (rc != CB_OK) store_seterr(s, "%s", rexec_errstr(s->x));
     return rc;
 }
 
-/* 1 when op still waits for Redis. */
-static int store_op_pending(const struct store_op *op) {
-    return op->result == CB_PENDING;
-}
-
-/* 1 when op changed the data set: a send stored now, or a delete. */
+/* 1 when op changed the data set: a send or an edit applied now, a
+ * delete, a read marker moved. */
 static int store_op_wrote(const struct store_op *op) {
-    return op->result == CB_DONE &&
-           (op->req->kind == REQ_DELETE || (op->req->kind == REQ_SEND && op->how == STORE_NEW));
+    if (op->result != CB_DONE) return 0;
+    switch (op->req->kind) {
+    case REQ_DELETE: return 1;
+    case REQ_SEND:
+    case REQ_EDIT: return op->how == STORE_NEW;
+    case REQ_READ: return op->moved;
+    default: return 0;
+    }
 }
 
 /* The slots of the ops with want(op), into s->slots. How many. */
@@ -440,8 +788,8 @@ static int store_loaded(struct store *s, const struct rexec_cmd *cmd, int script
  * has its own script cache: a restart, a SCRIPT FLUSH, a new primary after
  * a failover or a reshard start empty). CB_OK when every node took them;
  * else the ops stay pending (CB_ERR_IO: the executor is disconnected). */
-static int store_load_scripts(struct store *s, const struct store_op *ops, size_t n) {
-    size_t k = store_slots(s, ops, n, store_op_pending), nout = 0;
+static int store_load_scripts(struct store *s) {
+    size_t k = s->nslots, nout = 0;
     int rc = CB_OK, loaded = 1;
     for (int i = 0; i < SCRIPT_COUNT && rc == CB_OK && loaded; i++) {
         const char *argv[] = { "SCRIPT", "LOAD", script_source[i] };
@@ -487,18 +835,24 @@ static void store_wait(struct store *s, const struct store_op *ops, size_t n) {
 /* A NOSCRIPT (a node that has not seen the scripts) loads them where the
  * ops that did not run go, and those run again. */
 int store_exec(struct store *s, struct store_op *ops, size_t n) {
-    int rc;
+    int rc = CB_OK;
     s->errstr[0] = '\0';
     if (store_reserve(s, n) < 0) {
         store_seterr(s, "redis %s: out of memory", rexec_address(s->x));
         return CB_ERR_OOM;
     }
-    s->noscript = 0;
-    rc = store_pass(s, ops, n);
-    if (rc == CB_OK && s->noscript) {
-        rc = store_load_scripts(s, ops, n);
-        if (rc == CB_ERR_PROTO) return CB_OK;   /* refused: the ops stay pending */
-        if (rc == CB_OK) rc = store_pass(s, ops, n);
+    /* One pass per step: ops that moved on to their second step (a user's
+     * rooms index, a user's rooms) run again at once. */
+    for (int step = 0; step < 2 && rc == CB_OK; step++) {
+        s->noscript = s->advanced = 0;
+        s->nslots = 0;
+        rc = store_pass(s, ops, n);
+        if (rc == CB_OK && s->noscript) {
+            rc = store_load_scripts(s);
+            if (rc == CB_ERR_PROTO) return CB_OK;   /* refused: the ops stay pending */
+            if (rc == CB_OK) rc = store_pass(s, ops, n);
+        }
+        if (!s->advanced) break;
     }
     if (rc == CB_OK) store_wait(s, ops, n);
     return rc;
@@ -510,13 +864,27 @@ void store_set_checkpoint(struct store *s, unsigned long long seq) {
 
 void store_op_clear(struct store_op *op) {
     if (op->reply) freeReplyObject(op->reply);
+    for (size_t i = 0; op->subs && i < op->nall; i++)
+        if (op->subs[i]) freeReplyObject(op->subs[i]);
+    free(op->subs);
+    free(op->all);
+    free(op->members);
+    op->subs = NULL;
+    op->all = op->rooms = NULL;
+    op->members = NULL;
+    op->nall = op->nrooms = op->nmembers = 0;
+    op->members_next = NULL;
+    op->step = 0;
     free(op->msgs);
     op->reply = NULL;
     op->msgs = NULL;
     op->nmsgs = 0;
-    op->next_before = 0;
+    op->next_before = op->next_after = 0;
     op->new_id = 0;
     op->how = 0;
+    op->edited = (struct store_msg){ 0 };
+    op->read = op->unread = 0;
+    op->moved = 0;
     op->result = CB_PENDING;
 }
 
@@ -597,7 +965,7 @@ static int store_parse_adopt(struct store_adopt *a, redisReply *r) {
         for (int j = 0; j < 4; j++)
             if (e[j]->type != REDIS_REPLY_STRING) return CB_ERR_PROTO;
         a->msgs[i] = (struct store_msg){ strtoll(e[0]->str, NULL, 10), e[1]->str,
-                                         e[2]->str, strtoll(e[3]->str, NULL, 10), NULL };
+                                         e[2]->str, strtoll(e[3]->str, NULL, 10), NULL, 0 };
     }
     a->nmsgs = n;
     a->reply = r;

@@ -9,13 +9,16 @@
  *   P:R:U                hash    N -> text, each user's messages
  *   P:R:N                hash    content, timestamp (Unix seconds, as the
  *                                seed writes it), timestamp_ms (Unix ms),
- *                                user [, client_msg_id]
+ *                                user [, client_msg_id] [, edited (Unix
+ *                                ms of the last edit)]
  *   P:R:messages:ids     zset    every live id of the room (score = id)
  *   P:R:U:ids            zset    every live id of U in R (score = id)
  *   P:R:messages:dedup   hash    client_msg_id -> id, within the window
  *   P:R:messages:dedup:ts zset   client_msg_id scored by arrival (ms)
  *   P:R:messages:journal:B zset  ids bridge B stored, scored by journal seq,
  *                                until B's checkpoint passes them
+ *   P:R:messages:read    hash    U -> the id U has read up to (a read
+ *                                marker; sending moves one's own)
  *   P:R:messages:cursor  hash    adoption of other writers' messages: id
  *                                (every id up to it dealt with), waiting
  *                                and since (a half-written id), skipped,
@@ -59,6 +62,7 @@
 #define CB_STORE_H
 
 #include <stddef.h>
+#include "names.h"
 #include "request.h"
 #include "result.h"
 #include "rexec.h"
@@ -105,7 +109,30 @@ struct store_msg {
     const char *text;
     long long ts;
     const char *client_msg_id;   /* NULL when absent */
+    long long edited;            /* Unix ms of the last edit, 0 = never */
 };
+
+/* One member of a room, as members returns it (user points into the
+ * op's reply). */
+struct store_member {
+    const char *user;
+    long long last_id;           /* their last message, 0 = none */
+    long long read;              /* their read marker, 0 = none */
+    long long last_seen;         /* Unix ms of their last message or
+                                    marker, 0 = unknown */
+};
+
+/* One of a user's rooms, as rooms returns it. */
+struct store_room {
+    char room[NAME_MAX_BYTES + 1];
+    long long last_id;           /* the room's counter */
+    long long read, unread;      /* the user's marker; the others'
+                                    messages above it */
+    long long activity;          /* the newest message's ts (Unix ms), 0 */
+    struct store_msg last;       /* that message; id 0 when none */
+};
+
+#define STORE_ROOMS_MAX 1000     /* a user's rooms: the most recent kept */
 
 /* One operation: a request (request.h) and what the store made of it.
  * The caller sets req and seq; store_exec() fills the outputs. The
@@ -116,11 +143,30 @@ struct store_op {
     /* outputs */
     int result;                  /* cb_outcome (result.h) */
     long long new_id;            /* send: the id given */
-    int how;                     /* send: STORE_NEW, STORE_REPLAY, STORE_DUPLICATE */
-    struct store_msg *msgs;      /* history: newest first */
+    int how;                     /* send, edit: STORE_NEW, STORE_REPLAY,
+                                    STORE_DUPLICATE */
+    struct store_msg *msgs;      /* history: newest first; a catch-up
+                                    (req->after >= 0): oldest first */
     size_t nmsgs;
     long long next_before;       /* history: 0 when nothing older */
-    void *reply;                 /* private */
+    long long next_after;        /* catch-up: 0 when nothing newer */
+    struct store_msg edited;     /* edit: the message as it now stands
+                                    (id, text, ts, edited; text in reply) */
+    long long read, unread;      /* read: the marker after the request, and
+                                    the others' messages above it */
+    int moved;                   /* read: 1 when this request moved it */
+    struct store_member *members;    /* members: by name */
+    size_t nmembers;
+    const char *members_next;    /* members: the last name when more
+                                    follow, else NULL */
+    struct store_room *rooms;    /* rooms: most recently active first */
+    size_t nrooms;
+    /* private */
+    void *reply;
+    int step;                    /* 1: the op's second command(s) */
+    struct store_room *all;      /* rooms: every room listed ... */
+    void **subs;                 /* ... and its room.lua reply */
+    size_t nall;
 };
 
 /* A store for these options (copied), not yet connected; NULL on OOM. */

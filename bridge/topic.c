@@ -1,7 +1,8 @@
 /* topic.c -- topic routing: which request a topic carries, and where the
  * bridge publishes.
  *
- *   <prefix>/<room>/send | history | delete    requests, client -> bridge
+ *   <prefix>/<room>/send | history | delete | edit | read
+ *                                               requests, client -> bridge
  *   <prefix>/<room>/msgs                        stored messages, bridge -> clients
  *
  * The prefix may have several levels; the room is exactly one level. All
@@ -19,7 +20,18 @@ static const char *const kind_leaf[] = {
     [REQ_SEND] = "send",
     [REQ_HISTORY] = "history",
     [REQ_DELETE] = "delete",
+    [REQ_EDIT] = "edit",
+    [REQ_READ] = "read",
+    [REQ_MEMBERS] = "members",
+    [REQ_ROOMS] = "$rooms",        /* right under the prefix, no room */
 };
+
+/* 1 when requests of kind name their sender in identity "topic": all but
+ * history and members, which anyone may read. */
+static int kind_has_sender(int kind) {
+    return kind >= REQ_SEND && kind <= REQ_KIND_MAX && kind != REQ_HISTORY &&
+           kind != REQ_MEMBERS;
+}
 
 /* ==================== Helpers ==================== */
 
@@ -69,12 +81,19 @@ int topic_parse(const char *prefix, const char *topic, size_t len,
     size_t rlen = len - head;
     size_t slash = last_slash(rest, rlen);
     if (slash == rlen) {
-        /* "<prefix>/<x>": a leaf with no room, or a room with no leaf. */
-        return leaf_kind(rest, rlen) ? TOPIC_ERR_LEVELS : TOPIC_ERR_FOREIGN;
+        /* "<prefix>/<x>": a user's rooms, a leaf with no room, or a room
+         * with no leaf. */
+        int kind = leaf_kind(rest, rlen);
+        if (kind == REQ_ROOMS) {
+            room[0] = '\0';
+            return kind;
+        }
+        return kind ? TOPIC_ERR_LEVELS : TOPIC_ERR_FOREIGN;
     }
 
     int kind = leaf_kind(rest + slash + 1, rlen - slash - 1);
     if (kind == 0) return TOPIC_ERR_FOREIGN;
+    if (kind == REQ_ROOMS) return TOPIC_ERR_LEVELS;
     if (memchr(rest, '/', slash) != NULL) return TOPIC_ERR_LEVELS;
     if (!name_valid_room(rest, slash)) return TOPIC_ERR_ROOM;
 
@@ -83,9 +102,10 @@ int topic_parse(const char *prefix, const char *topic, size_t len,
     return kind;
 }
 
-/* Split "<prefix>/<room>/send|delete/<user>" or "<prefix>/<room>/history":
- * the part before the last level must then be a send or delete topic of
- * topic_parse(), and the last level a valid user name. */
+/* Split "<prefix>/<room>/<leaf>/<user>" (send, delete, edit, read) or
+ * "<prefix>/<room>/history": the part before the last level must then be
+ * a topic_parse() topic of a kind with a sender, and the last level a
+ * valid user name. */
 int topic_parse_sender(const char *prefix, const char *topic, size_t len,
                        char room[NAME_MAX_BYTES + 1],
                        char user[NAME_MAX_BYTES + 1]) {
@@ -96,16 +116,17 @@ int topic_parse_sender(const char *prefix, const char *topic, size_t len,
     if (slash == len) return TOPIC_ERR_FOREIGN;
     kind = leaf_kind(topic + slash + 1, len - slash - 1);
     head = topic_parse(prefix, topic, slash, room);
-    /* A sender may be called "send", "history" or "delete": after a send
-     * or delete topic, the last level is the sender whatever it reads. */
-    if (head == REQ_SEND || head == REQ_DELETE) kind = 0;
-    if (kind == REQ_HISTORY) return topic_parse(prefix, topic, len, room);
-    if (kind != 0) {         /* send or delete without a sender level */
+    /* A sender may be called "send", "history" or "read": after a topic
+     * of a kind with a sender, the last level is the sender whatever it
+     * reads. */
+    if (kind_has_sender(head)) kind = 0;
+    if (kind == REQ_HISTORY || kind == REQ_MEMBERS) return topic_parse(prefix, topic, len, room);
+    if (kind != 0) {         /* a kind with a sender, without its level */
         kind = topic_parse(prefix, topic, len, room);
         return kind < 0 ? kind : TOPIC_ERR_LEVELS;
     }
     kind = head;
-    if (kind == REQ_HISTORY) return TOPIC_ERR_LEVELS;
+    if (kind == REQ_HISTORY || kind == REQ_MEMBERS) return TOPIC_ERR_LEVELS;
     if (kind < 0) return kind;
     if (!name_valid_user(topic + slash + 1, len - slash - 1))
         return TOPIC_ERR_USER;
@@ -126,17 +147,23 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
     return n;
 }
 
-/* The subscription filter for one request kind: the room level is '+'. */
+/* The subscription filter for one request kind: the room level is '+'
+ * ("<prefix>/$rooms" has none). */
 int topic_filter(char *buf, size_t size, const char *prefix, int kind) {
     if (kind < 1 || kind > REQ_KIND_MAX) return -1;
+    if (kind == REQ_ROOMS) {
+        int n = buf && size ? snprintf(buf, size, "%s/%s", prefix, kind_leaf[kind]) : -1;
+        return n < 0 || (size_t)n >= size ? -1 : n;
+    }
     return topic_build(buf, size, prefix, "+", kind_leaf[kind]);
 }
 
-/* The filter for topic_parse_sender(): send and delete take a user level. */
+/* The filter for topic_parse_sender(): all kinds but history take a user
+ * level. */
 int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind) {
     int n = topic_filter(buf, size, prefix, kind);
 
-    if (n < 0 || kind == REQ_HISTORY) return n;
+    if (n < 0 || !kind_has_sender(kind)) return n;
     if ((size_t)n + 2 >= size) return -1;
     memcpy(buf + n, "/+", 3);
     return n + 2;
@@ -175,7 +202,7 @@ static int has_unsafe_char(const char *s, size_t len) {
     return 0;
 }
 
-/* Is rest[0..rlen) "<any one level>/send|history|delete|msgs"? The level
+/* Is rest[0..rlen) "<any one level>/<request leaf>|msgs"? The level
  * may be empty: the bridge's '+' filters match "<prefix>//send" too. */
 static int is_room_leaf(const char *rest, size_t rlen) {
     size_t slash = last_slash(rest, rlen);
@@ -187,9 +214,9 @@ static int is_room_leaf(const char *rest, size_t rlen) {
 }
 
 /* Is topic[0..len) one of the bridge's own topics: "<prefix>/<level>/
- * send|history|delete|msgs", the same with one more level after send or
- * delete (identity "topic"), or anything under "<prefix>/$" (the status
- * topics)? */
+ * <request leaf>|msgs", the same with one more level after the leaf of a
+ * kind with a sender (identity "topic"), or anything under "<prefix>/$"
+ * (the status topics)? */
 static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     size_t head = prefix_head(prefix, topic, len);
     if (head == 0) return 0;
@@ -202,7 +229,7 @@ static int is_own_topic(const char *prefix, const char *topic, size_t len) {
     if (slash == rlen || !is_room_leaf(rest, slash)) return 0;
     int kind = leaf_kind(rest + last_slash(rest, slash) + 1,
                          slash - last_slash(rest, slash) - 1);
-    return kind == REQ_SEND || kind == REQ_DELETE;
+    return kind_has_sender(kind);
 }
 
 /* May a reply be published to topic[0..len)? See topic.h; besides the

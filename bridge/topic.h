@@ -4,7 +4,10 @@
  *   <prefix>/<room>/send      chat message, client -> bridge
  *   <prefix>/<room>/history   history request
  *   <prefix>/<room>/delete    delete request
- *   <prefix>/<room>/msgs      stored messages, bridge -> clients
+ *   <prefix>/<room>/edit      edit request
+ *   <prefix>/<room>/read      read marker
+ *   <prefix>/<room>/msgs      stored messages, edits, deletes and read
+ *                             receipts, bridge -> clients
  *
  * The prefix may have several levels ("acme/chat"); <room> is exactly one
  * level and must be a valid room name (names.h). Pure functions, no I/O. */
@@ -33,10 +36,12 @@ int topic_parse(const char *prefix, const char *topic, size_t len,
  *
  *   <prefix>/<room>/send/<user>     chat message sent by <user>
  *   <prefix>/<room>/delete/<user>   delete request by <user>
+ *   <prefix>/<room>/edit/<user>     edit request by <user>
+ *   <prefix>/<room>/read/<user>     read marker of <user>
  *   <prefix>/<room>/history         history request (no sender)
  *
- * On success the sender is copied into user[] ("" for history). A send or
- * delete without the sender level is TOPIC_ERR_LEVELS. */
+ * On success the sender is copied into user[] ("" for history). A request
+ * other than history without the sender level is TOPIC_ERR_LEVELS. */
 int topic_parse_sender(const char *prefix, const char *topic, size_t len,
                        char room[NAME_MAX_BYTES + 1],
                        char user[NAME_MAX_BYTES + 1]);
@@ -51,15 +56,15 @@ int topic_build(char *buf, size_t size, const char *prefix, const char *room,
 int topic_filter(char *buf, size_t size, const char *prefix, int kind);
 
 /* The filter topic_parse_sender() expects: "<prefix>/+/send/+",
- * "<prefix>/+/history", "<prefix>/+/delete/+". */
+ * "<prefix>/+/history", "<prefix>/+/delete/+" and so on. */
 int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind);
 
 /* 1 when a reply may be published to 'topic': non-empty, at most 65535
  * bytes, valid UTF-8 without control characters or Unicode noncharacters
  * (mosquitto drops the connection of a client that publishes those), no
  * wildcards + #, not starting with '$',
- * and not one of the bridge's own topics (<prefix>/<any>/send|history|
- * delete|msgs, <prefix>/<any>/send|delete/<any>, or anything under
+ * and not one of the bridge's own topics (<prefix>/<any>/<request leaf>|
+ * msgs, <prefix>/<any>/<leaf>/<any> for the leaves with a sender, or anything under
  * <prefix>/$ such as the status topic): those would loop back into it or
  * forge a room's stream or status, whichever identity mode is in use.
  * 0 otherwise. */

@@ -81,7 +81,7 @@ static void worker_done_send(struct bridge *b, const struct request *r,
         STAT_INC(b, duplicates);
     } else {
         struct codec_msg m = { op->new_id, r->room, r->user, r->text, r->ts,
-                               r->client_msg_id };
+                               r->client_msg_id, 0 };
         char *doc = codec_encode_msg(&m, &len);
         if (op->how == STORE_NEW) STAT_INC(b, stored);
         else STAT_INC(b, replayed);
@@ -96,30 +96,35 @@ static void worker_done_send(struct bridge *b, const struct request *r,
     }
 }
 
-/* Encode msgs[0..n) (oldest first) as a history reply of at most
- * limits.max_reply_bytes: a longer page leaves its oldest messages to the
- * next one, next_before then pointing at the oldest message kept. A page
+/* Encode msgs[0..n) (oldest first) as a history or catch-up reply of at
+ * most limits.max_reply_bytes. A longer page leaves messages to the next
+ * one: going back its oldest, next_before then pointing at the oldest
+ * kept; catching up its newest, next_after then the newest kept. A page
  * holds at least one message, so paging always moves on; a reply is thus
  * never larger than the bound or one message. NULL when out of memory. */
 static char *worker_encode_page(struct bridge *b, const struct request *r,
                                 const struct codec_msg *msgs, size_t n,
-                                long long next_before, size_t *len) {
+                                long long next, size_t *len) {
     size_t max = (size_t)__atomic_load_n(&b->max_reply_bytes, __ATOMIC_RELAXED);
-    char *doc = codec_encode_history(r->room, msgs, n, next_before, r->correlation, len);
+    char *(*encode)(const char *, const struct codec_msg *, size_t, long long,
+                    const char *, size_t *) =
+        r->after >= 0 ? codec_encode_catchup : codec_encode_history;
+    char *doc = encode(r->room, msgs, n, next, r->correlation, len);
 
     while (doc && *len > max && n > 1) {
         size_t keep = (size_t)((double)n * (double)max / (double)*len);
         keep = keep < 1 ? 1 : keep >= n ? n - 1 : keep;
-        msgs += n - keep;
+        if (r->after < 0) msgs += n - keep;
         n = keep;
-        next_before = msgs[0].id;
+        next = r->after < 0 ? msgs[0].id : msgs[n - 1].id;
         free(doc);
-        doc = codec_encode_history(r->room, msgs, n, next_before, r->correlation, len);
+        doc = encode(r->room, msgs, n, next, r->correlation, len);
     }
     return doc;
 }
 
-/* A history page: the store gives newest first, the reply is oldest first. */
+/* A history page: the store gives a page back newest first, a catch-up
+ * oldest first; the reply is oldest first. */
 static void worker_done_history(struct bridge *b, const struct request *r,
                                 const struct store_op *op, struct delivery_ticket *t) {
     size_t len, n = op->nmsgs;
@@ -130,11 +135,12 @@ static void worker_done_history(struct bridge *b, const struct request *r,
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        const struct store_msg *s = &op->msgs[n - 1 - i];
+        const struct store_msg *s = &op->msgs[r->after >= 0 ? i : n - 1 - i];
         msgs[i] = (struct codec_msg){ s->id, r->room, s->user, s->text, s->ts,
-                                      s->client_msg_id };
+                                      s->client_msg_id, s->edited };
     }
-    char *doc = worker_encode_page(b, r, msgs, n, op->next_before, &len);
+    long long next = r->after >= 0 ? op->next_after : op->next_before;
+    char *doc = worker_encode_page(b, r, msgs, n, next, &len);
     free(msgs);
     bridge_reply(b, r, doc, len, t);
 }
@@ -150,16 +156,134 @@ static void worker_done_delete(struct bridge *b, const struct request *r, struct
     }
 }
 
+/* An edit: the room hears the message as it now stands (also after a
+ * replay, whose first announcement may not have reached the broker; not
+ * after a repeated client_msg_id); the author gets the edit time. */
+static void worker_done_edit(struct bridge *b, const struct request *r,
+                             const struct store_op *op, struct delivery_ticket *t) {
+    const struct store_msg *e = &op->edited;
+    size_t len;
+    if (op->how != STORE_DUPLICATE) {
+        struct codec_msg m = { e->id, r->room, r->user, e->text, e->ts, NULL, e->edited };
+        if (op->how == STORE_NEW) STAT_INC(b, edited);
+        char *doc = codec_encode_msg(&m, &len);
+        bridge_room_publish(b, r->room, doc, len, t);
+    }
+    if (r->reply_topic) {
+        char *doc = codec_encode_edited(e->id, e->edited, r->correlation, &len);
+        bridge_reply(b, r, doc, len, t);
+    }
+}
+
+/* A page of the room's members. */
+static void worker_done_members(struct bridge *b, const struct request *r,
+                                const struct store_op *op, struct delivery_ticket *t) {
+    size_t len, n = op->nmembers;
+    struct codec_member *m = n ? calloc(n, sizeof(*m)) : NULL;
+    STAT_INC(b, history);
+    if (n && m == NULL) {
+        bridge_reply_error(b, r, CODEC_ERR_INTERNAL, t);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct store_member *s = &op->members[i];
+        m[i] = (struct codec_member){ s->user, s->last_id, s->read, s->last_seen };
+    }
+    char *doc = codec_encode_members(r->room, m, n, op->members_next, r->correlation, &len);
+    free(m);
+    bridge_reply(b, r, doc, len, t);
+}
+
+/* A page of a user's rooms, each with its last message. A page larger
+ * than limits.max_reply_bytes is cut, as history pages are: it keeps its
+ * first (most recent) rooms and next_before points past them. */
+static void worker_done_rooms(struct bridge *b, const struct request *r,
+                              const struct store_op *op, struct delivery_ticket *t) {
+    size_t len, n = op->nrooms, max = (size_t)b->max_reply_bytes;
+    struct codec_room *rooms = n ? calloc(n, sizeof(*rooms)) : NULL;
+    struct codec_msg *last = n ? calloc(n, sizeof(*last)) : NULL;
+    STAT_INC(b, history);
+    if (n && (rooms == NULL || last == NULL)) {
+        free(rooms);
+        free(last);
+        bridge_reply_error(b, r, CODEC_ERR_INTERNAL, t);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct store_room *s = &op->rooms[i];
+        last[i] = (struct codec_msg){ s->last.id, s->room, s->last.user, s->last.text,
+                                      s->last.ts, NULL, s->last.edited };
+        rooms[i] = (struct codec_room){ s->room, s->last_id, s->read, s->unread,
+                                        s->last.id ? &last[i] : NULL };
+    }
+    long long next = op->next_before;
+    char *doc = codec_encode_rooms(r->user, rooms, n, next, r->correlation, &len);
+    while (doc && len > max && n > 1) {
+        n = n / 2;
+        next = op->rooms[n].activity + 1;
+        free(doc);
+        doc = codec_encode_rooms(r->user, rooms, n, next, r->correlation, &len);
+    }
+    free(rooms);
+    free(last);
+    bridge_reply(b, r, doc, len, t);
+}
+
+/* Publish a read receipt on the room's stream. */
+static void worker_receipt(struct bridge *b, const char *room, const char *user,
+                           long long read, struct delivery_ticket *t) {
+    size_t len;
+    STAT_INC(b, receipts);
+    char *doc = codec_encode_receipt(room, user, read, &len);
+    bridge_room_publish(b, room, doc, len, t);
+}
+
+/* A read marker: the reader gets the marker and the unread count; the
+ * room hears a move, at most once a second per user (receipt.h). */
+static void worker_done_read(struct bridge *b, const struct request *r,
+                             const struct store_op *op, struct delivery_ticket *t) {
+    size_t len;
+    if (op->moved) {
+        STAT_INC(b, read_markers);
+        if (receipts_note(b->receipts, r->room, r->user, op->read, clock_wall_ms()))
+            worker_receipt(b, r->room, r->user, op->read, t);
+    }
+    if (r->reply_topic) {
+        char *doc = codec_encode_read_ok(op->read, op->unread, r->correlation, &len);
+        bridge_reply(b, r, doc, len, t);
+    }
+}
+
+/* The receipts whose second has passed (receipt.h); returns the ms until
+ * the next one is due, or -1. */
+static long worker_receipts_due(struct bridge *b) {
+    struct receipt due[16];
+    size_t n;
+    long long now = clock_wall_ms();
+    while ((n = receipts_due(b->receipts, now, due, 16)) > 0)
+        for (size_t i = 0; i < n; i++)
+            worker_receipt(b, due[i].room, due[i].user, due[i].read, NULL);
+    return (long)receipts_next(b->receipts, now);
+}
+
 /* Answer one record according to what the store did with it. */
 static void worker_respond(struct bridge *b, const struct request *r,
                            const struct store_op *op, struct delivery_ticket *t) {
     switch (op->result) {
     case CB_DONE:
-        if (r->kind == REQ_SEND) worker_done_send(b, r, op, t);
-        else if (r->kind == REQ_HISTORY) worker_done_history(b, r, op, t);
-        else worker_done_delete(b, r, t);
+        switch (r->kind) {
+        case REQ_SEND: worker_done_send(b, r, op, t); break;
+        case REQ_HISTORY: worker_done_history(b, r, op, t); break;
+        case REQ_EDIT: worker_done_edit(b, r, op, t); break;
+        case REQ_READ: worker_done_read(b, r, op, t); break;
+        case REQ_MEMBERS: worker_done_members(b, r, op, t); break;
+        case REQ_ROOMS: worker_done_rooms(b, r, op, t); break;
+        default: worker_done_delete(b, r, t); break;
+        }
         break;
-    case CB_NOT_FOUND: bridge_reply_error(b, r, CODEC_ERR_NOT_FOUND, t); break;
+    case CB_NOT_FOUND:        /* a read marker past the room's last id */
+        bridge_reply_error(b, r, r->kind == REQ_READ ? CODEC_ERR_ID : CODEC_ERR_NOT_FOUND, t);
+        break;
     case CB_FORBIDDEN: bridge_reply_error(b, r, CODEC_ERR_FORBIDDEN, t); break;
     default:
         log_error("request in room %s failed: %s", r->room, store_errstr(b->store));
@@ -248,6 +372,8 @@ void *worker_main(void *arg) {
         }
         wait = BACKOFF_MIN_MS;
         int idle = stopping ? 20 : (int)foreign_step(b, b->foreign);
+        long receipt_in = worker_receipts_due(b);
+        if (receipt_in >= 0 && receipt_in < idle) idle = (int)receipt_in;
         size_t n = journal_read(b->journal, b->entries, max, idle);
         if (n == 0) {
             delivery_checkpoint(b->delivery);

@@ -108,6 +108,7 @@ while cur < top do
             redis.call('HSET', key, 'user', user)
             redis.call('ZADD', KEYS[4], id, id)
             redis.call('ZADD', prefix .. user .. ':ids', id, id)
+            redis.call('ZADD', prefix .. 'messages:members', 0, user)
             local ts = ts_ms(h[3])
             if cur + 1 > floor and ts >= oldest then
                 if not redis.call('HGET', KEYS[2], pkey) then

@@ -10,6 +10,9 @@
 --                                   journal seq that stored them
 -- KEYS[9] P:R:messages:cursor       the adoption cursor (adopt.lua): moved
 --                                   over this id when nothing precedes it
+-- KEYS[10] P:R:messages:read        user -> read marker (read.lua): the
+--                                   sender has read their own message
+-- KEYS[11] P:R:messages:members     the room's members by name (members.lua)
 -- ARGV[1] "P:R:" (message key prefix), ARGV[2] user, ARGV[3] text,
 -- ARGV[4] arrival time (Unix ms: stored as timestamp_ms, and in seconds
 -- as the seed's timestamp), ARGV[5] client_msg_id or "",
@@ -53,6 +56,8 @@ redis.call('HSET', KEYS[2], ARGV[2], id)
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('ZADD', KEYS[4], id, id)
 redis.call('ZADD', KEYS[5], id, id)
+redis.call('HSET', KEYS[10], ARGV[2], id)
+redis.call('ZADD', KEYS[11], 0, ARGV[2])
 
 -- Replay guard: remember which seq stored which id until the checkpoint
 -- passes it (a bounded amount of work per message, amortised).

@@ -317,6 +317,111 @@ static void test_decode_delete(void **state) {
                      CODEC_ERR_ID);
 }
 
+/* ==================== Decoding: catch-up, edit, read ==================== */
+
+/* "after" makes a history request a catch-up: 0 is from the start, null
+ * is no catch-up; anything but an integer >= 0 is invalid_after. */
+static void test_decode_history_after(void **state) {
+    struct codec_req r;
+    (void)state;
+    assert_int_equal(dec(REQ_HISTORY, "{\"limit\":5}", &r), CODEC_OK);
+    assert_int_equal(r.after, -1);
+    codec_req_free(&r);
+    assert_int_equal(dec(REQ_HISTORY, "{\"after\":0}", &r), CODEC_OK);
+    assert_int_equal(r.after, 0);
+    codec_req_free(&r);
+    assert_int_equal(dec(REQ_HISTORY, "{\"after\":100,\"before\":200,\"user\":\"bob\"}", &r),
+                     CODEC_OK);
+    assert_int_equal(r.after, 100);
+    assert_int_equal(r.before, 200);
+    assert_string_equal(r.user, "bob");
+    codec_req_free(&r);
+    assert_int_equal(dec(REQ_HISTORY, "{\"after\":null}", &r), CODEC_OK);
+    assert_int_equal(r.after, -1);
+    codec_req_free(&r);
+    static const char *const bad[] = { "{\"after\":-1}", "{\"after\":\"5\"}",
+        "{\"after\":1.5}", "{\"after\":true}", "{\"after\":[]}" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(dec_code(REQ_HISTORY, bad[i]), CODEC_ERR_AFTER);
+}
+
+/* An edit is a send with the id it changes: the same text rules. */
+static void test_decode_edit(void **state) {
+    struct codec_req r;
+    (void)state;
+    assert_int_equal(dec(REQ_EDIT, "{\"user\":\"alice\",\"id\":17,\"text\":\"new\","
+                         "\"client_msg_id\":\"e-1\"}", &r), CODEC_OK);
+    assert_int_equal(r.kind, REQ_EDIT);
+    assert_int_equal(r.id, 17);
+    assert_string_equal(r.user, "alice");
+    assert_string_equal(r.text, "new");
+    assert_int_equal(r.text_len, 3);
+    assert_string_equal(r.client_msg_id, "e-1");
+    codec_req_free(&r);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"id\":1,\"text\":\"x\"}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"text\":\"x\"}"), CODEC_ERR_ID);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"id\":0,\"text\":\"x\"}"),
+                     CODEC_ERR_ID);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"id\":1}"), CODEC_ERR_TEXT);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"id\":1,\"text\":\"\"}"),
+                     CODEC_ERR_TEXT_EMPTY);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"id\":1,\"text\":\"12345678901\"}"),
+                     CODEC_ERR_TEXT_LONG);
+    assert_int_equal(dec_code(REQ_EDIT, "{\"user\":\"a\",\"id\":1,\"text\":\"x\","
+                              "\"client_msg_id\":\"\"}"), CODEC_ERR_CMID);
+}
+
+/* A read marker: a user and an id >= 1; in identity "topic" the user is
+ * the topic's. */
+static void test_decode_read(void **state) {
+    struct codec_limits tl = lim;
+    struct codec_req r;
+    (void)state;
+    assert_int_equal(dec(REQ_READ, "{\"user\":\"bob\",\"id\":42}", &r), CODEC_OK);
+    assert_int_equal(r.kind, REQ_READ);
+    assert_int_equal(r.id, 42);
+    assert_string_equal(r.user, "bob");
+    codec_req_free(&r);
+    assert_int_equal(dec_code(REQ_READ, "{\"user\":\"bob\"}"), CODEC_ERR_ID);
+    assert_int_equal(dec_code(REQ_READ, "{\"user\":\"bob\",\"id\":-1}"), CODEC_ERR_ID);
+    assert_int_equal(dec_code(REQ_READ, "{\"id\":3}"), CODEC_ERR_USER);
+    tl.sender = "bob";
+    assert_int_equal(codec_decode(REQ_READ, "{\"id\":3}", 8, &tl, &r), CODEC_OK);
+    assert_string_equal(r.user, "bob");
+    codec_req_free(&r);
+    const char *forged = "{\"id\":3,\"user\":\"eve\"}";
+    assert_int_equal(codec_decode(REQ_READ, forged, strlen(forged), &tl, &r),
+                     CODEC_ERR_SENDER);
+    codec_req_free(&r);
+}
+
+/* members: a limit and an "after" name; rooms: a user, a limit and an
+ * activity cursor. */
+static void test_decode_members_rooms(void **state) {
+    struct codec_req r;
+    (void)state;
+    assert_int_equal(dec(REQ_MEMBERS, "{}", &r), CODEC_OK);
+    assert_int_equal(r.limit, 50);
+    assert_string_equal(r.user, "");
+    codec_req_free(&r);
+    assert_int_equal(dec(REQ_MEMBERS, "{\"limit\":999,\"after\":\"bob\"}", &r), CODEC_OK);
+    assert_int_equal(r.limit, 200);
+    assert_string_equal(r.user, "bob");
+    codec_req_free(&r);
+    assert_int_equal(dec_code(REQ_MEMBERS, "{\"after\":3}"), CODEC_ERR_AFTER);
+    assert_int_equal(dec_code(REQ_MEMBERS, "{\"after\":\"a:b\"}"), CODEC_ERR_AFTER);
+    assert_int_equal(dec_code(REQ_MEMBERS, "{\"limit\":0}"), CODEC_ERR_LIMIT);
+    assert_int_equal(dec(REQ_ROOMS, "{\"user\":\"alice\",\"before\":1764000000000}", &r),
+                     CODEC_OK);
+    assert_string_equal(r.user, "alice");
+    assert_int_equal(r.before, 1764000000000LL);
+    assert_int_equal(r.limit, 50);
+    codec_req_free(&r);
+    assert_int_equal(dec_code(REQ_ROOMS, "{}"), CODEC_ERR_USER);
+    assert_int_equal(dec_code(REQ_ROOMS, "{\"user\":\"a\",\"before\":0}"), CODEC_ERR_BEFORE);
+    assert_int_equal(dec_code(REQ_ROOMS, "{\"user\":\"a\",\"limit\":\"5\"}"), CODEC_ERR_LIMIT);
+}
+
 /* ==================== Error codes ==================== */
 
 /* Every enum value has its documented wire code and a sentence. */
@@ -365,7 +470,7 @@ static void test_err_codes(void **state) {
         "ok", "invalid_json", "invalid_utf8", "not_object", "invalid_user",
         "invalid_text", "empty_text", "text_too_long", "invalid_client_msg_id",
         "invalid_limit", "invalid_before", "invalid_id", "invalid_reply_to",
-        "invalid_correlation", "user_mismatch", "invalid_topic", "invalid_room", "not_found",
+        "invalid_correlation", "user_mismatch", "invalid_after", "invalid_topic", "invalid_room", "not_found",
         "forbidden", "unavailable", "internal",
     };
     (void)state;
@@ -383,7 +488,7 @@ static void test_err_codes(void **state) {
 /* ==================== Encoders ==================== */
 
 static void test_encode_msg(void **state) {
-    struct codec_msg m = { 17, "lobby", "alice", "hello", 1764000000123LL, NULL };
+    struct codec_msg m = { 17, "lobby", "alice", "hello", 1764000000123LL, NULL, 0 };
     size_t len = 0;
     (void)state;
     expect_doc(codec_encode_msg(&m, &len), &len,
@@ -427,10 +532,53 @@ static void test_encode_replies(void **state) {
     free(s);
 }
 
+/* The replies and events of edits, read markers and catch-up. */
+static void test_encode_edit_read(void **state) {
+    const struct codec_msg edited = { 17, "lobby", "alice", "new", 1000, NULL, 2500 };
+    const struct codec_msg msgs[1] = { { 4, "lobby", "bob", "x", 1000, NULL, 0 } };
+    size_t len = 0;
+    (void)state;
+    expect_doc(codec_encode_msg(&edited, &len), &len,
+               "{\"id\":17,\"room\":\"lobby\",\"user\":\"alice\",\"text\":\"new\","
+               "\"ts\":1000,\"edited\":2500}");
+    expect_doc(codec_encode_edited(17, 2500, "c", &len), &len,
+               "{\"ok\":true,\"id\":17,\"edited\":2500,\"correlation\":\"c\"}");
+    expect_doc(codec_encode_read_ok(42, 7, NULL, &len), &len,
+               "{\"ok\":true,\"read\":42,\"unread\":7}");
+    expect_doc(codec_encode_receipt("lobby", "alice", 42, &len), &len,
+               "{\"room\":\"lobby\",\"user\":\"alice\",\"read\":42}");
+    expect_doc(codec_encode_catchup("lobby", msgs, 1, 4, NULL, &len), &len,
+               "{\"room\":\"lobby\",\"messages\":[{\"id\":4,\"room\":\"lobby\","
+               "\"user\":\"bob\",\"text\":\"x\",\"ts\":1000}],\"next_after\":4}");
+    expect_doc(codec_encode_catchup("lobby", NULL, 0, 0, "k", &len), &len,
+               "{\"room\":\"lobby\",\"messages\":[],\"next_after\":null,"
+               "\"correlation\":\"k\"}");
+}
+
+/* A page of members and of a user's rooms. */
+static void test_encode_members_rooms(void **state) {
+    const struct codec_member m[2] = { { "alice", 3, 2, 1000 }, { "bob", 0, 0, 0 } };
+    const struct codec_msg last = { 3, "lobby", "alice", "x", 1000, NULL, 0 };
+    const struct codec_room rooms[2] = { { "lobby", 3, 2, 1, &last }, { "empty", 4, 0, 0, NULL } };
+    size_t len = 0;
+    (void)state;
+    expect_doc(codec_encode_members("lobby", m, 2, "bob", "c", &len), &len,
+               "{\"room\":\"lobby\",\"members\":[{\"user\":\"alice\",\"last_id\":3,"
+               "\"read\":2,\"last_seen\":1000},{\"user\":\"bob\",\"last_id\":0,\"read\":0,"
+               "\"last_seen\":null}],\"next_after\":\"bob\",\"correlation\":\"c\"}");
+    expect_doc(codec_encode_members("lobby", NULL, 0, NULL, NULL, &len), &len,
+               "{\"room\":\"lobby\",\"members\":[],\"next_after\":null}");
+    expect_doc(codec_encode_rooms("alice", rooms, 2, 999, NULL, &len), &len,
+               "{\"user\":\"alice\",\"rooms\":[{\"room\":\"lobby\",\"last_id\":3,\"read\":2,"
+               "\"unread\":1,\"last\":{\"id\":3,\"room\":\"lobby\",\"user\":\"alice\","
+               "\"text\":\"x\",\"ts\":1000}},{\"room\":\"empty\",\"last_id\":4,\"read\":0,"
+               "\"unread\":0,\"last\":null}],\"next_before\":999}");
+}
+
 static void test_encode_history(void **state) {
     const struct codec_msg msgs[2] = {
-        { 3, "lobby", "alice", "one", 1000, NULL },
-        { 5, "lobby", "bob", "two", 2000, "x" },
+        { 3, "lobby", "alice", "one", 1000, NULL, 0 },
+        { 5, "lobby", "bob", "two", 2000, "x", 0 },
     };
     size_t len = 0;
     (void)state;
@@ -463,8 +611,8 @@ static void *oom_malloc(size_t n) {
  * the encoders must return NULL and leak nothing (valgrind checks). */
 static void test_encode_oom(void **state) {
     const struct codec_msg msgs[2] = {
-        { 3, "lobby", "alice", "one", 1000, "a" },
-        { 5, "lobby", "bob", "two", 2000, "x" },
+        { 3, "lobby", "alice", "one", 1000, "a", 0 },
+        { 5, "lobby", "bob", "two", 2000, "x", 0 },
     };
     int succeeded = 0;
     (void)state;
@@ -523,10 +671,16 @@ int main(void) {
         cmocka_unit_test(test_decode_history_limit),
         cmocka_unit_test(test_decode_history_before_user),
         cmocka_unit_test(test_decode_delete),
+        cmocka_unit_test(test_decode_history_after),
+        cmocka_unit_test(test_decode_edit),
+        cmocka_unit_test(test_decode_read),
+        cmocka_unit_test(test_decode_members_rooms),
         cmocka_unit_test(test_err_codes),
         cmocka_unit_test(test_encode_msg),
         cmocka_unit_test(test_encode_replies),
         cmocka_unit_test(test_encode_history),
+        cmocka_unit_test(test_encode_edit_read),
+        cmocka_unit_test(test_encode_members_rooms),
         cmocka_unit_test(test_encode_oom),
         cmocka_unit_test(test_decode_oom),
     };

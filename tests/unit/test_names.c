@@ -21,6 +21,10 @@ static void test_valid_names(void **state) {
     assert_true(ROOM("lobby"));
     assert_true(ROOM("a"));
     assert_true(ROOM("room-1_2.x~!@$%^&()=;'\"<>|\\`"));
+    /* '$' only inside: <prefix>/$... topics and P:$... keys are the bridge's */
+    assert_false(ROOM("$rooms"));
+    assert_false(ROOM("$"));
+    assert_true(ROOM("a$"));
     assert_true(ROOM("42"));           /* all digits is fine for rooms */
     assert_true(ROOM("messages"));     /* and so is "messages" */
     assert_true(ROOM("caf\xc3\xa9"));  /* café */

@@ -14,7 +14,7 @@
 /* A send with every field set, binary correlation data included. */
 static const struct request full = {
     .kind = REQ_SEND, .limit = 50, .ts = 1764000000123LL, .id = -1,
-    .before = 1LL << 40, .room = "lobby", .user = "alice",
+    .before = 1LL << 40, .after = 1LL << 41, .room = "lobby", .user = "alice",
     .client_msg_id = "c-1", .text = "hello", .text_len = 5,
     .reply_topic = "reply/alice", .corr = "\0\1\2", .corr_len = 3,
     .correlation = "k9",
@@ -39,6 +39,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(r.ts, full.ts);
     assert_int_equal(r.id, full.id);
     assert_int_equal(r.before, full.before);
+    assert_int_equal(r.after, full.after);
     assert_same_str(r.room, full.room);
     assert_same_str(r.user, full.user);
     assert_same_str(r.client_msg_id, full.client_msg_id);
@@ -96,20 +97,47 @@ static void test_malformed(void **state) {
     record_buf_free(&buf);
 }
 
-/* A version 1 record (written before the version byte: the same bytes
- * without the first) is still read, so a journal left by an older bridge
- * replays after an upgrade. */
-static void test_version1(void **state) {
+/* The record of an older version: version 2 is version 3 without its
+ * "after" (the 8 bytes after "before"), version 1 is version 2 without
+ * its first byte. Returns its length in out. */
+static size_t older_record(const struct record_buf *v3, int version, char *out) {
+    enum { AFTER_AT = 1 + 1 + 4 + 8 + 8 + 8 };
+    memcpy(out, v3->data, AFTER_AT);
+    memcpy(out + AFTER_AT, v3->data + AFTER_AT + 8, v3->len - AFTER_AT - 8);
+    out[0] = (char)(0x80 | 2);
+    size_t len = v3->len - 8;
+    if (version == 1) memmove(out, out + 1, --len);
+    return len;
+}
+
+/* Records of versions 1 (before the version byte) and 2 (before "after")
+ * are still read, so a journal left by an older bridge replays after an
+ * upgrade: "after" reads as -1 (not a catch-up). Kinds those versions did
+ * not have are refused in them. */
+static void test_older_versions(void **state) {
     struct record_buf buf = { 0 };
-    struct request r;
+    struct request r, edit = full;
+    char old[512];
     (void)state;
     assert_int_equal(record_encode(&buf, &full), CB_OK);
+    assert_true(buf.len < sizeof(old));
     assert_int_equal((unsigned char)buf.data[0], 0x80 | RECORD_VERSION);
-    assert_int_equal(record_decode(buf.data + 1, buf.len - 1, &r), CB_OK);
-    assert_int_equal(r.kind, REQ_SEND);
-    assert_int_equal(r.ts, full.ts);
-    assert_string_equal(r.room, "lobby");
-    assert_memory_equal(r.text, "hello", 6);
+    for (int version = 1; version <= 2; version++) {
+        size_t len = older_record(&buf, version, old);
+        assert_int_equal(record_decode(old, len, &r), CB_OK);
+        assert_int_equal(r.kind, REQ_SEND);
+        assert_int_equal(r.ts, full.ts);
+        assert_int_equal(r.before, full.before);
+        assert_int_equal(r.after, -1);
+        assert_string_equal(r.room, "lobby");
+        assert_memory_equal(r.text, "hello", 6);
+        assert_same_str(r.correlation, full.correlation);
+    }
+    edit.kind = REQ_EDIT;
+    assert_int_equal(record_encode(&buf, &edit), CB_OK);
+    assert_int_equal(record_decode(buf.data, buf.len, &r), CB_OK);
+    assert_int_equal(r.kind, REQ_EDIT);
+    assert_int_equal(record_decode(old, older_record(&buf, 2, old), &r), CB_ERR_PROTO);
     record_buf_free(&buf);
 }
 
@@ -134,7 +162,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_absent_fields),
         cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_version1),
+        cmocka_unit_test(test_older_versions),
         cmocka_unit_test(test_unknown_version),
     };
     return cmocka_run_group_tests_name("record", tests, NULL, NULL);

@@ -31,6 +31,15 @@ static void test_parse_kinds(void **state) {
     assert_int_equal(parse("chat", "chat/caf\xc3\xa9/delete", room),
                      REQ_DELETE);
     assert_string_equal(room, "caf\xc3\xa9");
+    assert_int_equal(parse("chat", "chat/r3/edit", room), REQ_EDIT);
+    assert_int_equal(parse("chat", "chat/r3/read", room), REQ_READ);
+    assert_int_equal(parse("chat", "chat/r3/members", room), REQ_MEMBERS);
+    assert_string_equal(room, "r3");
+    /* a user's rooms: right under the prefix, no room */
+    assert_int_equal(parse("chat", "chat/$rooms", room), REQ_ROOMS);
+    assert_string_equal(room, "");
+    assert_int_equal(parse("chat", "chat/lobby/$rooms", room), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse("chat", "chat/$x/send", room), TOPIC_ERR_ROOM);
 }
 
 /* A prefix of several levels; the topic length, not a NUL, ends it. */
@@ -125,6 +134,23 @@ static void test_parse_sender(void **state) {
     assert_string_equal(user, "bob");
     assert_int_equal(parse_sender("chat/r2/history", room, user), REQ_HISTORY);
     assert_string_equal(user, "");
+    assert_int_equal(parse_sender("chat/r3/edit/carol", room, user), REQ_EDIT);
+    assert_string_equal(user, "carol");
+    assert_int_equal(parse_sender("chat/r3/read/dave", room, user), REQ_READ);
+    assert_string_equal(room, "r3");
+    assert_string_equal(user, "dave");
+    assert_int_equal(parse_sender("chat/lobby/read/edit", room, user), REQ_READ);
+    assert_string_equal(user, "edit");
+    assert_int_equal(parse_sender("chat/lobby/edit", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/$rooms/alice", room, user), REQ_ROOMS);
+    assert_string_equal(room, "");
+    assert_string_equal(user, "alice");
+    assert_int_equal(parse_sender("chat/$rooms", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/$rooms/alice", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/members", room, user), REQ_MEMBERS);
+    assert_string_equal(user, "");
+    assert_int_equal(parse_sender("chat/lobby/members/alice", room, user), TOPIC_ERR_LEVELS);
+    assert_int_equal(parse_sender("chat/lobby/read", room, user), TOPIC_ERR_LEVELS);
     /* a sender may be called like a leaf (found by tests/fuzz/fuzz_topic) */
     assert_int_equal(parse_sender("chat/lobby/send/history", room, user), REQ_SEND);
     assert_string_equal(user, "history");
@@ -156,6 +182,17 @@ static void test_filter_sender(void **state) {
     assert_string_equal(buf, "chat/+/delete/+");
     assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_HISTORY), 14);
     assert_string_equal(buf, "chat/+/history");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_EDIT), 13);
+    assert_string_equal(buf, "chat/+/edit/+");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_READ), 13);
+    assert_string_equal(buf, "chat/+/read/+");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_MEMBERS), 14);
+    assert_string_equal(buf, "chat/+/members");
+    assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", REQ_ROOMS), 13);
+    assert_string_equal(buf, "chat/$rooms/+");
+    assert_int_equal(topic_filter(buf, sizeof(buf), "acme/chat", REQ_ROOMS), 16);
+    assert_string_equal(buf, "acme/chat/$rooms");
+    assert_int_equal(topic_filter(buf, 16, "acme/chat", REQ_ROOMS), -1);
     assert_int_equal(topic_filter_sender(buf, 14, "chat", REQ_SEND), 13);
     assert_int_equal(topic_filter_sender(buf, 13, "chat", REQ_SEND), -1);
     assert_int_equal(topic_filter_sender(buf, sizeof(buf), "chat", 9), -1);
@@ -180,7 +217,7 @@ static void test_build_and_filter(void **state) {
     assert_string_equal(buf, "chat/+/delete");
     assert_int_equal(topic_filter(buf, 13, "chat", REQ_DELETE), -1);
     assert_int_equal(topic_filter(buf, sizeof(buf), "chat", 0), -1);
-    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", 4), -1);
+    assert_int_equal(topic_filter(buf, sizeof(buf), "chat", REQ_KIND_MAX + 1), -1);
 }
 
 /* Ordinary reply topics are allowed, including ones near the prefix. */
@@ -215,6 +252,10 @@ static void test_reply_allowed_loops(void **state) {
     /* identity "topic" request topics, whatever the mode */
     assert_false(allowed("chat/lobby/send/alice"));
     assert_false(allowed("chat/lobby/delete/alice"));
+    assert_false(allowed("chat/lobby/edit/alice"));
+    assert_false(allowed("chat/lobby/read/alice"));
+    assert_false(allowed("chat/lobby/edit"));
+    assert_false(allowed("chat/lobby/read"));
     assert_false(allowed("chat//send/"));
     assert_true(allowed("chat/lobby/msgs/alice"));
     assert_true(allowed("chat/lobby/history/alice"));
