@@ -192,6 +192,16 @@ static unsigned store_op_slot(const struct store_op *op) {
 }
 
 static int store_reserve(struct store *s, size_t n);
+static unsigned store_user_rooms_key(const struct store *s, const char *user,
+                                     char key[KEY_MAX]);
+
+/* What the send and read scripts get for the user's rooms: its key on one
+ * node, where they add the room themselves, "" in cluster mode, where it
+ * is another slot and a step of its own (store_then_index). */
+static void store_user_index(const struct store *s, const char *user, char key[KEY_MAX]) {
+    if (s->cluster) key[0] = '\0';
+    else store_user_rooms_key(s, user, key);
+}
 
 /* Queue one command for slot in the pass being built, marked as the
  * current op's (cur_op, cur_sub). CB_OK or CB_ERR_OOM. */
@@ -214,7 +224,7 @@ static int store_emit(struct store *s, const struct store_op *op, int argc,
 /* Queue the EVALSHA of one operation. Key names are built
  * here from validated names only; every value is its own argument. */
 static int store_append_send(struct store *s, const struct store_op *op) {
-    char k[11][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
+    char k[12][KEY_MAX], mprefix[KEY_MAX], ts[24], seq[24], window[24], ckpt[24];
     char keep[24], age[24], r[NAME_MAX_BYTES + 3];
     const char *p = s->prefix, *u = op->req->user;
     store_room_tag(s, op->req->room, r);
@@ -229,6 +239,7 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     snprintf(k[8], KEY_MAX, "%s:%s:messages:cursor", p, r);
     snprintf(k[9], KEY_MAX, "%s:%s:messages:read", p, r);
     snprintf(k[10], KEY_MAX, "%s:%s:messages:members", p, r);
+    store_user_index(s, u, k[11]);
     snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
     snprintf(ts, sizeof(ts), "%lld", op->req->ts);
     snprintf(seq, sizeof(seq), "%llu", op->seq);
@@ -239,7 +250,7 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
     const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "11",
         k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10],
-        mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age };
+        mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age, op->req->room, k[11] };
     enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 16 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);
@@ -294,7 +305,7 @@ static int store_append_edit(struct store *s, const struct store_op *op) {
 /* A read marker: the room's counter and index, the markers, the user's
  * index, the members and when they last marked. */
 static int store_append_read(struct store *s, const struct store_op *op) {
-    char k[6][KEY_MAX], id[24], ts[24], r[NAME_MAX_BYTES + 3];
+    char k[7][KEY_MAX], id[24], ts[24], r[NAME_MAX_BYTES + 3];
     const char *p = s->prefix, *u = op->req->user;
     store_room_tag(s, op->req->room, r);
     snprintf(id, sizeof(id), "%lld", op->req->id);
@@ -305,9 +316,10 @@ static int store_append_read(struct store *s, const struct store_op *op) {
     snprintf(k[3], KEY_MAX, "%s:%s:%s:ids", p, r, u);
     snprintf(k[4], KEY_MAX, "%s:%s:messages:members", p, r);
     snprintf(k[5], KEY_MAX, "%s:%s:messages:seen", p, r);
+    store_user_index(s, u, k[6]);
     const char *argv[] = { "EVALSHA", script_sha[SCRIPT_READ], "6",
-        k[0], k[1], k[2], k[3], k[4], k[5], id, u, ts };
-    return store_emit(s, op, 12, argv, NULL);
+        k[0], k[1], k[2], k[3], k[4], k[5], id, u, ts, op->req->room, k[6] };
+    return store_emit(s, op, 14, argv, NULL);
 }
 
 /* A page of the room's members. */
@@ -628,9 +640,10 @@ static void store_take_index(struct store *s, struct store_op *op, const redisRe
     op->result = CB_DONE;
 }
 
-/* A send or read marker that succeeded goes on to its second step. */
+/* A send or read marker that succeeded goes on to its second step, in
+ * cluster mode (store_user_index). */
 static void store_then_index(struct store *s, struct store_op *op) {
-    if (op->result != CB_DONE) return;
+    if (op->result != CB_DONE || !s->cluster) return;
     op->step = 1;
     op->result = CB_PENDING;
     s->advanced++;

@@ -5,7 +5,8 @@
 -- KEYS[4] P:R:U:ids                the user's index
 -- KEYS[5] P:R:messages:members     the room's members by name
 -- KEYS[6] P:R:messages:seen        user -> when they last marked (Unix ms)
--- ARGV[1] id, ARGV[2] user, ARGV[3] the request's time (Unix ms)
+-- ARGV[1] id, ARGV[2] user, ARGV[3] the request's time (Unix ms),
+-- ARGV[4] the room's name, ARGV[5] P:$rooms:U or "" (as in send.lua)
 -- Returns { status, read, unread, moved }: status 1 done, 0 the id is
 -- above the room's last id (nothing written); read is the marker after
 -- the call (a marker never moves back); unread counts the room's messages
@@ -19,6 +20,7 @@ if id > read then
     read, moved = id, 1
 end
 redis.call('ZADD', KEYS[5], 0, ARGV[2])
+if ARGV[5] ~= '' then redis.call('ZADD', ARGV[5], 'GT', ARGV[3], ARGV[4]) end
 if tonumber(redis.call('HGET', KEYS[6], ARGV[2]) or '0') < tonumber(ARGV[3]) then
     redis.call('HSET', KEYS[6], ARGV[2], ARGV[3])
 end

@@ -19,7 +19,10 @@
 -- ARGV[6] journal seq, ARGV[7] dedup window in ms (0 = off),
 -- ARGV[8] the bridge's journal checkpoint (seqs at or below never replay),
 -- ARGV[9] retention: most messages kept per room (0 = no limit),
--- ARGV[10] retention: oldest age kept in ms (0 = no limit)
+-- ARGV[10] retention: oldest age kept in ms (0 = no limit),
+-- ARGV[11] the room's name, ARGV[12] P:$rooms:U, U's rooms (this one is
+-- added, scored by the arrival time), or "" in cluster mode where it is
+-- another slot (the bridge adds it in a command of its own)
 -- Returns { id, how }: how 0 = stored now, 1 = this journal record was
 -- stored before (a replay after a restart), 2 = a repeat of a
 -- client_msg_id seen within the window (the original id).
@@ -58,6 +61,7 @@ redis.call('ZADD', KEYS[4], id, id)
 redis.call('ZADD', KEYS[5], id, id)
 redis.call('HSET', KEYS[10], ARGV[2], id)
 redis.call('ZADD', KEYS[11], 0, ARGV[2])
+if ARGV[12] ~= '' then redis.call('ZADD', ARGV[12], 'GT', ARGV[4], ARGV[11]) end
 
 -- Replay guard: remember which seq stored which id until the checkpoint
 -- passes it (a bounded amount of work per message, amortised).
