@@ -922,8 +922,9 @@ static void assert_exactly_once(const struct outcome *o) {
     assert_int_equal(o->stored, sc.n);
 }
 
-/* Every chatroom key on every primary carries a hash tag whose slot is
- * one that primary serves; *keys counts them. Returns the number of
+/* Every chatroom key on every primary carries a hash tag (its room's, or
+ * for a user's rooms the user's) whose slot is one that primary serves;
+ * *keys counts them. Returns the number of
  * untagged or misplaced keys. */
 static int check_key_slots(long *keys) {
     int p[NODES], np = primaries(p), bad = 0;
@@ -940,7 +941,10 @@ static int check_key_slots(long *keys) {
             for (size_t i = 0; i < r->element[1]->elements; i++) {
                 const char *key = r->element[1]->element[i]->str;
                 const char *open = strchr(key, '{'), *close = open ? strchr(open, '}') : NULL;
-                int ok = strncmp(key, "chatroom:{", 10) == 0 && close && close > open + 1 &&
+                /* a room's key, or a user's rooms (chatroom:$rooms:{U}, issue #14) */
+                int tagged = strncmp(key, "chatroom:{", 10) == 0 ||
+                             strncmp(key, "chatroom:$rooms:{", 17) == 0;
+                int ok = tagged && close && close > open + 1 &&
                          topo.owner[crc16(open + 1, (size_t)(close - open - 1)) & (SLOTS - 1)] == p[k];
                 if (!ok && bad++ < 5) printf("  key not in its room's slot: %s\n", key);
                 (*keys)++;
