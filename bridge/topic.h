@@ -6,11 +6,14 @@
  *   <prefix>/<room>/delete    delete request
  *   <prefix>/<room>/edit      edit request
  *   <prefix>/<room>/read      read marker
+ *   <prefix>/<room>/members   the room's members
+ *   <prefix>/$rooms           a user's rooms (no room level: the room is "")
  *   <prefix>/<room>/msgs      stored messages, edits, deletes and read
  *                             receipts, bridge -> clients
  *
  * The prefix may have several levels ("acme/chat"); <room> is exactly one
- * level and must be a valid room name (names.h). Pure functions, no I/O. */
+ * level and must be a valid room name (names.h; never starting with '$').
+ * "<prefix>/<room>/$rooms" is TOPIC_ERR_LEVELS. Pure functions, no I/O. */
 #ifndef CB_TOPIC_H
 #define CB_TOPIC_H
 
@@ -38,10 +41,13 @@ int topic_parse(const char *prefix, const char *topic, size_t len,
  *   <prefix>/<room>/delete/<user>   delete request by <user>
  *   <prefix>/<room>/edit/<user>     edit request by <user>
  *   <prefix>/<room>/read/<user>     read marker of <user>
+ *   <prefix>/$rooms/<user>          the rooms of <user> (room "")
  *   <prefix>/<room>/history         history request (no sender)
+ *   <prefix>/<room>/members         members request (no sender)
  *
- * On success the sender is copied into user[] ("" for history). A request
- * other than history without the sender level is TOPIC_ERR_LEVELS. */
+ * On success the sender is copied into user[] ("" for history and
+ * members). A request of another kind without the sender level, or
+ * history or members with one, is TOPIC_ERR_LEVELS. */
 int topic_parse_sender(const char *prefix, const char *topic, size_t len,
                        char room[NAME_MAX_BYTES + 1],
                        char user[NAME_MAX_BYTES + 1]);
@@ -51,12 +57,14 @@ int topic_parse_sender(const char *prefix, const char *topic, size_t len,
 int topic_build(char *buf, size_t size, const char *prefix, const char *room,
                 const char *leaf);
 
-/* The subscription filter for a kind: "<prefix>/+/send" etc. into buf.
- * Returns its length or -1 when it does not fit. */
+/* The subscription filter for a kind: "<prefix>/+/send" etc. into buf
+ * ("<prefix>/$rooms" for REQ_ROOMS). Returns its length or -1 when it does
+ * not fit. */
 int topic_filter(char *buf, size_t size, const char *prefix, int kind);
 
 /* The filter topic_parse_sender() expects: "<prefix>/+/send/+",
- * "<prefix>/+/history", "<prefix>/+/delete/+" and so on. */
+ * "<prefix>/+/history", "<prefix>/+/delete/+", "<prefix>/$rooms/+" and so
+ * on. */
 int topic_filter_sender(char *buf, size_t size, const char *prefix, int kind);
 
 /* 1 when a reply may be published to 'topic': non-empty, at most 65535

@@ -1,35 +1,47 @@
 /* fuzz_codec.c -- libFuzzer target for the request decoder and the
  * encoders (bridge/codec.c), with the name rules they rely on (names.c).
  *
- * Input: the first byte b picks the request kind (b % 3: send, history,
- * delete), one of four sets of limits ((b / 3) % 4) and the sender named
- * by the topic in identity "topic" mode ((b / 12) % 4: none, "alice",
- * "caf\u00e9", "bob"); the rest is the MQTT payload given to
- * codec_decode(). The seeds in corpus/codec/ start with '0' (send), '1'
- * (history) or '2' (delete) under the default limits and no sender; '3',
- * '4', '5' are the same under tiny limits; '<', '=', '>' the same under
- * the default limits with sender "alice".
+ * Input: the first byte b picks the request kind (b % 5: send, history,
+ * delete, edit, read, in the order of request.h), one of four sets of
+ * limits ((b / 5) % 4) and the sender named by the topic in identity
+ * "topic" mode ((b / 20) % 4: none, "alice", "caf\u00e9", "bob"); the rest
+ * is the MQTT payload given to codec_decode(). The seeds in corpus/codec/
+ * start with 'P' (send), 'Q' (history), 'R' (delete), 'S' (edit) or 'T'
+ * (read) under the default limits and no sender; 'U' to 'Y' are the same
+ * under tiny limits; 'd' to 'h' the same under the default limits with
+ * sender "alice".
  *
  * Invariants (a broken one calls abort(), which libFuzzer reports as a
  * crash and saves the input):
- *   - codec_decode() returns CODEC_OK or a code the codec itself returns,
- *     never one of the bridge's own codes (not_found, forbidden...);
+ *   - codec_decode() returns CODEC_OK or a code the codec itself returns
+ *     for that kind, never one of the bridge's own codes (not_found,
+ *     forbidden...) nor one of another kind's (invalid_after only for
+ *     history, invalid_id only for delete, edit and read, invalid_text
+ *     only for send and edit...);
  *   - it agrees with jansson on the document: unparsable gives invalid_json
  *     or invalid_utf8, a non-object gives not_object;
  *   - reply_to and correlation are extracted before anything else: when
  *     the document is an object holding them as strings they are copied
  *     byte for byte, whatever else is wrong; a non-string one refuses it;
- *   - with a sender, a send or delete naming another user is refused
- *     as user_mismatch, and a decoded one has the sender as its user;
+ *   - with a sender, a send, delete, edit or read naming another user is
+ *     refused as user_mismatch, and a decoded one has the sender as its
+ *     user;
+ *   - invalid_id and invalid_after name a member that is really bad, and
+ *     a bad one is never accepted; "after" is -1 unless a history request
+ *     carries an integer >= 0 (null is absent);
  *   - on success: the user is a valid user name (history: "" or valid);
- *     the text is 1..max_text_bytes bytes, NUL-terminated at text_len,
- *     with no NUL inside, equal to the document's; client_msg_id is "" or
- *     1..64 bytes without control characters; limit is the requested one
- *     (or the default) clamped to 1..history_max; before >= 0; id >= 1;
- *   - every encoder returns a document of length *len that json_loadb()
- *     parses back to an object with exactly the documented members, in the
- *     documented order, holding the values given, and that re-serialises
- *     compactly to the same bytes;
+ *     the text (send, edit) is 1..max_text_bytes bytes, NUL-terminated at
+ *     text_len, with no NUL inside, equal to the document's; client_msg_id
+ *     is "" or 1..64 bytes without control characters; limit is the
+ *     requested one (or the default) clamped to 1..history_max; before >= 0;
+ *     after is the requested one or -1; id >= 1 and the document's for
+ *     delete, edit and read, 0 otherwise;
+ *   - every encoder (message with and without "edited", deleted, ok, edit
+ *     ok, read ok, receipt, error, history page, catch-up page) returns a
+ *     document of length *len that json_loadb() parses back to an object
+ *     with exactly the documented members, in the documented order,
+ *     holding the values given, and that re-serialises compactly to the
+ *     same bytes;
  *   - codec_req_free() releases everything (LeakSanitizer) and may run
  *     twice. */
 #include <stddef.h>
@@ -44,6 +56,14 @@
 #define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
 #define TS_SAMPLE 1764000000123LL   /* a receive time, Unix ms */
+
+/* The kinds this target decodes, in the order of request.h: the first
+ * input byte's layout and the seeds' first bytes depend on it, so a kind
+ * added here must update both (later kinds of request.h are not covered
+ * by this target). */
+static const int kinds[] = { REQ_SEND, REQ_HISTORY, REQ_DELETE, REQ_EDIT,
+                             REQ_READ };
+#define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
 
 /* The limit sets the first input byte chooses from. All are valid
  * configurations (history_default <= history_max, as config.c enforces). */
@@ -119,13 +139,16 @@ static size_t check_correlation(const json_t *obj, const char *correlation) {
 
 /* ==================== Encoders ==================== */
 
-/* One stored message object as encode_msg and encode_history write it. */
+/* One stored message object as encode_msg and the pages write it:
+ * "client_msg_id" when it is not empty, "edited" when it is > 0. */
 static void check_msg_object(json_t *o, const struct codec_msg *m) {
-    static const char *const keys[] = { "id", "room", "user", "text", "ts",
-                                        "client_msg_id" };
+    const char *keys[7] = { "id", "room", "user", "text", "ts" };
+    size_t n = 5;
     int has_cmid = m->client_msg_id != NULL && m->client_msg_id[0] != '\0';
 
-    check_keys(o, keys, has_cmid ? 6 : 5);
+    if (has_cmid) keys[n++] = "client_msg_id";
+    if (m->edited > 0) keys[n++] = "edited";
+    check_keys(o, keys, n);
     check_int(o, "id", m->id);
     check_str(o, "room", m->room, strlen(m->room));
     check_str(o, "user", m->user, strlen(m->user));
@@ -134,6 +157,7 @@ static void check_msg_object(json_t *o, const struct codec_msg *m) {
     if (has_cmid)
         check_str(o, "client_msg_id", m->client_msg_id,
                   strlen(m->client_msg_id));
+    if (m->edited > 0) check_int(o, "edited", m->edited);
 }
 
 /* codec_encode_msg() round-trips. */
@@ -176,6 +200,57 @@ static void fuzz_encode_ok(long long id, const char *correlation) {
     free(s);
 }
 
+/* codec_encode_edited() round-trips: the reply to an edit. */
+static void fuzz_encode_edited(long long id, long long edited,
+                               const char *correlation) {
+    static const char *const keys[] = { "ok", "id", "edited", "correlation" };
+    size_t len = 0;
+    char *s = codec_encode_edited(id, edited, correlation, &len);
+    json_t *o = reparse(s, len);
+
+    check_keys(o, keys, 3 + check_correlation(o, correlation));
+    CHECK(json_is_true(json_object_get(o, "ok")));
+    check_int(o, "id", id);
+    check_int(o, "edited", edited);
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_read_ok() round-trips: the reply to a read marker. */
+static void fuzz_encode_read_ok(long long read, long long unread,
+                                const char *correlation) {
+    static const char *const keys[] = { "ok", "read", "unread",
+                                        "correlation" };
+    size_t len = 0;
+    char *s = codec_encode_read_ok(read, unread, correlation, &len);
+    json_t *o = reparse(s, len);
+
+    check_keys(o, keys, 3 + check_correlation(o, correlation));
+    CHECK(json_is_true(json_object_get(o, "ok")));
+    check_int(o, "read", read);
+    check_int(o, "unread", unread);
+    CHECK(json_object_get(o, "id") == NULL);
+    json_decref(o);
+    free(s);
+}
+
+/* codec_encode_receipt() round-trips: a receipt has "read" and no "id",
+ * which is how a client tells it from a message. */
+static void fuzz_encode_receipt(const char *room, const char *user,
+                                long long read) {
+    static const char *const keys[] = { "room", "user", "read" };
+    size_t len = 0;
+    char *s = codec_encode_receipt(room, user, read, &len);
+    json_t *o = reparse(s, len);
+
+    check_keys(o, keys, 3);
+    check_str(o, "room", room, strlen(room));
+    check_str(o, "user", user, strlen(user));
+    check_int(o, "read", read);
+    json_decref(o);
+    free(s);
+}
+
 /* codec_encode_error() round-trips; out-of-range codes are "internal". */
 static void fuzz_encode_error(int err, const char *correlation) {
     static const char *const keys[] = { "ok", "error", "message",
@@ -195,15 +270,19 @@ static void fuzz_encode_error(int err, const char *correlation) {
     free(s);
 }
 
-/* codec_encode_history() round-trips: n messages, next_before or null. */
-static void fuzz_encode_history(const char *room, const struct codec_msg *msgs,
-                                size_t n, long long next_before,
-                                const char *correlation) {
-    static const char *const keys[] = { "room", "messages", "next_before",
-                                        "correlation" };
+/* codec_encode_history() (next_key "next_before") or
+ * codec_encode_catchup() ("next_after") round-trips: n messages, the
+ * cursor or null when it is not > 0. */
+static void fuzz_encode_page(const char *next_key, const char *room,
+                             const struct codec_msg *msgs, size_t n,
+                             long long next, const char *correlation) {
+    const char *const keys[] = { "room", "messages", next_key,
+                                 "correlation" };
+    int catchup = strcmp(next_key, "next_after") == 0;
     size_t len = 0;
-    char *s = codec_encode_history(room, msgs, n, next_before, correlation,
-                                   &len);
+    char *s = catchup ?
+        codec_encode_catchup(room, msgs, n, next, correlation, &len) :
+        codec_encode_history(room, msgs, n, next, correlation, &len);
     json_t *o = reparse(s, len);
     json_t *a = json_object_get(o, "messages");
 
@@ -212,22 +291,52 @@ static void fuzz_encode_history(const char *room, const struct codec_msg *msgs,
     CHECK(json_is_array(a) && json_array_size(a) == n);
     for (size_t i = 0; i < n; i++)
         check_msg_object(json_array_get(a, i), &msgs[i]);
-    if (next_before > 0)
-        check_int(o, "next_before", next_before);
+    if (next > 0)
+        check_int(o, next_key, next);
     else
-        CHECK(json_is_null(json_object_get(o, "next_before")));
+        CHECK(json_is_null(json_object_get(o, next_key)));
     json_decref(o);
     free(s);
 }
 
 /* ==================== Decoder ==================== */
 
-/* Is err one the codec may return itself? codec.h lists those first,
- * then from CODEC_ERR_TOPIC on the bridge's own, of which the codec only
- * returns "internal" (out of memory). */
-static int codec_own_error(int err) {
-    return (err > CODEC_OK && err < CODEC_ERR_TOPIC) ||
-           err == CODEC_ERR_INTERNAL;
+/* Is err one the codec may return itself for a request of 'kind'? The
+ * document and reply-field codes for all kinds, "internal" (out of
+ * memory) of the bridge's own codes, and then each kind's own members:
+ * send and edit (which adds the id) as codec.h's send, delete and read
+ * as delete, history its limit, before, after and user filter. */
+static int kind_error(int kind, int err) {
+    switch (err) {
+    case CODEC_ERR_JSON: case CODEC_ERR_UTF8: case CODEC_ERR_NOT_OBJECT:
+    case CODEC_ERR_REPLY_TO: case CODEC_ERR_CORRELATION:
+    case CODEC_ERR_INTERNAL: case CODEC_ERR_USER:
+        return 1;
+    case CODEC_ERR_TEXT: case CODEC_ERR_TEXT_EMPTY: case CODEC_ERR_TEXT_LONG:
+    case CODEC_ERR_CMID:
+        return kind == REQ_SEND || kind == REQ_EDIT;
+    case CODEC_ERR_ID:
+        return kind == REQ_DELETE || kind == REQ_EDIT || kind == REQ_READ;
+    case CODEC_ERR_SENDER:
+        return kind != REQ_HISTORY;
+    case CODEC_ERR_LIMIT: case CODEC_ERR_BEFORE: case CODEC_ERR_AFTER:
+        return kind == REQ_HISTORY;
+    default:
+        return 0;
+    }
+}
+
+/* Is v (may be NULL: absent) not a JSON integer >= 1? Reals are, even
+ * integral ones: 5.0 is not an id. */
+static int not_positive(const json_t *v) {
+    return !json_is_integer(v) || json_integer_value(v) < 1;
+}
+
+/* Is the optional cursor member v set (present and not null) to
+ * anything but a JSON integer >= min? */
+static int bad_cursor(const json_t *v, long long min) {
+    return v != NULL && !json_is_null(v) &&
+           (!json_is_integer(v) || json_integer_value(v) < min);
 }
 
 /* Does s[0..len) hold a control character (C0, DEL, C1)? Written out
@@ -261,8 +370,8 @@ static int check_reply_member(const json_t *doc, const char *key,
     return 0;
 }
 
-/* Identity "topic": a send or delete whose "user" is present, not null
- * and not exactly the sender is refused, and user_mismatch means just
+/* Identity "topic": a send, delete, edit or read whose "user" is
+ * present, not null and not exactly the sender is refused, and user_mismatch means just
  * that. Without a sender user_mismatch never happens. */
 static void check_author(const json_t *doc, int err,
                          const struct codec_limits *lim) {
@@ -295,6 +404,7 @@ static void check_decoded(const json_t *doc, const struct codec_limits *lim,
                                : lim->history_default;
 
         const json_t *before = json_object_get(doc, "before");
+        const json_t *after = json_object_get(doc, "after");
 
         CHECK(ulen == 0 || name_valid_user(r->user, ulen));
         if (ulen) check_str(doc, "user", r->user, ulen);
@@ -302,19 +412,28 @@ static void check_decoded(const json_t *doc, const struct codec_limits *lim,
         CHECK(r->limit == (want > lim->history_max ? lim->history_max : want));
         CHECK(r->before == (json_is_integer(before) ?
                             json_integer_value(before) : 0));
-        CHECK(r->text == NULL && clen == 0);
+        CHECK(r->after == (json_is_integer(after) ?
+                           json_integer_value(after) : -1));
+        CHECK(r->text == NULL && clen == 0 && r->id == 0);
         return;
     }
+    CHECK(r->after == -1 && r->before == 0 && r->limit == 0);
     CHECK(name_valid_user(r->user, ulen));
     if (lim->sender != NULL)
         CHECK(strcmp(r->user, lim->sender) == 0);
     else
         check_str(doc, "user", r->user, ulen);
-    if (r->kind == REQ_DELETE) {
+    if (r->kind == REQ_DELETE || r->kind == REQ_READ) {
         CHECK(r->id >= 1);
         check_int(doc, "id", r->id);
-        CHECK(r->text == NULL);
+        CHECK(r->text == NULL && r->text_len == 0 && clen == 0);
         return;
+    }
+    if (r->kind == REQ_EDIT) {
+        CHECK(r->id >= 1);
+        check_int(doc, "id", r->id);
+    } else {
+        CHECK(r->kind == REQ_SEND && r->id == 0);
     }
     CHECK(r->text != NULL);
     CHECK(r->text_len >= 1 && r->text_len <= lim->max_text_bytes);
@@ -327,6 +446,35 @@ static void check_decoded(const json_t *doc, const struct codec_limits *lim,
         CHECK(!has_control_char(r->client_msg_id, clen));
         check_str(doc, "client_msg_id", r->client_msg_id, clen);
     }
+}
+
+/* The numeric members against the error codes: a code naming one means
+ * that member is bad, and a bad one is never accepted. "after" is -1
+ * unless a history request carried it as an integer >= 0, whatever the
+ * outcome (the decoder may have read it before refusing the user). */
+static void check_members(const json_t *doc, int err,
+                          const struct codec_req *r) {
+    const json_t *id = json_object_get(doc, "id");
+    const json_t *limit = json_object_get(doc, "limit");
+    const json_t *before = json_object_get(doc, "before");
+    const json_t *after = json_object_get(doc, "after");
+
+    if (r->kind == REQ_HISTORY) {
+        if (err == CODEC_ERR_LIMIT) CHECK(limit != NULL && not_positive(limit));
+        if (limit != NULL && not_positive(limit)) CHECK(err != CODEC_OK);
+        if (err == CODEC_ERR_BEFORE) CHECK(bad_cursor(before, 1));
+        if (bad_cursor(before, 1)) CHECK(err != CODEC_OK);
+        if (err == CODEC_ERR_AFTER) CHECK(bad_cursor(after, 0));
+        if (bad_cursor(after, 0)) CHECK(err != CODEC_OK);
+        CHECK(r->after == -1 ||
+              (json_is_integer(after) && r->after >= 0 &&
+               r->after == json_integer_value(after)));
+        return;
+    }
+    CHECK(r->after == -1);
+    if (r->kind == REQ_SEND) return;
+    if (err == CODEC_ERR_ID) CHECK(not_positive(id));
+    if (not_positive(id)) CHECK(err != CODEC_OK);
 }
 
 /* Decode again with jansson alone and check that codec_decode() agrees on
@@ -356,15 +504,18 @@ static void check_against_jansson(const uint8_t *p, size_t len, int err,
         CHECK(err != CODEC_ERR_REPLY_TO && err != CODEC_ERR_CORRELATION);
     if (!bad_reply && r->kind != REQ_HISTORY)
         check_author(doc, err, lim);
+    check_members(doc, err, r);
     if (err == CODEC_OK) check_decoded(doc, lim, r);
     json_decref(doc);
 }
 
 /* Exercise every encoder with what was decoded, as the bridge would:
- * the stored message, the ok or error reply, a history page, a delete. */
+ * the stored message (also as edited), the ok, edit ok, read ok or error
+ * reply, a receipt, a history and a catch-up page, a delete. "edited"
+ * takes values around 0, where the member appears or not. */
 static void exercise_encoders(int err, const struct codec_req *r) {
     const char *room = r->user[0] ? r->user : "lobby";  /* a valid room too */
-    struct codec_msg msgs[3];
+    struct codec_msg msgs[3], m;
     size_t n = 0;
 
     if (err != CODEC_OK) {
@@ -380,23 +531,44 @@ static void exercise_encoders(int err, const struct codec_req *r) {
         msgs[n].text = r->text ? r->text : "hello";
         msgs[n].ts = TS_SAMPLE + (long long)n;
         msgs[n].client_msg_id = n == 1 ? "c-1" : r->client_msg_id;
+        msgs[n].edited = n == 2 ? TS_SAMPLE + 7 : (long long)n - 1;
     }
+    m = (struct codec_msg){ .id = r->kind == REQ_SEND ? (long long)r->text_len : r->id,
+                            .room = room, .user = r->user,
+                            .text = r->text ? r->text : "hello", .ts = TS_SAMPLE,
+                            .client_msg_id = r->client_msg_id };
     switch (r->kind) {
     case REQ_SEND:
-        msgs[0] = (struct codec_msg){ .id = (long long)r->text_len,
-                                      .room = room, .user = r->user,
-                                      .text = r->text, .ts = TS_SAMPLE,
-                                      .client_msg_id = r->client_msg_id };
-        fuzz_encode_msg(&msgs[0]);
-        fuzz_encode_ok(msgs[0].id, r->correlation);
+        m.edited = (long long)(r->text_len % 3) - 1;     /* -1, 0, 1 */
+        fuzz_encode_msg(&m);
+        fuzz_encode_ok(m.id, r->correlation);
         break;
     case REQ_HISTORY:
-        fuzz_encode_history(room, msgs, n, r->before, r->correlation);
+        fuzz_encode_page("next_before", room, msgs, n, r->before, r->correlation);
+        fuzz_encode_page("next_after", room, msgs, n, r->after, r->correlation);
+        fuzz_encode_page("next_after", room, msgs, n,
+                         r->after / 2 + (long long)n, r->correlation);
         break;
     case REQ_DELETE:
         fuzz_encode_deleted(room, r->id);
         fuzz_encode_ok(r->id, r->correlation);
         break;
+    case REQ_EDIT:
+        /* The room hears the message as it now stands; the author gets
+         * the edit time. */
+        m.edited = TS_SAMPLE + (long long)r->text_len;
+        m.client_msg_id = NULL;
+        fuzz_encode_msg(&m);
+        fuzz_encode_edited(r->id, m.edited, r->correlation);
+        fuzz_encode_edited(r->id, -r->id, r->correlation);
+        break;
+    case REQ_READ:
+        fuzz_encode_read_ok(r->id, r->id / 3, r->correlation);
+        fuzz_encode_read_ok(r->id, 0, r->correlation);
+        fuzz_encode_receipt(room, r->user, r->id);
+        break;
+    default:
+        abort();
     }
 }
 
@@ -407,12 +579,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int kind, err;
 
     if (size < 1) return 0;
-    kind = REQ_SEND + data[0] % 3;
-    lim = limit_sets[(data[0] / 3) % 4];
-    lim.sender = senders[(data[0] / 12) % 4];
+    kind = kinds[data[0] % NKINDS];
+    lim = limit_sets[(data[0] / NKINDS) % 4];
+    lim.sender = senders[(data[0] / (NKINDS * 4)) % 4];
     err = codec_decode(kind, (const char *)data + 1, size - 1, &lim, &req);
-    CHECK(err == CODEC_OK || codec_own_error(err));
+    CHECK(err == CODEC_OK || kind_error(kind, err));
     CHECK(req.kind == kind);
+    CHECK(req.after == -1 || (kind == REQ_HISTORY && req.after >= 0));
     check_against_jansson(data + 1, size - 1, err, &lim, &req);
     exercise_encoders(err, &req);
     codec_req_free(&req);

@@ -1,6 +1,6 @@
 /* test_hostile.c -- hostile input through a real broker (issue #7).
  *
- * A corpus of several hundred crafted requests, generated below from
+ * A corpus of nearly two thousand crafted requests, generated below from
  * tables and generators, goes through a real mosquitto to a running
  * bridge: deep JSON nesting, huge and odd numbers, NUL bytes in payloads
  * and \u0000 in JSON strings, overlong and invalid UTF-8, lone surrogates,
@@ -10,7 +10,14 @@
  * chat/%20/send, extra levels, 60 KB room levels), topics the broker
  * itself must refuse (sent over a raw socket, bypassing Paho's checks), and
  * reply topics (MQTT 5 Response Topic and the JSON "reply_to" fallback)
- * pointing back into the bridge. A few VALID messages are interleaved.
+ * pointing back into the bridge. Every payload row goes to each request
+ * kind it is meant for: send, history, delete, edit and read; edits, read
+ * markers and catch-ups ("after") have rows of their own (huge, negative,
+ * real and string ids, nested objects, 1 MiB texts, control characters in
+ * client_msg_id, someone else's message, ids past the room's last). None
+ * of them may write: an edit or read that is refused never reaches Redis,
+ * one refused by the store (not_found, forbidden, an id past the room's
+ * last) writes nothing. A few VALID messages are interleaved.
  *
  * What the test proves, after the corpus:
  *   1. the bridge is still running, kept its MQTT session (no "connection
@@ -18,15 +25,21 @@
  *   2. its peak RSS (VmHWM) stays under RSS_BOUND_KB (not under valgrind);
  *   3. every key in Redis (SCAN) has one of the shapes of the README's
  *      schema for a room and user of the VALID messages: no hostile input
- *      created a key;
+ *      created a key (no read marker's "seen" hash either: no read was
+ *      valid);
  *   4. the valid messages were stored with consecutive ids per room, with
- *      exactly their content, answered {"ok":true,"id":N} and republished
- *      once each;
+ *      exactly their content (never edited: no "edited" field, no edit in
+ *      the replay guard or the dedup hash), answered {"ok":true,"id":N}
+ *      and republished once each; each room's read markers, members and
+ *      each user's rooms are exactly what the valid sends made them (a
+ *      sender's marker at its last message), and the status counts no
+ *      edit, moved read marker or receipt;
  *   5. every hostile request got exactly the answer it deserves on its
- *      reply topic (the error code, or a history page, or nothing for a
- *      forbidden reply topic), and nothing the bridge published landed
- *      anywhere else: not on chat/+/send|history|delete, not on
- *      chat/+/msgs except the valid republishes, not on $SYS/x;
+ *      reply topic (the error code, or a history or catch-up page, or nothing
+ *      for a forbidden reply topic), and nothing the bridge published
+ *      landed anywhere else: not on chat/+/send|history|delete|edit|read,
+ *      not on chat/+/msgs except the valid republishes (no edit, no
+ *      receipt), not on $SYS/x;
  *   6. (teardown) the bridge exits 0 on SIGTERM; under valgrind
  *      (CB_WRAPPER) a leak or memory error makes that 99.
  *
@@ -58,7 +71,7 @@
 #define REPLY "reply/hostile"                 /* the usable reply topic */
 #define MIB (1024 * 1024)
 #define MAX_TEXT 4096                         /* limits.max_text_bytes default */
-#define MAX_CASES 2000
+#define MAX_CASES 4000
 #define MAX_SEEN 20000
 #define VALID_STRIDE 50                       /* a valid message every N cases */
 #define ALIVE_EVERY 25                        /* check the bridge every N cases */
@@ -72,13 +85,13 @@
  * 20 MB after the corpus (printed in the final report line): jansson holds
  * a 1 MiB document plus its decoded copy, Paho the messages in flight
  * towards the bridge (mosquitto lets 20 be in flight), and a 1 MiB JSON
- * correlation is echoed in a reply. The corpus sends about 30 MiB in
+ * correlation is echoed in a reply. The corpus sends about 55 MiB in
  * 1 MiB payloads, so a bridge that kept any of them, or buffered them
  * without bound, would pass 64 MB, while allocator slack stays well under. */
 #define RSS_BOUND_KB (64L * 1024)
 
-enum { K_SEND, K_HISTORY, K_DELETE, K_COUNT };
-static const char *const leaf[K_COUNT] = { "send", "history", "delete" };
+enum { K_SEND, K_HISTORY, K_DELETE, K_EDIT, K_READ, K_COUNT };
+static const char *const leaf[K_COUNT] = { "send", "history", "delete", "edit", "read" };
 
 /* One hostile request and what became of it. */
 struct hcase {
@@ -145,7 +158,7 @@ static struct valid valids[] = {
       "{\"user\":\"erin\",\"text\":\"\\ud83d\\ude00 \\u00e9\"}", NULL, NULL, 0, 0, 0 },
     { "lobby", "frank", "deep but legal", NULL, NULL, deep_extra, NULL, 0, 0, 0 },
     { "%20", "grace", "percent room", NULL, NULL, NULL, NULL, 0, 0, 0 },
-    { "$x", "heidi", "dollar room", NULL, NULL, NULL, NULL, 0, 0, 0 },
+    { "x$", "heidi", "dollar room", NULL, NULL, NULL, NULL, 0, 0, 0 },
     { room64, user64, "longest names", NULL, NULL, NULL, NULL, 0, 0, 0 },
     { "\xC3\xBC-raum", "\xC3\xBC-user", "unicode names", NULL, NULL, NULL, NULL, 0, 0, 0 },
     { "messages", "ivan", "a room called messages", NULL, NULL, NULL, NULL, 0, 0, 0 },
@@ -251,10 +264,12 @@ static int expect_has(const char *list, const char *word) {
 /* ==================== Building the corpus ==================== */
 
 #define P(s) s, sizeof(s) - 1
-#define ALL(e) { e, e, e }
-#define SEND(e) { e, NULL, NULL }
-#define HIST(e) { NULL, e, NULL }
-#define DEL(e) { NULL, NULL, e }
+#define ALL(e) { e, e, e, e, e }
+#define SEND(e) { e, NULL, NULL, NULL, NULL }
+#define HIST(e) { NULL, e, NULL, NULL, NULL }
+#define DEL(e) { NULL, NULL, e, NULL, NULL }
+#define EDIT(e) { NULL, NULL, NULL, e, NULL }
+#define READ(e) { NULL, NULL, NULL, NULL, e }
 #define EJ "invalid_json"
 #define EU "invalid_utf8"
 #define EJU "invalid_json|invalid_utf8"
@@ -265,6 +280,10 @@ static int expect_has(const char *list, const char *word) {
 #define TXT(b) "{\"user\":\"mallory\",\"text\":\"" b "\",\"id\":1}"
 #define USR(b) "{\"user\":\"" b "\",\"text\":\"hi\",\"id\":1}"
 #define OK3 "\"user\":\"mallory\",\"text\":\"hi\",\"id\":1"
+/* An edit of message 1 (alice's) by its author whose only flaw is b in
+ * the text or client_msg_id: without the flaw it would change it. */
+#define AEDIT(b) "{\"user\":\"alice\",\"id\":1,\"text\":\"" b "\"}"
+#define ACMID(b) "{\"user\":\"alice\",\"id\":1,\"text\":\"hi\",\"client_msg_id\":" b "}"
 
 /* A payload case: sent to each kind whose expectation is not NULL. */
 struct pdef {
@@ -519,6 +538,151 @@ static const struct pdef payload_table[] = {
     { "forbidden", P("{\"user\":\"alice\",\"id\":2}"), DEL("forbidden") },
     { "forbidden", P("{\"user\":\"carol\",\"id\":3}"), DEL("forbidden") },
     { "forbidden", P("{\"user\":\"Alice\",\"id\":1}"), DEL("forbidden") },
+    /* edit: the id as for delete, in an edit of message 1 by its author
+     * (valid but for the id). */
+    { "edit-id", P("{\"user\":\"alice\",\"id\":0,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":-1,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":-0,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":1.5,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":1.0,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":1e0,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":1e18,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":\"1\",\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":true,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":null,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":[],\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":[1],\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":{},\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":{\"id\":1},\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":-9223372036854775808,\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"text\":\"x\"}"), EDIT("invalid_id") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":9223372036854775808,\"text\":\"x\"}"), EDIT(EJ) },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":18446744073709551616,\"text\":\"x\"}"), EDIT(EJ) },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":1e400,\"text\":\"x\"}"), EDIT(EJ) },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":9223372036854775807,\"text\":\"x\"}"), EDIT("not_found") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":999999,\"text\":\"x\"}"), EDIT("not_found") },
+    { "edit-id", P("{\"user\":\"alice\",\"id\":999999,\"text\":\"x\",\"client_msg_id\":\"e-1\"}"),
+      EDIT("not_found") },
+    /* edit: the user, text and client_msg_id as for send. */
+    { "edit-type", P("{\"user\":1,\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"user\":null,\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"user\":[\"alice\"],\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"user\":{\"name\":\"alice\"},\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"user\":\"\",\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"id\":1,\"text\":\"x\"}"), EDIT("invalid_user") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":1}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":1.5}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":true}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":null}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":[\"x\"]}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":{}}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1,\"text\":{\"t\":{\"u\":\"x\"}}}"), EDIT("invalid_text") },
+    { "edit-type", P("{\"user\":\"alice\",\"id\":1}"), EDIT("invalid_text") },
+    { "edit-type", P(AEDIT("")), EDIT("empty_text") },
+    { "edit-utf8", P(AEDIT("\xC0\xAF")), EDIT(EU) },
+    { "edit-utf8", P(AEDIT("\xED\xA0\x80")), EDIT(EU) },
+    { "edit-utf8", P(AEDIT("\xF4\x90\x80\x80")), EDIT(EU) },
+    { "edit-utf8", P(AEDIT("a\xE2\x82")), EDIT(EU) },
+    { "edit-utf8", P(AEDIT("\xFF")), EDIT(EU) },
+    { "edit-utf8", P(AEDIT("a\\u0000b")), EDIT(EJ) },
+    { "edit-utf8", P(AEDIT("\\ud800")), EDIT(EJU) },
+    { "edit-utf8", P("{\"user\":\"alice\",\"id\":1,\"text\":\"h\0i\"}"), EDIT(EJ) },
+    { "edit-cmid", P(ACMID("1")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("true")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("null")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("[]")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("{\"c\":\"x\"}")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\u0001b\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\u001fb\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\u007fb\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\u0085b\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\xC2\x9F" "b\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\nb\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"a\\tb\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"\\r\"")), EDIT("invalid_client_msg_id") },
+    { "edit-cmid", P(ACMID("\"ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"")),
+      EDIT("invalid_client_msg_id") },                              /* 65 bytes */
+    { "edit-cmid", P(ACMID("\"a\\u0000\"")), EDIT(EJ) },
+    { "edit-cmid", P(ACMID("\"\xC0\xAF\"")), EDIT(EU) },
+    /* edit: someone else's message (1 and 3 alice, 2 bob), also reusing
+     * the client_msg_id of a send (an edit's dedup is its own) */
+    { "edit-forbidden", P("{\"user\":\"mallory\",\"id\":1,\"text\":\"hijacked\"}"), EDIT("forbidden") },
+    { "edit-forbidden", P("{\"user\":\"bob\",\"id\":1,\"text\":\"hijacked\"}"), EDIT("forbidden") },
+    { "edit-forbidden", P("{\"user\":\"Alice\",\"id\":1,\"text\":\"hijacked\"}"), EDIT("forbidden") },
+    { "edit-forbidden", P("{\"user\":\"alice\",\"id\":2,\"text\":\"hijacked\"}"), EDIT("forbidden") },
+    { "edit-forbidden", P("{\"user\":\"carol\",\"id\":3,\"text\":\"hijacked\"}"), EDIT("forbidden") },
+    { "edit-forbidden", P("{\"user\":\"mallory\",\"id\":3,\"text\":\"hijacked\",\"client_msg_id\":\"cm-1\"}"),
+      EDIT("forbidden") },
+    /* read: the id as for delete, and every id past the room's last,
+     * which the store refuses without writing. */
+    { "read-id", P("{\"user\":\"mallory\",\"id\":0}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":-1}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":-0}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":1.5}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":1.0}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":1e0}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":\"1\"}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":\"9999999999999999999999\"}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":true}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":false}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":null}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":[]}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":[1]}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":{}}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":{\"id\":1}}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":[[[[{\"id\":1}]]]]}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":-9223372036854775808}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\"}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":9223372036854775808}"), READ(EJ) },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":-9223372036854775809}"), READ(EJ) },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":1e400}"), READ(EJ) },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":9223372036854775807}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"mallory\",\"id\":999999}"), READ("invalid_id") },
+    { "read-id", P("{\"user\":\"alice\",\"id\":999999}"), READ("invalid_id") },
+    { "read-type", P("{\"user\":1,\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":null,\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":true,\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":[\"mallory\"],\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":{\"name\":\"mallory\"},\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":\"\",\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"id\":1}"), READ("invalid_user") },
+    { "read-type", P("{\"user\":\"mal\xC0\xAFlory\",\"id\":1}"), READ(EU) },
+    { "read-type", P("{\"user\":\"mallory\\u0000\",\"id\":1}"), READ(EJ) },
+    { "read-type", P("{\"user\":\"mallory\",\"id\":1,\"id\":2}"), READ(EJ) },
+    /* history with "after" (a catch-up): an integer >= 0 or null, else
+     * invalid_after; limit and before are judged first. */
+    { "after", P("{\"after\":-1}"), HIST("invalid_after") },
+    { "after", P("{\"after\":-9223372036854775808}"), HIST("invalid_after") },
+    { "after", P("{\"after\":0.0}"), HIST("invalid_after") },
+    { "after", P("{\"after\":1.5}"), HIST("invalid_after") },
+    { "after", P("{\"after\":1e2}"), HIST("invalid_after") },
+    { "after", P("{\"after\":\"5\"}"), HIST("invalid_after") },
+    { "after", P("{\"after\":\"0\"}"), HIST("invalid_after") },
+    { "after", P("{\"after\":\"\"}"), HIST("invalid_after") },
+    { "after", P("{\"after\":true}"), HIST("invalid_after") },
+    { "after", P("{\"after\":false}"), HIST("invalid_after") },
+    { "after", P("{\"after\":[]}"), HIST("invalid_after") },
+    { "after", P("{\"after\":[0]}"), HIST("invalid_after") },
+    { "after", P("{\"after\":{}}"), HIST("invalid_after") },
+    { "after", P("{\"after\":{\"after\":1}}"), HIST("invalid_after") },
+    { "after", P("{\"after\":-1,\"user\":1}"), HIST("invalid_after") },
+    { "after", P("{\"after\":-1,\"limit\":0}"), HIST("invalid_limit") },
+    { "after", P("{\"after\":-1,\"before\":0}"), HIST("invalid_before") },
+    { "after", P("{\"after\":1,\"user\":\"a:b\"}"), HIST("invalid_user") },
+    { "after", P("{\"after\":9223372036854775808}"), HIST(EJ) },
+    { "after", P("{\"after\":-9223372036854775809}"), HIST(EJ) },
+    { "after", P("{\"after\":1e400}"), HIST(EJ) },
+    { "after", P("{\"after\":1,\"after\":2}"), HIST(EJ) },
+    { "after", P("{\"after\":\"\xFF\"}"), HIST(EU) },
+    { "after", P("{\"after\":null}"), HIST(PAGE) },
+    { "after", P("{\"after\":0}"), HIST(PAGE) },
+    { "after", P("{\"after\":-0}"), HIST(PAGE) },
+    { "after", P("{\"after\":9223372036854775807}"), HIST(PAGE) },
+    { "after", P("{\"after\":9223372036854775806,\"limit\":9223372036854775807}"), HIST(PAGE) },
+    { "after", P("{\"after\":0,\"before\":9223372036854775807,\"limit\":1}"), HIST(PAGE) },
+    { "after", P("{\"after\":5,\"before\":2}"), HIST(PAGE) },
+    { "after", P("{\"after\":0,\"user\":\"mallory\"}"), HIST(PAGE) },
 };
 #define NPAYLOAD ((int)(sizeof(payload_table) / sizeof(payload_table[0])))
 
@@ -537,6 +701,7 @@ static const char *const bad_users[] = {
 static const char *const bad_rooms[] = {
     "a:b", ":", "lobby:1", "lobby:messages", "lobby:alice:ids", "{a}", "{", "}",
     "{lobby}", "*", "a*b", "?", "[a]", "[", "]", "a b", " ", "lobby ", "a,b", "",
+    "$x", "$", "$rooms", "$bridge", "$lobby",
 };
 #define NBAD_ROOMS ((int)(sizeof(bad_rooms) / sizeof(bad_rooms[0])))
 
@@ -547,6 +712,12 @@ static const char *const foreign_topics[] = {
     "chat/lobby/send ", "/chat/lobby/send", "chatter/lobby/send",
     "Chat/lobby/send", "chat/lobby/msgs", "chat/lobby", "chat",
     "chat/$bridge/" BRIDGE_ID "/status",
+    "chat/a/b/edit", "chat/a/b/read", "chat/lobby/edit/x", "chat/lobby/read/x",
+    "chat/lobby/edit/alice", "chat/lobby/read/alice", "chat/r/edit/x/y", "chat/r/read/x/y",
+    "chat/lobby//edit", "chat/lobby//read", "chat/edit", "chat/read", "chat/lobby/Edit",
+    "chat/lobby/READ", "chat/lobby/edit/", "chat/lobby/read/", "chat/lobby/read ",
+    "chat/lobby/edited", "chat/lobby/reads", "/chat/lobby/edit", "chatter/lobby/read",
+    "chat/lobby/edit/read", "chat/lobby/read/edit",
 };
 #define NFOREIGN ((int)(sizeof(foreign_topics) / sizeof(foreign_topics[0])))
 
@@ -559,6 +730,10 @@ static const struct { const char *t; size_t len; } raw_topics[] = {
     { P("chat/a\0b/send") }, { P("chat/lobby\0/send") }, { P("chat/+/send") },
     { P("chat/#") }, { P("chat/lobby/#") }, { P("+/+/send") }, { P("#") },
     { P("chat/a+b/send") }, { P("chat/a#/send") },
+    { P("chat/a\x01" "b/edit") }, { P("chat/\x7f/read") }, { P("chat/\xC2\x85/edit") },
+    { P("chat/\xEF\xBF\xBF/read") }, { P("chat/\xC0\xAF/edit") }, { P("chat/\xFF/read") },
+    { P("chat/lobby\0/edit") }, { P("chat/lobby\0/read") }, { P("chat/+/edit") },
+    { P("chat/+/read") }, { P("chat/lobby/edit/#") }, { P("chat/a#/read") },
 };
 #define NRAW_TOPICS ((int)(sizeof(raw_topics) / sizeof(raw_topics[0])))
 
@@ -566,6 +741,10 @@ static const struct { const char *t; size_t len; } raw_topics[] = {
 static const struct { const char *t; size_t len; } bad_replies[] = {
     { P("chat/lobby/send") }, { P("chat/lobby/msgs") }, { P("chat/lobby/history") },
     { P("chat/lobby/delete") }, { P("chat//send") }, { P("chat//msgs") },
+    { P("chat/lobby/edit") }, { P("chat/lobby/read") }, { P("chat//edit") }, { P("chat//read") },
+    { P("chat/other/read") }, { P("chat/lobby/edit/alice") }, { P("chat/lobby/read/x") },
+    { P("chat/x/edit/") }, { P("chat//read/") }, { P("chat/lobby/send/alice") },
+    { P("chat/lobby/delete/x") }, { P("chat/$x/read") },
     { P("chat/other/msgs") }, { P("chat/%20/msgs") }, { P("chat/$x/msgs") },
     { P("chat/$bridge/x/status") }, { P("chat/$bridge/" BRIDGE_ID "/status") },
     { P("chat/$x") }, { P("chat/$") }, { P("#") }, { P("+") }, { P("chat/+/msgs") },
@@ -582,6 +761,8 @@ static const struct { const char *t; size_t len; } bad_replies[] = {
 static const char *const odd_replies[] = {
     "reply/a b", "reply/\xC3\xBC", "reply/$x", "chat/lobby/x", "chat/lobby/msgs/x",
     "chat/lobby", "chat", "reply/:{}*?[]",
+    "chat/lobby/edit/x/y", "chat/lobby/read/x/y", "chat/lobby/edited", "chat/lobby/reads",
+    "chat/lobby/Edit", "chat/lobby/history/x", "reply/edit", "reply/read",
 };
 #define NODD_REPLIES ((int)(sizeof(odd_replies) / sizeof(odd_replies[0])))
 
@@ -793,11 +974,62 @@ static void gen_text_limits(void) {
     free(p); free(a4097); free(euro); free(a4095); free(esc); free(big);
 }
 
+/* Edits, read markers and catch-ups with 1 MiB members, long texts and
+ * deep nesting: the edits are the author's own of message 1, so only the
+ * flaw keeps them from changing it. */
+static void gen_edit_read_big(void) {
+    char *text = mib_payload("{\"user\":\"alice\",\"id\":1,\"text\":\"", 'a', "\"}");
+    char *esc = repeat("\\u00e9", MIB / 6 - 8);
+    char *escaped = fmt("{\"user\":\"alice\",\"id\":1,\"text\":\"%s\"}", esc);
+    char *cmid = mib_payload("{\"user\":\"alice\",\"id\":1,\"text\":\"hi\",\"client_msg_id\":\"",
+                             'c', "\"}");
+    char *edit_id = mib_payload("{\"user\":\"alice\",\"text\":\"hi\",\"id\":1", '0', "}");
+    char *read_id = mib_payload("{\"user\":\"mallory\",\"id\":1", '0', "}");
+    char *read_pad = mib_payload("{\"user\":\"mallory\",\"id\":0,\"pad\":\"", 'p', "\"}");
+    char *after_str = mib_payload("{\"after\":\"", '9', "\"}");
+    char *after_num = mib_payload("{\"after\":1", '0', "}");
+    char *o1000 = repeat("[", 1000), *c1000 = repeat("]", 1000);
+    char *o2100 = repeat("[", 2100), *c2100 = repeat("]", 2100);
+    char *after_deep = fmt("{\"after\":%s%s}", o1000, c1000);
+    char *after_deeper = fmt("{\"after\":%s%s}", o2100, c2100);
+    char *read_deep = fmt("{\"user\":\"mallory\",\"id\":%s1%s}", o1000, c1000);
+    char *edit_deep = fmt("{\"user\":\"alice\",\"id\":1,\"text\":%s\"x\"%s}", o1000, c1000);
+    char *a4097 = repeat("a", MAX_TEXT + 1), *a4095 = repeat("a", MAX_TEXT - 1);
+    char *euro = repeat("\xE2\x82\xAC", 1366);
+    const char *texts[] = { a4097, euro };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        char *p = fmt("{\"user\":\"alice\",\"id\":1,\"text\":\"%s\"}", texts[i]);
+        add_room_case("edit-limit", P("lobby"), K_EDIT, p, strlen(p), "text_too_long");
+        free(p);
+    }
+    char *p = fmt("{\"user\":\"alice\",\"id\":1,\"text\":\"%s\\u00e9\"}", a4095);
+    add_room_case("edit-limit", P("lobby"), K_EDIT, p, strlen(p), "text_too_long");
+    add_room_case("1mib", P("lobby"), K_EDIT, text, MIB, "text_too_long");
+    add_room_case("1mib", P("lobby"), K_EDIT, escaped, strlen(escaped), "text_too_long");
+    add_room_case("1mib", P("lobby"), K_EDIT, cmid, MIB, "invalid_client_msg_id");
+    add_room_case("1mib", P("lobby"), K_EDIT, edit_id, MIB, EJ);
+    add_room_case("1mib", P("lobby"), K_READ, read_id, MIB, EJ);
+    add_room_case("1mib", P("lobby"), K_READ, read_pad, MIB, "invalid_id");
+    add_room_case("1mib", P("lobby"), K_HISTORY, after_str, MIB, "invalid_after");
+    add_room_case("1mib", P("lobby"), K_HISTORY, after_num, MIB, EJ);
+    add_room_case("deep-nesting", P("lobby"), K_HISTORY, after_deep, strlen(after_deep),
+                  "invalid_after");
+    add_room_case("deep-nesting", P("lobby"), K_HISTORY, after_deeper, strlen(after_deeper), EJ);
+    add_room_case("deep-nesting", P("lobby"), K_READ, read_deep, strlen(read_deep), "invalid_id");
+    add_room_case("deep-nesting", P("lobby"), K_EDIT, edit_deep, strlen(edit_deep), "invalid_text");
+    free(p); free(text); free(esc); free(escaped); free(cmid); free(edit_id); free(read_id);
+    free(read_pad); free(after_str); free(after_num); free(o1000); free(c1000); free(o2100);
+    free(c2100); free(after_deep); free(after_deeper); free(read_deep); free(edit_deep);
+    free(a4097); free(a4095); free(euro);
+}
+
 /* One bad user name in each kind of request. */
 static void add_bad_user(const char *name) {
     char *p[K_COUNT] = {
         fmt("{\"user\":%s,\"text\":\"bad user\"}", name),
         fmt("{\"user\":%s}", name),
+        fmt("{\"user\":%s,\"id\":1}", name),
+        fmt("{\"user\":%s,\"id\":1,\"text\":\"bad user\"}", name),
         fmt("{\"user\":%s,\"id\":1}", name),
     };
     for (int k = 0; k < K_COUNT; k++) {
@@ -823,6 +1055,7 @@ static void gen_bad_users(void) {
 /* The valid-looking request of each kind, from mallory. */
 static const char *const mallory[K_COUNT] = {
     "{\"user\":\"mallory\",\"text\":\"bad room\"}", "{\"limit\":1}",
+    "{\"user\":\"mallory\",\"id\":1}", "{\"user\":\"mallory\",\"id\":1,\"text\":\"bad room\"}",
     "{\"user\":\"mallory\",\"id\":1}",
 };
 
@@ -855,15 +1088,23 @@ static void gen_topics(void) {
 }
 
 static const char send_body[] = "\"user\":\"mallory\",\"text\":\"reply attack\"";
+/* Valid but for their reply topic: the author's edit of message 1, and a
+ * read marker of mallory's (which would set one, and join mallory to the
+ * room's members and the room to mallory's rooms). */
+#define EDIT_BODY "\"user\":\"alice\",\"id\":1,\"text\":\"reply attack\""
+#define READ_BODY "\"user\":\"mallory\",\"id\":1"
 
-/* One forbidden reply topic t[0..len), five ways: a valid send and a
- * valid history with t as Response Topic, the same with t as JSON
- * reply_to, and a refused delete with t as Response Topic. None may be
- * answered, and the send may not be stored. A Response Topic that is not
- * printable ASCII goes over the raw socket: mosquitto may refuse it. */
+/* One forbidden reply topic t[0..len), nine ways: a valid send, a valid
+ * history, a refused delete, the author's valid edit of message 1 and a
+ * valid read marker of mallory with t as Response Topic, and the send,
+ * the history, the edit and the read with t as JSON reply_to. None may be
+ * answered; the send may not be stored, the edit not applied, the marker
+ * not set. A Response Topic that is not printable ASCII goes over the raw
+ * socket: mosquitto may refuse it. */
 static void add_bad_reply(const char *t, size_t len) {
     static const char *const body[K_COUNT] = {
         "{\"user\":\"mallory\",\"text\":\"reply attack\"}", "{\"limit\":5}", "not json",
+        "{" EDIT_BODY "}", "{" READ_BODY "}",
     };
     for (int k = 0; k < K_COUNT; k++) {
         struct hcase *c = add_room_case("bad-reply", P("lobby"), k, body[k], strlen(body[k]), NONE);
@@ -872,6 +1113,8 @@ static void add_bad_reply(const char *t, size_t len) {
     }
     add_json_reply_case("bad-reply", "chat/lobby/send", send_body, t, len, NONE);
     add_json_reply_case("bad-reply", "chat/lobby/history", "\"limit\":5", t, len, NONE);
+    add_json_reply_case("bad-reply", "chat/lobby/edit", EDIT_BODY, t, len, NONE);
+    add_json_reply_case("bad-reply", "chat/lobby/read", READ_BODY, t, len, NONE);
 }
 
 /* Every forbidden reply topic, and a few special cases. */
@@ -942,6 +1185,7 @@ static void build_corpus(void) {
     gen_big();
     gen_big_correlation();
     gen_text_limits();
+    gen_edit_read_big();
     gen_bad_users();
     gen_bad_rooms();
     gen_topics();
@@ -1543,10 +1787,25 @@ static int span_number(const char *s, size_t len, long long *n) {
     return len > 0;
 }
 
+/* Did user u[0..ulen) send a valid message (to any room)? */
+static int user_sent(const char *u, size_t ulen) {
+    for (int i = 0; i < NVALID; i++)
+        if (span_is(u, ulen, valids[i].user)) return 1;
+    return 0;
+}
+
 /* Why key[0..len) of Redis type 'type' is not a key of a valid message
- * under the README's schema, or NULL when it is. */
+ * under the README's schema, or NULL when it is. A read marker's "seen"
+ * hash is never one: no valid request set a marker (a send moves its
+ * sender's marker in messages:read only). */
 static const char *key_problem(const char *key, size_t len, const char *type) {
     static const char pre[] = "chatroom:", jkey[] = "messages:journal:" BRIDGE_ID;
+    static const char rooms[] = "chatroom:$rooms:";          /* U -> rooms */
+    if (len > sizeof(rooms) - 1 && memcmp(key, rooms, sizeof(rooms) - 1) == 0) {
+        if (!user_sent(key + sizeof(rooms) - 1, len - (sizeof(rooms) - 1)))
+            return "the rooms of a user of no valid message";
+        return strcmp(type, "zset") == 0 ? NULL : "the wrong type for its shape";
+    }
     if (len <= sizeof(pre) - 1 || memcmp(key, pre, sizeof(pre) - 1) != 0)
         return "outside the key prefix";
     const char *r = key + sizeof(pre) - 1, *colon = memchr(r, ':', len - (sizeof(pre) - 1));
@@ -1563,6 +1822,8 @@ static const char *key_problem(const char *key, size_t len, const char *type) {
     else if (span_is(t, tl, "messages:dedup:ts")) want = room_has(r, rl, NULL, 0, 1) ? "zset" : NULL;
     else if (span_is(t, tl, jkey)) want = "zset";
     else if (span_is(t, tl, "messages:cursor")) want = "hash";      /* adoption cursor */
+    else if (span_is(t, tl, "messages:read")) want = "hash";        /* U -> read marker */
+    else if (span_is(t, tl, "messages:members")) want = "zset";     /* the room's users */
     else if (span_number(t, tl, &n)) want = n >= 1 && n <= count ? "hash" : NULL;
     else if (tl > 4 && memcmp(t + tl - 4, ":ids", 4) == 0)
         want = room_has(r, rl, t, tl - 4, 0) ? "zset" : NULL;
@@ -1682,6 +1943,115 @@ static int check_redis_content(void) {
     return bad;
 }
 
+/* Is valids[i] the first valid message of its user in its room? */
+static int first_of_pair(int i) {
+    for (int j = 0; j < i; j++)
+        if (strcmp(valids[j].room, valids[i].room) == 0 &&
+            strcmp(valids[j].user, valids[i].user) == 0) return 0;
+    return 1;
+}
+
+/* How many distinct users sent valid messages to room r. */
+static int room_senders(const char *r) {
+    int n = 0;
+    for (int i = 0; i < NVALID; i++)
+        n += strcmp(valids[i].room, r) == 0 && first_of_pair(i);
+    return n;
+}
+
+/* To how many distinct rooms user u sent valid messages. */
+static int user_room_count(const char *u) {
+    int n = 0;
+    for (int i = 0; i < NVALID; i++)
+        n += strcmp(valids[i].user, u) == 0 && first_of_pair(i);
+    return n;
+}
+
+/* Print a problem with key; returns 1. */
+static int read_state_bad(const char *key, const char *what, const char *s, size_t len) {
+    char buf[120], kb[120];
+    printf("REDIS %s: %s '%s'\n", show(key, strlen(key), kb, sizeof(kb)), what,
+           s ? show(s, len, buf, sizeof(buf)) : "");
+    return 1;
+}
+
+/* Room r's read markers, members and replay guard are what its valid
+ * sends made them: each sender's marker at its last message, the senders
+ * as members, no edit. No hostile edit or read touched them. */
+static int check_room_state(const char *r) {
+    char key[200];
+    int bad = 0, users = room_senders(r);
+    snprintf(key, sizeof(key), "chatroom:%s:messages:read", r);
+    redisReply *x = h_redis(&env, "HGETALL %s", key);
+    assert_non_null(x);
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 * (size_t)users)
+        bad += read_state_bad(key, "holds another number of markers than senders", NULL, 0);
+    for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i + 1 < x->elements; i += 2) {
+        const redisReply *f = x->element[i], *v = x->element[i + 1];
+        char *u = dupmem(f->str, (size_t)f->len), want[24];
+        snprintf(want, sizeof(want), "%lld", last_id(r, u));
+        if (!room_has(r, strlen(r), f->str, (size_t)f->len, 0))
+            bad += read_state_bad(key, "a marker of a user who sent nothing here", f->str,
+                                  (size_t)f->len);
+        else if (strcmp(v->str, want) != 0)
+            bad += read_state_bad(key, "a marker moved from the sender's last message", f->str,
+                                  (size_t)f->len);
+        free(u);
+    }
+    freeReplyObject(x);
+    snprintf(key, sizeof(key), "chatroom:%s:messages:members", r);
+    x = h_redis(&env, "ZRANGE %s 0 -1", key);
+    assert_non_null(x);
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != (size_t)users)
+        bad += read_state_bad(key, "holds another number of members than senders", NULL, 0);
+    for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements; i++)
+        if (!room_has(r, strlen(r), x->element[i]->str, (size_t)x->element[i]->len, 0))
+            bad += read_state_bad(key, "a member who sent nothing here", x->element[i]->str,
+                                  (size_t)x->element[i]->len);
+    freeReplyObject(x);
+    snprintf(key, sizeof(key), "chatroom:%s:messages:journal:" BRIDGE_ID, r);
+    x = h_redis(&env, "ZRANGE %s 0 -1", key);
+    assert_non_null(x);
+    for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements; i++)
+        if (strncmp(x->element[i]->str, "edit:", 5) == 0)
+            bad += read_state_bad(key, "an edit was applied", x->element[i]->str,
+                                  (size_t)x->element[i]->len);
+    freeReplyObject(x);
+    return bad;
+}
+
+/* User u's rooms are exactly the rooms u sent valid messages to. */
+static int check_user_rooms(const char *u) {
+    char key[200];
+    int bad = 0;
+    snprintf(key, sizeof(key), "chatroom:$rooms:%s", u);
+    redisReply *x = h_redis(&env, "ZRANGE %s 0 -1", key);
+    assert_non_null(x);
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != (size_t)user_room_count(u))
+        bad += read_state_bad(key, "holds another number of rooms than the user sent to", NULL, 0);
+    for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements; i++)
+        if (!room_has(x->element[i]->str, (size_t)x->element[i]->len, u, strlen(u), 0))
+            bad += read_state_bad(key, "a room the user sent nothing to", x->element[i]->str,
+                                  (size_t)x->element[i]->len);
+    freeReplyObject(x);
+    return bad;
+}
+
+/* The read state of every room and user of the valid messages. */
+static int check_read_state(void) {
+    int bad = 0;
+    for (int i = 0; i < NVALID; i++) {
+        int first_room = 1, first_user = 1;
+        for (int j = 0; j < i; j++) {
+            if (strcmp(valids[j].room, valids[i].room) == 0) first_room = 0;
+            if (strcmp(valids[j].user, valids[i].user) == 0) first_user = 0;
+        }
+        if (first_room) bad += check_room_state(valids[i].room);
+        if (first_user) bad += check_user_rooms(valids[i].user);
+    }
+    return bad;
+}
+
 /* The bridge kept its MQTT session: a publish to a topic the broker
  * refuses (control characters, noncharacters) would have cost it its
  * connection. Returns 0 or 1. */
@@ -1716,8 +2086,16 @@ static int check_status(int after) {
            json_integer_value(json_object_get(c, "rejected")),
            json_integer_value(json_object_get(c, "replies")), by ? by : "?");
     free(by);
+    int bad = 0;
+    static const char *const none[] = { "edited", "read_markers", "receipts" };
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        const json_t *n = json_object_get(c, none[i]);
+        if (json_is_integer(n) && json_integer_value(n) == 0) continue;
+        printf("STATUS: %s is %lld, expected 0\n", none[i], json_integer_value(n));
+        bad = 1;
+    }
     json_decref(j);
-    if (stored == NVALID) return 0;
+    if (stored == NVALID) return bad;
     printf("STATUS: %lld messages stored, expected %d\n", stored, NVALID);
     return 1;
 }
@@ -1758,6 +2136,7 @@ static void test_hostile_corpus(void **state) {
     problems += violations;
     problems += check_keys(&nkeys);
     problems += check_redis_content();
+    problems += check_read_state();
     problems += check_log();
     problems += check_status(at);
     int raw = 0, passed = 0;
