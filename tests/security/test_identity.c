@@ -7,6 +7,8 @@
  *     her, and the bridge refuses a payload "user" that is not the topic's
  *     sender (user_mismatch);
  *   - alice cannot delete bob's message, by either road;
+ *   - alice edits her own message, marks her own reading and lists her own
+ *     rooms and a room's members; she can do none of it as bob;
  *   - a client without an account cannot connect.
  *
  * Then identity "payload" on an open broker, to pin down what the README
@@ -232,6 +234,57 @@ static void test_delete_only_own(void **state) {
     h_mqtt_close(bob);
 }
 
+/* A string member of a reply, or the test fails. */
+static const char *jstr_of(json_t *r, const char *key) {
+    const char *v = json_string_value(json_object_get(r, key));
+    if (v == NULL) fail_msg("no string %s in the reply", key);
+    return v;
+}
+
+/* The requests of issue #14 through the shipped ACL: alice edits her
+ * message, marks the room read and lists her rooms and its members; bob's
+ * edit, read and $rooms topics are closed to her (the broker drops the
+ * publishes: no reply, nothing changed). */
+static void test_own_edit_read_rooms(void **state) {
+    MQTTClient alice = login("alice"), bob = login("bob");
+    char body[96];
+    (void)state;
+    assert_int_equal(h_subscribe(alice, "reply/alice/#"), 0);
+    assert_int_equal(h_subscribe(bob, "reply/bob/#"), 0);
+    long long id = ok_id(request(alice, "chat/own/send/alice", "{\"text\":\"v1\"}",
+                                 "reply/alice/7"));
+    assert_int_equal(ok_id(request(bob, "chat/own/send/bob", "{\"text\":\"hi\"}",
+                                   "reply/bob/3")), id + 1);
+    snprintf(body, sizeof(body), "{\"id\":%lld,\"text\":\"v2\"}", id);
+    assert_int_equal(ok_id(request(alice, "chat/own/edit/alice", body, "reply/alice/8")), id);
+    h_publish(alice, "chat/own/edit/bob", body, "reply/alice/9", "c1");
+    h_publish(alice, "chat/own/read/bob", "{\"id\":1}", "reply/alice/10", "c1");
+    h_publish(alice, "chat/$rooms/bob", "{}", "reply/alice/11", "c1");
+    assert_null(h_receive(alice, QUIET_MS, NULL, NULL));
+    json_t *r = request(alice, "chat/own/read/alice", "{\"id\":2}", "reply/alice/12");
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(r, "read")), 2);
+    json_decref(r);
+    r = request(alice, "chat/$rooms/alice", "{}", "reply/alice/13");
+    json_t *rooms = json_object_get(r, "rooms");
+    assert_int_equal(json_array_size(rooms), 3);   /* lobby, forge, own */
+    assert_string_equal(jstr_of(json_array_get(rooms, 0), "room"), "own");   /* newest */
+    json_decref(r);
+    r = request(alice, "chat/own/members", "{}", "reply/alice/14");
+    assert_int_equal(json_array_size(json_object_get(r, "members")), 2);
+    json_decref(r);
+    redisReply *x = h_redis(&env, "HGET chatroom:own:%lld content", id);
+    assert_non_null(x);
+    assert_string_equal(x->str, "v2");
+    freeReplyObject(x);
+    x = h_redis(&env, "HGET chatroom:own:messages:read bob");
+    assert_non_null(x);
+    assert_string_equal(x->str, "2");        /* his own send's, not alice's 1 */
+    freeReplyObject(x);
+    h_mqtt_close(alice);
+    h_mqtt_close(bob);
+}
+
 /* Without an account, or with a wrong password, nobody gets in. */
 static void test_no_anonymous(void **state) {
     (void)state;
@@ -316,6 +369,7 @@ int main(void) {
         cmocka_unit_test(test_cannot_post_as_other),
         cmocka_unit_test(test_delete_only_own),
         cmocka_unit_test(test_no_anonymous),
+        cmocka_unit_test(test_own_edit_read_rooms),
     };
 
     const struct CMUnitTest payload_mode[] = {
