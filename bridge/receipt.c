@@ -21,6 +21,7 @@ struct entry {
 struct receipts {
     struct entry *bucket[RECEIPT_BUCKETS];
     size_t waiting;             /* entries with a receipt waiting */
+    size_t entries;             /* all of them: none, nothing to sweep */
 };
 
 struct receipts *receipts_new(void) {
@@ -77,6 +78,7 @@ int receipts_note(struct receipts *t, const char *room, const char *user,
         receipt_copy(e->user, user);
         e->next = t->bucket[h];
         t->bucket[h] = e;
+        t->entries++;
     }
     if (e->waiting) t->waiting--;
     e->waiting = 0;
@@ -101,6 +103,7 @@ static size_t receipt_sweep(struct receipts *t, struct entry **link, long long n
         } else if (over && e->waiting == 0) {
             *link = e->next;
             free(e);
+            t->entries--;
             continue;
         }
         link = &e->next;
@@ -110,7 +113,7 @@ static size_t receipt_sweep(struct receipts *t, struct entry **link, long long n
 
 size_t receipts_due(struct receipts *t, long long now_ms, struct receipt *out, size_t max) {
     size_t n = 0;
-    for (size_t i = 0; i < RECEIPT_BUCKETS && n < max; i++)
+    for (size_t i = 0; i < RECEIPT_BUCKETS && n < max && t->entries; i++)
         n += receipt_sweep(t, &t->bucket[i], now_ms, out + n, max - n);
     return n;
 }
