@@ -28,15 +28,15 @@ extern const char script_reap_lua[];
 extern const char script_edit_lua[];
 extern const char script_read_lua[];
 extern const char script_members_lua[];
-extern const char script_room_lua[];
+extern const char script_rooms_lua[];
 
 enum { SCRIPT_SEND, SCRIPT_HISTORY, SCRIPT_DELETE, SCRIPT_ADOPT, SCRIPT_REAP,
-       SCRIPT_EDIT, SCRIPT_READ, SCRIPT_MEMBERS, SCRIPT_ROOM, SCRIPT_COUNT };
+       SCRIPT_EDIT, SCRIPT_READ, SCRIPT_MEMBERS, SCRIPT_ROOMS, SCRIPT_COUNT };
 
 static const char *const script_source[SCRIPT_COUNT] = {
     script_send_lua, script_history_lua, script_delete_lua, script_adopt_lua,
     script_reap_lua, script_edit_lua, script_read_lua, script_members_lua,
-    script_room_lua
+    script_rooms_lua
 };
 
 /* Their SHA1s, computed at build time (embed.sh): what EVALSHA names. */
@@ -48,11 +48,11 @@ extern const char script_reap_sha[];
 extern const char script_edit_sha[];
 extern const char script_read_sha[];
 extern const char script_members_sha[];
-extern const char script_room_sha[];
+extern const char script_rooms_sha[];
 static const char *const script_sha[SCRIPT_COUNT] = {
     script_send_sha, script_history_sha, script_delete_sha, script_adopt_sha,
     script_reap_sha, script_edit_sha, script_read_sha, script_members_sha,
-    script_room_sha
+    script_rooms_sha
 };
 
 #define KEY_MAX 256
@@ -377,33 +377,38 @@ static int store_append_index(struct store *s, const struct store_op *op) {
     return store_emit_slot(s, slot, 5, argv, NULL);
 }
 
-/* A user's rooms, first step: the STORE_ROOMS_MAX the user was most
- * recently active in. */
+/* A user's rooms, first step: on one node, rooms.lua over the
+ * STORE_ROOMS_MAX rooms the user was most recently active in, all at
+ * once; in cluster mode, where they are in other slots, only that list. */
 static int store_append_rooms(struct store *s, const struct store_op *op) {
-    char key[KEY_MAX], last[16];
+    char key[KEY_MAX], prefix[KEY_MAX], max[16];
     unsigned slot = store_user_rooms_key(s, op->req->user, key);
-    snprintf(last, sizeof(last), "%d", STORE_ROOMS_MAX - 1);
-    const char *argv[] = { "ZREVRANGE", key, "0", last };
-    return store_emit_slot(s, slot, 4, argv, NULL);
+    snprintf(prefix, sizeof(prefix), "%s:", s->prefix);
+    snprintf(max, sizeof(max), "%d", STORE_ROOMS_MAX);
+    if (s->cluster) {
+        const char *argv[] = { "ZREVRANGE", key, "0", "-1" };
+        snprintf(max, sizeof(max), "%d", STORE_ROOMS_MAX - 1);
+        argv[3] = max;
+        return store_emit_slot(s, slot, 4, argv, NULL);
+    }
+    const char *argv[] = { "EVALSHA", script_sha[SCRIPT_ROOMS], "1", key, prefix,
+                           op->req->user, "0", "", max };
+    return store_emit_slot(s, slot, 9, argv, NULL);
 }
 
-/* Second step: room.lua in each listed room that has no answer yet, each
- * in its room's slot. */
+/* Cluster mode, second step: rooms.lua in each listed room that has no
+ * answer yet, in its room's slot. */
 static int store_append_room_each(struct store *s, const struct store_op *op) {
-    char k[4][KEY_MAX], mprefix[KEY_MAX], r[NAME_MAX_BYTES + 3];
-    const char *p = s->prefix, *u = op->req->user;
+    char counter[KEY_MAX], prefix[KEY_MAX], r[NAME_MAX_BYTES + 3];
     int rc = CB_OK;
+    snprintf(prefix, sizeof(prefix), "%s:", s->prefix);
     for (size_t i = 0; i < op->nall && rc == CB_OK; i++) {
         const char *room = op->all[i].room;
         if (op->subs[i]) continue;
         store_room_tag(s, room, r);
-        snprintf(k[0], KEY_MAX, "%s:%s:messages", p, r);
-        snprintf(k[1], KEY_MAX, "%s:%s:messages:read", p, r);
-        snprintf(k[2], KEY_MAX, "%s:%s:messages:ids", p, r);
-        snprintf(k[3], KEY_MAX, "%s:%s:%s:ids", p, r, u);
-        snprintf(mprefix, KEY_MAX, "%s:%s:", p, r);
-        const char *argv[] = { "EVALSHA", script_sha[SCRIPT_ROOM], "4",
-            k[0], k[1], k[2], k[3], mprefix, u };
+        snprintf(counter, KEY_MAX, "%s:%s:messages", s->prefix, r);
+        const char *argv[] = { "EVALSHA", script_sha[SCRIPT_ROOMS], "1", counter, prefix,
+                               op->req->user, "1", room, "1" };
         s->cur_sub = i;
         rc = store_emit_slot(s, cluster_keyslot(room, strlen(room)), 9, argv, NULL);
     }
@@ -585,6 +590,8 @@ static int store_room_cmp(const void *a, const void *b) {
  * the next page starts below it), unless that run fills the page alone. */
 static void store_rooms_page(struct store_op *op) {
     size_t start = 0, limit = (size_t)op->req->limit, n;
+    op->result = CB_DONE;
+    if (op->nall == 0) return;
     qsort(op->all, op->nall, sizeof(*op->all), store_room_cmp);
     while (op->req->before > 0 && start < op->nall && op->all[start].activity >= op->req->before)
         start++;
@@ -603,21 +610,48 @@ static void store_rooms_page(struct store_op *op) {
     op->result = CB_DONE;
 }
 
-/* room.lua's answer for the sub-th room: { last_id, read, unread, id,
- * user, text, ts, edited }; the reply is kept (the strings point into it). */
-static int store_parse_room(struct store_op *op, size_t sub, redisReply *r) {
-    if (sub >= op->nall || !store_reply_shape(r, 8, 4) ||
-        r->element[4]->type != REDIS_REPLY_STRING || r->element[5]->type != REDIS_REPLY_STRING ||
-        !store_reply_shape_at(r->element + 6, 2))
+/* One room of rooms.lua's answer, e[0..9): { room, last_id, read,
+ * unread, id, user, text, ts, edited }; the strings stay in the reply. */
+static int store_room_fill(struct store_room *room, redisReply *const *e) {
+    if (e[0]->type != REDIS_REPLY_STRING || !name_valid_room(e[0]->str, e[0]->len) ||
+        !store_reply_shape_at(e + 1, 4) || e[5]->type != REDIS_REPLY_STRING ||
+        e[6]->type != REDIS_REPLY_STRING || !store_reply_shape_at(e + 7, 2))
         return CB_ERR_PROTO;
-    struct store_room *room = &op->all[sub];
-    redisReply **e = r->element;
-    room->last_id = e[0]->integer;
-    room->read = e[1]->integer;
-    room->unread = e[2]->integer;
-    room->last = (struct store_msg){ .id = e[3]->integer, .user = e[4]->str,
-        .text = e[5]->str, .ts = e[6]->integer, .edited = e[7]->integer };
+    memcpy(room->room, e[0]->str, e[0]->len + 1);
+    room->last_id = e[1]->integer;
+    room->read = e[2]->integer;
+    room->unread = e[3]->integer;
+    room->last = (struct store_msg){ .id = e[4]->integer, .user = e[5]->str,
+        .text = e[6]->str, .ts = e[7]->integer, .edited = e[8]->integer };
     room->activity = room->last.id ? room->last.ts : 0;
+    return CB_OK;
+}
+
+enum { ROOM_FIELDS = 9 };
+
+/* On one node: every room at once. A room name that is no valid room
+ * (written there by someone else) is passed over. */
+static int store_parse_rooms_all(struct store_op *op, redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % ROOM_FIELDS) return CB_ERR_PROTO;
+    size_t n = r->elements / ROOM_FIELDS;
+    op->all = n ? calloc(n, sizeof(*op->all)) : NULL;
+    if (n && op->all == NULL) return CB_ERR_OOM;
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + i * ROOM_FIELDS;
+        if (e[0]->type == REDIS_REPLY_STRING && !name_valid_room(e[0]->str, e[0]->len))
+            continue;
+        if (store_room_fill(&op->all[op->nall], e) != CB_OK) return CB_ERR_PROTO;
+        op->nall++;
+    }
+    store_rooms_page(op);
+    return CB_OK;
+}
+
+/* Cluster mode: the sub-th room's answer; the reply is kept. */
+static int store_parse_room(struct store_op *op, size_t sub, redisReply *r) {
+    if (sub >= op->nall || r->type != REDIS_REPLY_ARRAY || r->elements != ROOM_FIELDS ||
+        store_room_fill(&op->all[sub], r->element) != CB_OK)
+        return CB_ERR_PROTO;
     if (op->subs[sub]) freeReplyObject(op->subs[sub]);
     op->subs[sub] = r;
     for (size_t i = 0; i < op->nall; i++)
@@ -662,12 +696,15 @@ static int store_parse(struct store *s, struct store_op *op, size_t sub, redisRe
     else if (kind == REQ_SEND || kind == REQ_READ) {
         rc = kind == REQ_SEND ? store_parse_send(op, r) : store_parse_read(op, r);
         if (rc == CB_OK) store_then_index(s, op);
-    } else if (kind == REQ_ROOMS) rc = store_parse_rooms(s, op, r);
+    } else if (kind == REQ_ROOMS) {
+        rc = s->cluster ? store_parse_rooms(s, op, r) : store_parse_rooms_all(op, r);
+    }
     else if (r->type != REDIS_REPLY_INTEGER) rc = CB_ERR_PROTO;
     else op->result = store_status(r->integer);
     if (rc != CB_OK) return rc;
     if (kind == REQ_HISTORY) op->result = CB_DONE;
-    if (op->step == 0 && (kind == REQ_HISTORY || kind == REQ_EDIT || kind == REQ_MEMBERS))
+    if (op->step == 0 && (kind == REQ_HISTORY || kind == REQ_EDIT || kind == REQ_MEMBERS ||
+                          (kind == REQ_ROOMS && !s->cluster)))
         op->reply = r;          /* the strings point into it */
     else
         freeReplyObject(r);

@@ -110,6 +110,20 @@ static void note(void *arg, int level, const char *msg) {
     pthread_mutex_unlock(&said_lock);
 }
 
+/* Wait up to 5 s for the notify lines to hold part (the watcher thread
+ * says what it watches on its own time), then assert they do. */
+static void assert_said(const char *part) {
+    char all[sizeof(said.all)];
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&said_lock);
+        memcpy(all, said.all, sizeof(all));
+        pthread_mutex_unlock(&said_lock);
+        if (strstr(all, part)) break;
+        usleep(10000);
+    }
+    assert_contains(all, part);
+}
+
 /* Three sentinels on ports 1, 2, 3, as the fake answers them. */
 static struct sentinel *three(int s1, int s2, int s3, const char *password, int timeout_ms) {
     struct sentinel_opts o = { "10.0.0.1:1 10.0.0.1:2,10.0.0.1:3", "mymaster", password,
@@ -634,10 +648,8 @@ static void test_role_and_readonly(void **state) {
     assert_int_equal(rexec_exec(x, &cmd, 1), CB_OK);   /* the reply stands ... */
     assert_int_equal(cmd.reply->type, REDIS_REPLY_ERROR);
     assert_false(rexec_connected(x));                   /* ... the connection goes */
-    pthread_mutex_lock(&said_lock);
-    assert_contains(said.all, "answered READONLY: it is no longer the primary of m");
-    assert_contains(said.all, "sentinel: watching 127.0.0.1:");   /* the watcher's */
-    pthread_mutex_unlock(&said_lock);
+    assert_said("answered READONLY: it is no longer the primary of m");
+    assert_said("sentinel: watching 127.0.0.1:");   /* the watcher's */
     fk_set("master", 0);
     assert_int_equal(rexec_connect(x), CB_OK);
     rexec_cmd_clear(&cmd);
