@@ -12,116 +12,38 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "harness.h"
-
-#define WAIT_MS 5000
+#include "client.h"
 
 static struct h_env env;
-
-/* ==================== Helpers ==================== */
-
-/* Parse a received document; fails the test when it is not JSON. */
-static json_t *parse(const char *doc) {
-    assert_non_null(doc);
-    json_error_t err;
-    json_t *j = json_loads(doc, 0, &err);
-    if (j == NULL) fail_msg("not JSON: %s (%s)", doc, err.text);
-    return j;
-}
-
-static long long jint(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v)) fail_msg("%s is not an integer", key);
-    return json_integer_value(v);
-}
-
-static const char *jstr(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v)) fail_msg("%s is not a string", key);
-    return json_string_value(v);
-}
-
-/* A client subscribed to filter. */
-static MQTTClient client(const char *id, const char *filter) {
-    MQTTClient c = h_mqtt_connect(&env, id, 5);
-    assert_non_null(c);
-    if (filter) assert_int_equal(h_subscribe(c, filter), 0);
-    return c;
-}
-
-/* Publish a request with an MQTT 5 reply topic and wait for the reply. */
-static json_t *request(MQTTClient c, const char *topic, const char *payload,
-                       const char *reply_topic) {
-    assert_int_equal(h_publish(c, topic, payload, reply_topic, "corr-1"), 0);
-    char *corr = NULL, *doc = h_receive(c, WAIT_MS, NULL, &corr);
-    if (doc == NULL) fail_msg("no reply to %s on %s", payload, topic);
-    assert_non_null(corr);
-    assert_string_equal(corr, "corr-1");
-    free(corr);
-    json_t *j = parse(doc);
-    free(doc);
-    return j;
-}
-
-/* Send a chat message and return its id, from the {"ok":true} reply. */
-static long long send_msg(MQTTClient c, const char *room, const char *user,
-                          const char *text, const char *reply_topic) {
-    char topic[128], payload[512];
-    snprintf(topic, sizeof(topic), "chat/%s/send", room);
-    snprintf(payload, sizeof(payload), "{\"user\":\"%s\",\"text\":\"%s\"}", user, text);
-    json_t *r = request(c, topic, payload, reply_topic);
-    assert_true(json_is_true(json_object_get(r, "ok")));
-    long long id = jint(r, "id");
-    json_decref(r);
-    return id;
-}
-
-static char *redis_str(const char *fmt, const char *a, const char *b) {
-    redisReply *r = h_redis(&env, fmt, a, b);
-    char *s = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
-    if (r) freeReplyObject(r);
-    return s;
-}
-
-static void assert_redis_str(const char *expect, const char *fmt, const char *a, const char *b) {
-    char *s = redis_str(fmt, a, b);
-    if (expect == NULL) {
-        assert_null(s);
-        return;
-    }
-    assert_non_null(s);
-    assert_string_equal(s, expect);
-    free(s);
-}
 
 /* ==================== Sending ==================== */
 
 /* One message: the exact keys of the schema, then the republished JSON. */
 static void test_send_stores_schema(void **state) {
     (void)state;
-    MQTTClient c = client("t-send", "chat/lobby/msgs");
+    MQTTClient c = cl_client(&env, "t-send", "chat/lobby/msgs");
     assert_int_equal(h_publish(c, "chat/lobby/send",
         "{\"user\":\"alice\",\"text\":\"hello\",\"client_msg_id\":\"c-1\"}", NULL, NULL), 0);
-    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
-    json_t *m = parse(doc);
-    assert_int_equal(jint(m, "id"), 1);
-    assert_string_equal(jstr(m, "room"), "lobby");
-    assert_string_equal(jstr(m, "user"), "alice");
-    assert_string_equal(jstr(m, "text"), "hello");
-    assert_string_equal(jstr(m, "client_msg_id"), "c-1");
+    char *doc = h_receive(c, CL_WAIT_MS, NULL, NULL);
+    json_t *m = cl_parse(doc);
+    assert_int_equal(cl_jint(m, "id"), 1);
+    assert_string_equal(cl_jstr(m, "room"), "lobby");
+    assert_string_equal(cl_jstr(m, "user"), "alice");
+    assert_string_equal(cl_jstr(m, "text"), "hello");
+    assert_string_equal(cl_jstr(m, "client_msg_id"), "c-1");
     char ts[32], secs[32];
-    snprintf(ts, sizeof(ts), "%lld", jint(m, "ts"));
-    snprintf(secs, sizeof(secs), "%lld", jint(m, "ts") / 1000);
-    assert_true(jint(m, "ts") > 1700000000000LL);
+    snprintf(ts, sizeof(ts), "%lld", cl_jint(m, "ts"));
+    snprintf(secs, sizeof(secs), "%lld", cl_jint(m, "ts") / 1000);
+    assert_true(cl_jint(m, "ts") > 1700000000000LL);
 
-    assert_redis_str("1", "GET %s", "chatroom:lobby:messages", NULL);
-    assert_redis_str("1", "HGET %s %s", "chatroom:lobby", "alice");
-    assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:alice", "1");
-    assert_redis_str("hello", "HGET %s %s", "chatroom:lobby:1", "content");
-    assert_redis_str("alice", "HGET %s %s", "chatroom:lobby:1", "user");
-    assert_redis_str(secs, "HGET %s %s", "chatroom:lobby:1", "timestamp");
-    assert_redis_str(ts, "HGET %s %s", "chatroom:lobby:1", "timestamp_ms");
-    assert_redis_str("c-1", "HGET %s %s", "chatroom:lobby:1", "client_msg_id");
+    cl_assert_str(&env, "1", "GET %s", "chatroom:lobby:messages");
+    cl_assert_hget(&env, "1", "chatroom:lobby", "alice");
+    cl_assert_hget(&env, "hello", "chatroom:lobby:alice", "1");
+    cl_assert_hget(&env, "hello", "chatroom:lobby:1", "content");
+    cl_assert_hget(&env, "alice", "chatroom:lobby:1", "user");
+    cl_assert_hget(&env, secs, "chatroom:lobby:1", "timestamp");
+    cl_assert_hget(&env, ts, "chatroom:lobby:1", "timestamp_ms");
+    cl_assert_hget(&env, "c-1", "chatroom:lobby:1", "client_msg_id");
     redisReply *r = h_redis(&env, "HLEN chatroom:lobby:1");
     assert_int_equal(r->integer, 5);
     freeReplyObject(r);
@@ -133,20 +55,20 @@ static void test_send_stores_schema(void **state) {
 /* Ids count up per room, and rooms do not share counters. */
 static void test_ids_per_room(void **state) {
     (void)state;
-    MQTTClient c = client("t-ids", "reply/ids");
-    long long a1 = send_msg(c, "ida", "alice", "a1", "reply/ids");
-    long long b1 = send_msg(c, "idb", "bob", "b1", "reply/ids");
-    long long a2 = send_msg(c, "ida", "bob", "a2", "reply/ids");
-    long long a3 = send_msg(c, "ida", "alice", "a3", "reply/ids");
-    long long b2 = send_msg(c, "idb", "bob", "b2", "reply/ids");
+    MQTTClient c = cl_client(&env, "t-ids", "reply/ids");
+    long long a1 = cl_send(c, "ida", "alice", "a1", "reply/ids");
+    long long b1 = cl_send(c, "idb", "bob", "b1", "reply/ids");
+    long long a2 = cl_send(c, "ida", "bob", "a2", "reply/ids");
+    long long a3 = cl_send(c, "ida", "alice", "a3", "reply/ids");
+    long long b2 = cl_send(c, "idb", "bob", "b2", "reply/ids");
     assert_int_equal(a1, 1);
     assert_int_equal(a2, 2);
     assert_int_equal(a3, 3);
     assert_int_equal(b1, 1);
     assert_int_equal(b2, 2);
-    assert_redis_str("3", "HGET %s %s", "chatroom:ida", "alice");
-    assert_redis_str("a2", "HGET %s %s", "chatroom:ida:bob", "2");
-    assert_redis_str("b2", "HGET %s %s", "chatroom:idb:2", "content");
+    cl_assert_hget(&env, "3", "chatroom:ida", "alice");
+    cl_assert_hget(&env, "a2", "chatroom:ida:bob", "2");
+    cl_assert_hget(&env, "b2", "chatroom:idb:2", "content");
     h_mqtt_close(c);
 }
 
@@ -159,19 +81,19 @@ static void test_mqtt311_reply_to(void **state) {
     assert_int_equal(h_publish(c, "chat/v311/send",
         "{\"user\":\"carol\",\"text\":\"hi\",\"reply_to\":\"reply/v311\",\"correlation\":\"k9\"}",
         NULL, NULL), 0);
-    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
-    json_t *r = parse(doc);
+    char *doc = h_receive(c, CL_WAIT_MS, NULL, NULL);
+    json_t *r = cl_parse(doc);
     assert_true(json_is_true(json_object_get(r, "ok")));
-    assert_int_equal(jint(r, "id"), 1);
-    assert_string_equal(jstr(r, "correlation"), "k9");
+    assert_int_equal(cl_jint(r, "id"), 1);
+    assert_string_equal(cl_jstr(r, "correlation"), "k9");
     json_decref(r);
     free(doc);
 
     assert_int_equal(h_publish(c, "chat/v311/history",
         "{\"reply_to\":\"reply/v311\",\"correlation\":\"k10\"}", NULL, NULL), 0);
-    doc = h_receive(c, WAIT_MS, NULL, NULL);
-    r = parse(doc);
-    assert_string_equal(jstr(r, "correlation"), "k10");
+    doc = h_receive(c, CL_WAIT_MS, NULL, NULL);
+    r = cl_parse(doc);
+    assert_string_equal(cl_jstr(r, "correlation"), "k10");
     assert_int_equal(json_array_size(json_object_get(r, "messages")), 1);
     json_decref(r);
     free(doc);
@@ -183,16 +105,16 @@ static void test_mqtt311_reply_to(void **state) {
 /* Ask for history and check the ids of the page and next_before. */
 static void expect_page(MQTTClient c, const char *payload, const long long *ids,
                         size_t n, long long next_before) {
-    json_t *r = request(c, "chat/hist/history", payload, "reply/hist");
+    json_t *r = cl_request(c, "chat/hist/history", payload, "reply/hist");
     json_t *msgs = json_object_get(r, "messages");
-    assert_string_equal(jstr(r, "room"), "hist");
+    assert_string_equal(cl_jstr(r, "room"), "hist");
     if (json_array_size(msgs) != n)
         fail_msg("%s: %zu messages, expected %zu", payload, json_array_size(msgs), n);
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(msgs, i);
-        assert_int_equal(jint(m, "id"), ids[i]);
-        assert_string_equal(jstr(m, "room"), "hist");
-        assert_string_equal(jstr(m, "user"), ids[i] % 2 ? "alice" : "bob");
+        assert_int_equal(cl_jint(m, "id"), ids[i]);
+        assert_string_equal(cl_jstr(m, "room"), "hist");
+        assert_string_equal(cl_jstr(m, "user"), ids[i] % 2 ? "alice" : "bob");
     }
     json_t *nb = json_object_get(r, "next_before");
     if (next_before == 0) assert_true(json_is_null(nb));
@@ -202,9 +124,9 @@ static void expect_page(MQTTClient c, const char *payload, const long long *ids,
 
 static void test_history_paging(void **state) {
     (void)state;
-    MQTTClient c = client("t-hist", "reply/hist");
+    MQTTClient c = cl_client(&env, "t-hist", "reply/hist");
     for (int i = 1; i <= 7; i++)
-        assert_int_equal(send_msg(c, "hist", i % 2 ? "alice" : "bob", "m", "reply/hist"), i);
+        assert_int_equal(cl_send(c, "hist", i % 2 ? "alice" : "bob", "m", "reply/hist"), i);
     expect_page(c, "{\"limit\":3}", (long long[]){ 5, 6, 7 }, 3, 5);
     expect_page(c, "{\"limit\":3,\"before\":5}", (long long[]){ 2, 3, 4 }, 3, 2);
     expect_page(c, "{\"limit\":3,\"before\":2}", (long long[]){ 1 }, 1, 0);
@@ -214,16 +136,16 @@ static void test_history_paging(void **state) {
     expect_page(c, "{\"user\":\"nobody\"}", NULL, 0, 0);
 
     /* After deletes, history skips the holes. */
-    json_t *r = request(c, "chat/hist/delete", "{\"user\":\"alice\",\"id\":7}", "reply/hist");
+    json_t *r = cl_request(c, "chat/hist/delete", "{\"user\":\"alice\",\"id\":7}", "reply/hist");
     assert_true(json_is_true(json_object_get(r, "ok")));
     json_decref(r);
-    r = request(c, "chat/hist/delete", "{\"user\":\"bob\",\"id\":4}", "reply/hist");
+    r = cl_request(c, "chat/hist/delete", "{\"user\":\"bob\",\"id\":4}", "reply/hist");
     assert_true(json_is_true(json_object_get(r, "ok")));
     json_decref(r);
     expect_page(c, "{\"limit\":3}", (long long[]){ 3, 5, 6 }, 3, 3);
     expect_page(c, "{\"limit\":3,\"before\":3}", (long long[]){ 1, 2 }, 2, 0);
     expect_page(c, "{\"user\":\"alice\"}", (long long[]){ 1, 3, 5 }, 3, 0);
-    assert_redis_str("5", "HGET %s %s", "chatroom:hist", "alice");
+    cl_assert_hget(&env, "5", "chatroom:hist", "alice");
     h_mqtt_close(c);
 }
 
@@ -231,18 +153,18 @@ static void test_history_paging(void **state) {
 static void test_mosquitto_rr(void **state) {
     (void)state;
     char port[16], out[4096];
-    MQTTClient c = client("t-rr", "reply/rr-setup");
-    send_msg(c, "rr", "dave", "for rr", "reply/rr-setup");
+    MQTTClient c = cl_client(&env, "t-rr", "reply/rr-setup");
+    cl_send(c, "rr", "dave", "for rr", "reply/rr-setup");
     h_mqtt_close(c);
     snprintf(port, sizeof(port), "%d", env.mqtt_port);
     char *argv[] = { "mosquitto_rr", "-h", "127.0.0.1", "-p", port, "-t",
         "chat/rr/history", "-e", "reply/rr", "-m", "{\"limit\":5}", "-W", "10", NULL };
     assert_int_equal(h_run(argv, out, sizeof(out), 15000), 0);
-    json_t *r = parse(out);
-    assert_string_equal(jstr(r, "room"), "rr");
+    json_t *r = cl_parse(out);
+    assert_string_equal(cl_jstr(r, "room"), "rr");
     json_t *m = json_array_get(json_object_get(r, "messages"), 0);
-    assert_string_equal(jstr(m, "text"), "for rr");
-    assert_string_equal(jstr(m, "user"), "dave");
+    assert_string_equal(cl_jstr(m, "text"), "for rr");
+    assert_string_equal(cl_jstr(m, "user"), "dave");
     json_decref(r);
 }
 
@@ -250,44 +172,44 @@ static void test_mosquitto_rr(void **state) {
 
 static void expect_error(json_t *r, const char *code) {
     assert_true(json_is_false(json_object_get(r, "ok")));
-    assert_string_equal(jstr(r, "error"), code);
-    assert_true(strlen(jstr(r, "message")) > 0);
+    assert_string_equal(cl_jstr(r, "error"), code);
+    assert_true(strlen(cl_jstr(r, "message")) > 0);
     json_decref(r);
 }
 
 static void test_delete(void **state) {
     (void)state;
-    MQTTClient c = client("t-del", "reply/del");
-    MQTTClient sub = client("t-del-sub", "chat/del/msgs");
-    assert_int_equal(send_msg(c, "del", "alice", "mine", "reply/del"), 1);
-    assert_int_equal(send_msg(c, "del", "bob", "his", "reply/del"), 2);
-    for (int i = 0; i < 2; i++) free(h_receive(sub, WAIT_MS, NULL, NULL));
+    MQTTClient c = cl_client(&env, "t-del", "reply/del");
+    MQTTClient sub = cl_client(&env, "t-del-sub", "chat/del/msgs");
+    assert_int_equal(cl_send(c, "del", "alice", "mine", "reply/del"), 1);
+    assert_int_equal(cl_send(c, "del", "bob", "his", "reply/del"), 2);
+    for (int i = 0; i < 2; i++) free(h_receive(sub, CL_WAIT_MS, NULL, NULL));
 
-    expect_error(request(c, "chat/del/delete", "{\"user\":\"bob\",\"id\":1}", "reply/del"),
+    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"bob\",\"id\":1}", "reply/del"),
                  "forbidden");
-    assert_redis_str("mine", "HGET %s %s", "chatroom:del:1", "content");
+    cl_assert_hget(&env, "mine", "chatroom:del:1", "content");
 
     /* The author deletes: the ok reply, and the room's deleted notice. */
-    json_t *r = request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del");
+    json_t *r = cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del");
     assert_true(json_is_true(json_object_get(r, "ok")));
-    assert_int_equal(jint(r, "id"), 1);
+    assert_int_equal(cl_jint(r, "id"), 1);
     json_decref(r);
-    char *doc = h_receive(sub, WAIT_MS, NULL, NULL);
-    json_t *notice = parse(doc);
+    char *doc = h_receive(sub, CL_WAIT_MS, NULL, NULL);
+    json_t *notice = cl_parse(doc);
     assert_true(json_is_true(json_object_get(notice, "deleted")));
-    assert_int_equal(jint(notice, "id"), 1);
-    assert_string_equal(jstr(notice, "room"), "del");
+    assert_int_equal(cl_jint(notice, "id"), 1);
+    assert_string_equal(cl_jstr(notice, "room"), "del");
     json_decref(notice);
     free(doc);
 
     assert_int_equal(h_redis_count(&env, "chatroom:del:1"), 0);
-    assert_redis_str(NULL, "HGET %s %s", "chatroom:del:alice", "1");
-    assert_redis_str(NULL, "HGET %s %s", "chatroom:del", "alice");
-    assert_redis_str("2", "HGET %s %s", "chatroom:del", "bob");
+    cl_assert_hget(&env, NULL, "chatroom:del:alice", "1");
+    cl_assert_hget(&env, NULL, "chatroom:del", "alice");
+    cl_assert_hget(&env, "2", "chatroom:del", "bob");
 
-    expect_error(request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del"),
+    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del"),
                  "not_found");
-    expect_error(request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":99}", "reply/del"),
+    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":99}", "reply/del"),
                  "not_found");
     h_mqtt_close(sub);
     h_mqtt_close(c);
@@ -344,10 +266,10 @@ static void test_bad_input(void **state) {
         { "chat/bad/delete", "{\"user\":\"alice\",\"id\":\"1\"}", "invalid_id" },
         { "chat/bad/delete", "{\"id\":1}", "invalid_user" },
     };
-    MQTTClient c = client("t-bad", "reply/bad");
+    MQTTClient c = cl_client(&env, "t-bad", "reply/bad");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        json_t *r = request(c, cases[i].topic, cases[i].payload, "reply/bad");
-        const char *code = jstr(r, "error");
+        json_t *r = cl_request(c, cases[i].topic, cases[i].payload, "reply/bad");
+        const char *code = cl_jstr(r, "error");
         if (strcmp(code, cases[i].code) != 0)
             fail_msg("case %zu (%s): got %s, expected %s", i, cases[i].topic, code,
                      cases[i].code);
@@ -365,10 +287,11 @@ static void test_bad_input(void **state) {
         "{\"user\":\"alice\",\"text\":\"hi\",\"reply_to\":\"chat/lobby/msgs\"}", NULL, NULL), 0);
     /* The bridge is still up and the room still empty: the next good
      * message gets id 1. */
-    assert_int_equal(send_msg(c, "bad", "alice", "good", "reply/bad"), 1);
+    assert_int_equal(cl_send(c, "bad", "alice", "good", "reply/bad"), 1);
     /* the one good message: 6 keys of the schema, its replay guard, the
-     * room's adoption cursor and the read markers (the sender's own) */
-    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 9);
+     * room's adoption cursor, the read markers (the sender's own) and
+     * the members */
+    assert_int_equal(h_redis_count(&env, "chatroom:ba*"), 10);
     assert_int_equal(h_redis_count(&env, "chatroom:ba:d*"), 0);
     h_mqtt_close(c);
 }
@@ -404,9 +327,9 @@ static void test_retention(void **state) {
     (void)state;
     assert_int_equal(h_stop_bridge(&env), 0);
     assert_int_equal(h_start_bridge(&env, "retention:\n  max_messages_per_room: 5\n"), 0);
-    MQTTClient c = client("t-ret", "reply/ret");
+    MQTTClient c = cl_client(&env, "t-ret", "reply/ret");
     for (int i = 1; i <= 12; i++)
-        assert_int_equal(send_msg(c, "ret", i % 2 ? "amy" : "ben", "m", "reply/ret"), i);
+        assert_int_equal(cl_send(c, "ret", i % 2 ? "amy" : "ben", "m", "reply/ret"), i);
     redisReply *r = h_redis(&env, "ZCARD chatroom:ret:messages:ids");
     assert_int_equal(r->integer, 5);
     freeReplyObject(r);
@@ -418,11 +341,11 @@ static void test_retention(void **state) {
     r = h_redis(&env, "ZCARD chatroom:ret:ben:ids");           /* 8, 10, 12 */
     assert_int_equal(r->integer, 3);
     freeReplyObject(r);
-    assert_redis_str("11", "HGET %s %s", "chatroom:ret", "amy");
-    json_t *h = request(c, "chat/ret/history", "{}", "reply/ret");
+    cl_assert_hget(&env, "11", "chatroom:ret", "amy");
+    json_t *h = cl_request(c, "chat/ret/history", "{}", "reply/ret");
     json_t *msgs = json_object_get(h, "messages");
     assert_int_equal(json_array_size(msgs), 5);
-    assert_int_equal(jint(json_array_get(msgs, 0), "id"), 8);
+    assert_int_equal(cl_jint(json_array_get(msgs, 0), "id"), 8);
     json_decref(h);
     h_mqtt_close(c);
 }
@@ -441,7 +364,7 @@ static void test_backpressure_burst(void **state) {
              "  dir: %s/journal-bp\n  max_bytes: 65536\n  segment_bytes: 4096\n", env.dir);
     assert_int_equal(h_stop_bridge(&env), 0);
     assert_int_equal(h_start_bridge(&env, extra), 0);
-    MQTTClient sub = client("t-bp-sub", "chat/bp/msgs");
+    MQTTClient sub = cl_client(&env, "t-bp-sub", "chat/bp/msgs");
 
     snprintf(path, sizeof(path), "%s/burst.txt", env.dir);
     FILE *f = fopen(path, "w");
@@ -460,15 +383,15 @@ static void test_backpressure_burst(void **state) {
 
     int seen = 0;
     for (char *doc; seen < N && (doc = h_receive(sub, 20000, NULL, NULL)) != NULL; seen++) {
-        json_t *m = parse(doc);
-        assert_int_equal(jint(m, "id"), seen + 1);
+        json_t *m = cl_parse(doc);
+        assert_int_equal(cl_jint(m, "id"), seen + 1);
         json_decref(m);
         free(doc);
     }
     assert_int_equal(seen, N);
     char count[16];
     snprintf(count, sizeof(count), "%d", N);
-    assert_redis_str(count, "GET %s", "chatroom:bp:messages", NULL);
+    cl_assert_str(&env, count, "GET %s", "chatroom:bp:messages");
     redisReply *r = h_redis(&env, "ZCARD chatroom:bp:messages:ids");
     assert_int_equal(r->integer, N);
     freeReplyObject(r);
@@ -482,18 +405,18 @@ static void test_backpressure_burst(void **state) {
 /* The retained status document: states, journal, counts, latencies. */
 static void test_status_document(void **state) {
     (void)state;
-    MQTTClient c = client("t-status", STATUS_TOPIC);
-    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
-    json_t *st = parse(doc);
-    assert_string_equal(jstr(st, "client_id"), "chat-bridge-test");
+    MQTTClient c = cl_client(&env, "t-status", STATUS_TOPIC);
+    char *doc = h_receive(c, CL_WAIT_MS, NULL, NULL);
+    json_t *st = cl_parse(doc);
+    assert_string_equal(cl_jstr(st, "client_id"), "chat-bridge-test");
     assert_true(json_is_true(json_object_get(st, "online")));
-    assert_string_equal(jstr(st, "mqtt"), "up");
-    assert_string_equal(jstr(st, "redis"), "up");
-    assert_true(jint(st, "uptime_s") >= 0);
+    assert_string_equal(cl_jstr(st, "mqtt"), "up");
+    assert_string_equal(cl_jstr(st, "redis"), "up");
+    assert_true(cl_jint(st, "uptime_s") >= 0);
     json_t *journal = json_object_get(st, "journal");
-    assert_true(jint(journal, "max") > 0);
+    assert_true(cl_jint(journal, "max") > 0);
     json_t *counts = json_object_get(st, "counts");
-    assert_true(jint(counts, "received") >= 0);
+    assert_true(cl_jint(counts, "received") >= 0);
     json_t *lat = json_object_get(json_object_get(st, "latency_ms"), "end_to_end");
     assert_true(json_is_number(json_object_get(lat, "p99")));
     json_decref(st);
@@ -506,12 +429,12 @@ static void test_status_document(void **state) {
  * is sent meanwhile. */
 static void test_reload(void **state) {
     (void)state;
-    MQTTClient c = client("t-reload", "reply/reload");
+    MQTTClient c = cl_client(&env, "t-reload", "reply/reload");
     assert_int_equal(h_write_bridge_config(&env, NULL, "limits:\n  max_text_bytes: 8\n"), 0);
     kill(env.bridge_pid, SIGHUP);
     json_t *r = NULL;
     for (int i = 0; i < 50; i++) {           /* until the reload took */
-        r = request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
+        r = cl_request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
                     "reply/reload");
         if (json_is_false(json_object_get(r, "ok"))) break;
         json_decref(r);
@@ -520,12 +443,12 @@ static void test_reload(void **state) {
     }
     assert_non_null(r);
     expect_error(r, "text_too_long");
-    long long before = send_msg(c, "reload", "ann", "short", "reply/reload");
+    long long before = cl_send(c, "reload", "ann", "short", "reply/reload");
 
     assert_int_equal(h_write_bridge_config(&env, NULL, "limits:\n  max_text_bytes: oops\n"), 0);
     kill(env.bridge_pid, SIGHUP);
     usleep(300000);
-    expect_error(request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
+    expect_error(cl_request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
                          "reply/reload"), "text_too_long");
 
     /* An address change (same server, by name), with messages published
@@ -535,7 +458,7 @@ static void test_reload(void **state) {
     for (int i = 0; i < 20; i++)
         assert_int_equal(h_publish(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"across\"}",
                                    NULL, NULL), 0);
-    long long after = send_msg(c, "reload", "ann", "0123456789", "reply/reload");
+    long long after = cl_send(c, "reload", "ann", "0123456789", "reply/reload");
     assert_int_equal(after, before + 21);          /* all 20 stored, none lost */
     h_mqtt_close(c);
 }
@@ -544,13 +467,13 @@ static void test_reload(void **state) {
  * topic. Restarts the bridge afterwards. */
 static void test_last_will(void **state) {
     (void)state;
-    MQTTClient c = client("t-will", STATUS_TOPIC);
-    free(h_receive(c, WAIT_MS, NULL, NULL));          /* the retained one */
+    MQTTClient c = cl_client(&env, "t-will", STATUS_TOPIC);
+    free(h_receive(c, CL_WAIT_MS, NULL, NULL));          /* the retained one */
     h_kill_bridge(&env);
-    char *doc = h_receive(c, WAIT_MS, NULL, NULL);
-    json_t *st = parse(doc);
+    char *doc = h_receive(c, CL_WAIT_MS, NULL, NULL);
+    json_t *st = cl_parse(doc);
     assert_true(json_is_false(json_object_get(st, "online")));
-    assert_string_equal(jstr(st, "client_id"), "chat-bridge-test");
+    assert_string_equal(cl_jstr(st, "client_id"), "chat-bridge-test");
     json_decref(st);
     free(doc);
     h_mqtt_close(c);
