@@ -9,7 +9,9 @@
  *      (1,000/s and half the bridge's saturation);
  *   3. the scale curve over rooms and publishers;
  *   4. history requests on rooms seeded straight into Redis (after the
- *      AOF rewrite the seeding triggers);
+ *      AOF rewrite the seeding triggers): pages backwards, a catch-up
+ *      page from the middle of the big room, and a user's rooms
+ *      (chat/$rooms) over USER_ROOMS small rooms;
  *   5. retention: the bridge restarted with max_messages_per_room set,
  *      rooms filled ten times over, Redis memory after each fill; then
  *      the bridge restarted on the default configuration again;
@@ -341,47 +343,122 @@ static int phase_latency_high(struct ctx *c) {
     return latency_point(c, 1, 10000);
 }
 
-/* Seed the two history rooms; records how long it took. 0 or -1. */
+/* Wait, at most timeout_ns, until the bridge has adopted every seeded
+ * room (it walks them in the background, republishing their newest
+ * messages, which would compete with the measurements); records how long
+ * it took, or -1 after the timeout. */
+static void wait_adopted(struct ctx *c, long small, long big, long long timeout_ns) {
+    static char names[USER_ROOMS][16];
+    static const char *rooms[2 + USER_ROOMS];
+    static long last[2 + USER_ROOMS];
+    int n = 2 + USER_ROOMS, done = -1;
+    rooms[0] = "hsmall";
+    last[0] = small;
+    rooms[1] = "hbig";
+    last[1] = big;
+    for (int i = 0; i < USER_ROOMS; i++) {
+        snprintf(names[i], sizeof(names[i]), "ur%d", i);
+        rooms[2 + i] = names[i];
+        last[2 + i] = USER_ROOM_MSGS;
+    }
+    long long t0 = now_ns();
+    while (now_ns() - t0 < timeout_ns && !bench_interrupted &&
+           (done = kv_rooms_adopted(c->kv, rooms, last, n)) >= 0 && done < n)
+        sleep_until_ns(now_ns() + 100000000LL);
+    c->res.adopt_s = done == n ? (double)(now_ns() - t0) / 1e9 : -1;
+    if (done != n) PROGRESS("the bridge has adopted %d of the %d seeded rooms", done, n);
+    else sleep_until_ns(now_ns() + S_NS / 5);     /* the last republishes */
+}
+
+/* Seed the two history rooms and the user u0's USER_ROOMS rooms (ur<i>,
+ * USER_ROOM_MSGS messages each, u0 among their senders); records how long
+ * it took. 0 or -1. */
 static int seed_history(struct ctx *c, long small, long big) {
-    PROGRESS("seeding %ld + %ld messages into Redis", small, big);
+    long rooms_msgs = (long)USER_ROOMS * USER_ROOM_MSGS;
+    PROGRESS("seeding %ld + %ld messages, and %d rooms of %d for u0, into Redis", small, big,
+             USER_ROOMS, USER_ROOM_MSGS);
     long long t0 = now_ns();
     if (kv_seed_room(c->kv, "hsmall", small, 10, c->o.payload) < 0 ||
-        kv_seed_room(c->kv, "hbig", big, 10, c->o.payload) < 0)
+        kv_seed_room(c->kv, "hbig", big, 10, c->o.payload) < 0 ||
+        kv_seed_user_rooms(c->kv, "u0", "ur", USER_ROOMS, USER_ROOM_MSGS, USER_ROOM_MSGS,
+                           c->o.payload) < 0)
         return -1;
     c->res.seed_s = (double)(now_ns() - t0) / 1e9;
-    c->res.seeded = small + big;
+    c->res.seeded = small + big + rooms_msgs;
+    c->res.seeded_rooms = 2 + USER_ROOMS;
     t0 = now_ns();
     if (kv_wait_rewrite(c->kv, 300000) < 0) PROGRESS("Redis is still rewriting its AOF");
     c->res.rewrite_s = (double)(now_ns() - t0) / 1e9;
+    wait_adopted(c, small, big, 120 * S_NS);
     return 0;
 }
 
-/* 4. History: {"limit":50} on a small and a big room, and the big room
- * filtered by one user (a tenth of its messages). */
+/* One history point: what is asked and what a good reply holds. */
+struct hist_def {
+    const char *room;             /* chat/<room>/history ... */
+    const char *topic;            /* ... or this topic */
+    const char *request;
+    long room_msgs;
+    int user_rooms;
+    const char *user;             /* every message by this user */
+    const char *start, *item, *has;   /* load_spec's expect_* */
+};
+
+/* Run one point into c->res.hist[i]. 0 or -1. */
+static int history_point(struct ctx *c, int i, const struct hist_def *d) {
+    static char labels[MAX_HIST][96], topics[MAX_HIST][80];
+    struct hist_point *h = &c->res.hist[i];
+    if (d->topic) {
+        snprintf(topics[i], sizeof(topics[i]), "%s", d->topic);
+        snprintf(labels[i], sizeof(labels[i]), "%s %s, %d rooms", d->topic, d->request,
+                 d->user_rooms);
+    } else {
+        snprintf(topics[i], sizeof(topics[i]), "chat/%s/history", d->room);
+        snprintf(labels[i], sizeof(labels[i]), "%s, room of %ld", d->request, d->room_msgs);
+    }
+    *h = (struct hist_point){ .label = labels[i], .topic = topics[i], .request = d->request,
+                              .room_msgs = d->room_msgs, .user_rooms = d->user_rooms };
+    struct load_spec s = spec_for(c, TARGET_HISTORY, d->room, 1, 1);
+    s.window = HISTORY_WINDOW;
+    s.request = d->request;
+    s.topic = d->topic;
+    s.expect_start = d->start;
+    s.expect_item = d->item;
+    s.expect_has = d->has;
+    s.expect_msgs = 50;
+    s.expect_user = d->user;
+    s.warmup_ns = c->t.hist_warmup;
+    s.duration_ns = c->t.history;
+    s.mark = NULL;
+    PROGRESS("history %s", labels[i]);
+    if (load_run(c->load, &s, &h->r) < 0) return -1;
+    c->res.nhist = i + 1;
+    note_run(c, labels[i], &h->r);
+    return 0;
+}
+
+/* 4. History: {"limit":50} on a small and a big room (HIST_REF, the
+ * reference of the others), the big room filtered by one user (a tenth of
+ * its messages), a catch-up page from the big room's middle (the 50 ids
+ * after big/2, oldest first), and u0's rooms: 50 of USER_ROOMS. */
 static int phase_history(struct ctx *c) {
-    static char labels[3][96];
+    static char after[64], first[64];
     long small = 1000, big = c->o.quick ? 20000 : 1000000;
     if (seed_history(c, small, big) < 0) return -1;
-    const char *rooms[3] = { "hsmall", "hbig", "hbig" };
-    const char *reqs[3] = { "{\"limit\":50}", "{\"limit\":50}", "{\"user\":\"u0\",\"limit\":50}" };
-    long sizes[3] = { small, big, big };
-    for (int i = 0; i < 3; i++) {
-        struct hist_point *h = &c->res.hist[i];
-        snprintf(labels[i], sizeof(labels[i]), "%s, room of %ld", reqs[i], sizes[i]);
-        *h = (struct hist_point){ .label = labels[i], .request = reqs[i], .room_msgs = sizes[i] };
-        struct load_spec s = spec_for(c, TARGET_HISTORY, rooms[i], 1, 1);
-        s.window = HISTORY_WINDOW;
-        s.request = reqs[i];
-        s.expect_msgs = 50;
-        s.expect_user = i == 2 ? "u0" : NULL;
-        s.warmup_ns = c->t.hist_warmup;
-        s.duration_ns = c->t.history;
-        s.mark = NULL;
-        PROGRESS("history %s", labels[i]);
-        if (load_run(c->load, &s, &h->r) < 0) return -1;
-        c->res.nhist = i + 1;
-        note_run(c, labels[i], &h->r);
-    }
+    snprintf(after, sizeof(after), "{\"after\":%ld,\"limit\":50}", big / 2);
+    snprintf(first, sizeof(first), "\"messages\":[{\"id\":%ld,", big / 2 + 1);
+    const struct hist_def defs[MAX_HIST] = {
+        { .room = "hsmall", .request = "{\"limit\":50}", .room_msgs = small },
+        { .room = "hbig", .request = "{\"limit\":50}", .room_msgs = big },
+        { .room = "hbig", .request = "{\"user\":\"u0\",\"limit\":50}", .room_msgs = big,
+          .user = "u0" },
+        { .room = "hbig", .request = after, .room_msgs = big, .has = first },
+        { .room = "$rooms", .topic = "chat/$rooms", .request = "{\"user\":\"u0\",\"limit\":50}",
+          .room_msgs = USER_ROOM_MSGS, .user_rooms = USER_ROOMS, .start = "{\"user\":\"u0\",",
+          .item = "\"last_id\":", .has = "\"next_before\":" },
+    };
+    for (int i = 0; i < MAX_HIST; i++)
+        if (history_point(c, i, &defs[i]) < 0) return -1;
     return 0;
 }
 

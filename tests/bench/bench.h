@@ -147,6 +147,19 @@ void kv_free(struct redisContext *c);
  * text_bytes) exactly as the bridge would. 0 or -1. */
 int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
                  int text_bytes);
+/* A user's rooms: rooms <prefix>0..<prefix><rooms-1>, each seeded like
+ * kv_seed_room with msgs messages of users u0..u<users-1> (so user, one of
+ * them, is among the senders), room i's newest message i ms older than
+ * room 0's (every room a distinct activity); and the user's room list
+ * chatroom:$rooms:<user> (ZADD, score = that room's newest message's
+ * time, Unix ms). 0 or -1. */
+int kv_seed_user_rooms(struct redisContext *c, const char *user, const char *prefix,
+                       int rooms, long msgs, int users, int text_bytes);
+/* How many of the n rooms the bridge has adopted up to last[i] (the
+ * cursor's id of chatroom:<room>:messages:cursor; a seeded room is
+ * adopted, and its newest messages republished, in the background). -1
+ * on error. */
+int kv_rooms_adopted(struct redisContext *c, const char *const *rooms, const long *last, int n);
 /* INFO memory used_memory; -1 on error. */
 long long kv_used_memory(struct redisContext *c);
 /* Wait until Redis has no AOF rewrite running or scheduled (seeding a
@@ -180,7 +193,8 @@ int kv_config_set(struct redisContext *c, const char *name, const char *value);
 enum load_target {
     TARGET_BRIDGE,                /* chat/<room>/send, received on chat/+/msgs */
     TARGET_BASELINE,              /* base/<room>/msgs, broker only */
-    TARGET_HISTORY,               /* chat/<room>/history, reply on bench/reply */
+    TARGET_HISTORY,               /* chat/<room>/history (or the spec's topic),
+                                     reply on bench/reply */
 };
 
 struct load_spec {
@@ -203,8 +217,17 @@ struct load_spec {
     long long drain_ns;           /* after the window, wait for stragglers
                                      while they keep coming, at most this */
     const char *request;          /* history: the request body */
+    const char *topic;            /* history: the request topic; NULL =
+                                     chat/<room_prefix>/history */
+    const char *expect_start;     /* history: what a good reply starts with;
+                                     NULL = {"room": */
+    const char *expect_item;      /* history: the token counted in it, which
+                                     must occur expect_msgs times; NULL =
+                                     {"id": (one per message) */
     int expect_msgs;              /* history: messages each reply must hold */
     const char *expect_user;      /* history: ... all by this user (or NULL) */
+    const char *expect_has;       /* history: a string the reply must also
+                                     hold (or NULL) */
     /* Called at the start (end = 0) and end (end = 1) of the measurement
      * window, e.g. to read CPU counters. May be NULL. */
     void (*mark)(void *arg, int end);
@@ -276,10 +299,18 @@ struct lat_point {
 
 struct hist_point {
     const char *label;
+    const char *topic;            /* the request topic */
     const char *request;          /* the JSON body */
-    long room_msgs;
+    long room_msgs;               /* messages of the room (of each room) */
+    int user_rooms;               /* chat/$rooms: the user's rooms; else 0 */
     struct load_result r;
 };
+
+#define MAX_HIST 5                /* history points */
+#define HIST_REF 1                /* the one the others are compared to:
+                                     {"limit":50} on the big room */
+#define USER_ROOMS 1000           /* chat/$rooms: the user's rooms */
+#define USER_ROOM_MSGS 5          /* ... messages in each */
 
 #define MAX_SCALE 3
 
@@ -312,8 +343,11 @@ struct results {
     long bridge_hwm_kb;           /* highest over the bridge's runs */
     struct lat_point lat[3];      /* 1000/s, 10000/s, 50% of saturation */
     double seed_s, rewrite_s;     /* seeding, then Redis's AOF rewrite */
-    long seeded;
-    struct hist_point hist[3];
+    double adopt_s;               /* ... then the bridge's adoption of the
+                                     seeded rooms (-1: not seen to end) */
+    long seeded;                  /* messages */
+    int seeded_rooms;
+    struct hist_point hist[MAX_HIST];
     int nhist;
     struct sat_point scale_rooms[MAX_SCALE], scale_pubs[MAX_SCALE];
     int nscale_rooms, nscale_pubs;

@@ -1,5 +1,6 @@
 /* kv.c -- the benchmark's Redis side (see bench.h): seeding history rooms
  * in the bridge's exact schema (README "Redis schema", prefix chatroom),
+ * and a user's room list (chatroom:$rooms:<user>) over many small rooms,
  * reading the rooms' counters (on the single Redis or, with the room as
  * hash tag, on the node of a Redis Cluster that owns it), indexes,
  * encodings and INFO.
@@ -178,17 +179,60 @@ static void seed_free(struct seed *s) {
     free(s->keys);
 }
 
-/* Seed a room chunk by chunk (see the top of this file). */
-int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
-                 int text_bytes) {
-    struct seed s = { .c = c, .room = room, .users = users,
-                      .ts0 = (long long)time(NULL) * 1000 - n };
+/* Seed a room chunk by chunk (see the top of this file), its newest
+ * message (id n) stamped last_ms (Unix ms), message id last_ms - n + id. */
+static int seed_room_at(redisContext *c, const char *room, long n, int users, int text_bytes,
+                        long long last_ms) {
+    struct seed s = { .c = c, .room = room, .users = users, .ts0 = last_ms - n };
     int rc = seed_alloc(&s, text_bytes);
     for (long first = 1; rc == 0 && first <= n && !bench_interrupted; first += SEED_CHUNK)
         rc = seed_chunk(&s, first, (int)(n - first + 1 < SEED_CHUNK ? n - first + 1 : SEED_CHUNK));
     if (rc == 0 && !bench_interrupted) rc = seed_finish(&s, n);
     seed_free(&s);
     return bench_interrupted ? -1 : rc;
+}
+
+/* A room whose newest message is of now (to the second). */
+int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
+                 int text_bytes) {
+    return seed_room_at(c, room, n, users, text_bytes, (long long)time(NULL) * 1000);
+}
+
+/* The rooms one by one, then the user's room list in one ZADD. */
+int kv_seed_user_rooms(struct redisContext *c, const char *user, const char *prefix,
+                       int rooms, long msgs, int users, int text_bytes) {
+    char key[KEY_MAX], (*names)[KEY_MAX] = calloc((size_t)rooms, sizeof(*names));
+    char (*scores)[24] = calloc((size_t)rooms, sizeof(*scores));
+    const char **argv = calloc(2 + 2 * (size_t)rooms, sizeof(*argv));
+    size_t *lens = calloc(2 + 2 * (size_t)rooms, sizeof(*lens));
+    long long now = (long long)time(NULL) * 1000;
+    int rc = names && scores && argv && lens ? 0 : -1;
+    snprintf(key, sizeof(key), PREFIX ":$rooms:%s", user);
+    argv[0] = "ZADD";
+    argv[1] = key;
+    for (int i = 0; rc == 0 && i < rooms; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s%d", prefix, i);
+        snprintf(scores[i], sizeof(scores[i]), "%lld", now - i);
+        argv[2 + 2 * i] = scores[i];
+        argv[3 + 2 * i] = names[i];
+        rc = seed_room_at(c, names[i], msgs, users, text_bytes, now - i);
+    }
+    if (rc == 0) {
+        for (int i = 0; i < 2 + 2 * rooms; i++) lens[i] = strlen(argv[i]);
+        redisReply *r = redisCommandArgv(c, 2 + 2 * rooms, argv, lens);
+        if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != rooms) {
+            fprintf(stderr, "bench: redis: ZADD %s: %s\n", key,
+                    r == NULL ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str
+                                                                        : "unexpected reply");
+            rc = -1;
+        }
+        if (r) freeReplyObject(r);
+    }
+    free(names);
+    free(scores);
+    free(argv);
+    free(lens);
+    return rc;
 }
 
 /* ==================== Reading ==================== */
@@ -210,6 +254,24 @@ static long long info_field(redisContext *c, const char *section, const char *na
     }
     if (r) freeReplyObject(r);
     return v;
+}
+
+/* HGET every room's cursor id, pipelined in chunks. */
+int kv_rooms_adopted(struct redisContext *c, const char *const *rooms, const long *last, int n) {
+    int done = 0;
+    for (int first = 0; first < n; first += SEED_CHUNK) {
+        int k = n - first < SEED_CHUNK ? n - first : SEED_CHUNK;
+        for (int i = 0; i < k; i++)
+            redisAppendCommand(c, "HGET " PREFIX ":%s:messages:cursor id", rooms[first + i]);
+        for (int i = 0; i < k; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) return -1;
+            if (r->type == REDIS_REPLY_STRING && strtol(r->str, NULL, 10) >= last[first + i])
+                done++;
+            freeReplyObject(r);
+        }
+    }
+    return done;
 }
 
 /* INFO memory: used_memory in bytes. */

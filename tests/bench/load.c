@@ -105,12 +105,18 @@ static int count_of(const char *p, size_t n, const char *needle) {
     return c;
 }
 
-/* A history reply is good when it is a page (not an error) of exactly
- * expect_msgs messages, all by expect_user when given. */
+/* A history reply is good when it is a page (not an error: it starts
+ * with expect_start, by default {"room":) of exactly expect_msgs items
+ * (expect_item, by default {"id":, one per message), holding expect_has
+ * when given, the messages all by expect_user when given. */
 static int history_reply_ok(const struct load_spec *s, const char *p, size_t n) {
     char user[80];
-    if (n < 8 || memcmp(p, "{\"room\":", 8) != 0) return 0;
-    if (count_of(p, n, "{\"id\":") != s->expect_msgs) return 0;
+    const char *start = s->expect_start ? s->expect_start : "{\"room\":";
+    size_t k = strlen(start);
+    if (n < k || memcmp(p, start, k) != 0) return 0;
+    if (count_of(p, n, s->expect_item ? s->expect_item : "{\"id\":") != s->expect_msgs)
+        return 0;
+    if (s->expect_has && memmem(p, n, s->expect_has, strlen(s->expect_has)) == NULL) return 0;
     if (s->expect_user == NULL) return 1;
     snprintf(user, sizeof(user), "\"user\":\"%s\"", s->expect_user);
     return count_of(p, n, user) == s->expect_msgs;
@@ -192,7 +198,8 @@ static int publish(struct load *l, const struct load_spec *s, int phase, int p,
     char topic[TOPIC_MAX], token[TOKEN_MAX], buf[BUF_MAX];
     snprintf(token, sizeof(token), "%d %d %lld %lld", phase, p, seq, t_ns);
     if (s->target == TARGET_HISTORY) {
-        snprintf(topic, sizeof(topic), "chat/%s/history", s->room_prefix);
+        if (s->topic) snprintf(topic, sizeof(topic), "%s", s->topic);
+        else snprintf(topic, sizeof(topic), "chat/%s/history", s->room_prefix);
         return send_request(l->pubs[p].client, topic, s->request, token, l->qos);
     }
     snprintf(topic, sizeof(topic), "%s/%s%d/%s", s->target == TARGET_BRIDGE ? "chat" : "base",

@@ -133,23 +133,35 @@ static void table_cost(const struct results *r) {
     table_encodings(&r->enc);
 }
 
+/* A history point's requests/s over the reference point's ({"limit":50}
+ * on the big room), NAN when either is missing. */
+static double hist_ratio(const struct results *r, int i) {
+    if (i >= r->nhist || r->nhist <= HIST_REF) return NAN;
+    return ratio(r->hist[i].r.rate, r->hist[HIST_REF].r.rate);
+}
+
 /* History request rate and latency per request kind. */
 static void table_history(const struct results *r) {
     printf("\nHistory (MQTT 5 request/response, closed loop of %d requests; the user u0 "
-           "has 1/10 of a room)\n", HISTORY_WINDOW);
-    printf("  %-46s %9s %8s %8s\n", "request", "req/s", "p50 ms", "p99 ms");
+           "has 1/10 of a room,\nand is in %d rooms of %d messages; /ref: req/s over "
+           "{\"limit\":50} on the big room)\n", HISTORY_WINDOW, USER_ROOMS, USER_ROOM_MSGS);
+    printf("  %-50s %9s %6s %8s %8s\n", "request", "req/s", "/ref", "p50 ms", "p99 ms");
     for (int i = 0; i < r->nhist; i++) {
         const struct hist_point *h = &r->hist[i];
-        printf("  %-46s", h->label);
+        printf("  %-50s", h->label);
         cell(h->r.rate, 9, 0);
+        cell(hist_ratio(r, i), 6, 3);
         cell(h->r.lat.p50, 8, 3);
         cell(h->r.lat.p99, 8, 3);
         if (h->r.missing || h->r.bad)
             printf("  %lld missing, %lld bad replies", h->r.missing, h->r.bad);
         printf("\n");
     }
-    printf("  (seeded %ld messages straight into Redis in %.1f s, then waited %.1f s for "
-           "its AOF rewrite)\n", r->seeded, r->seed_s, r->rewrite_s);
+    printf("  (seeded %ld messages in %d rooms straight into Redis in %.1f s, then waited "
+           "%.1f s for its AOF rewrite\n   and", r->seeded, r->seeded_rooms, r->seed_s,
+           r->rewrite_s);
+    cell(r->adopt_s, 0, 1);
+    printf(" s for the bridge to adopt the seeded rooms)\n");
 }
 
 /* One scale row. */
@@ -509,16 +521,21 @@ static void json_history(struct jw *w, const struct results *r) {
     jw_open(w, "history", '[');
     for (int i = 0; i < r->nhist; i++) {
         jw_open(w, NULL, '{');
+        jw_str(w, "topic", r->hist[i].topic);
         jw_str(w, "request", r->hist[i].request);
         jw_int(w, "room_msgs", r->hist[i].room_msgs);
+        jw_int(w, "user_rooms", r->hist[i].user_rooms);
         json_run(w, "run", &r->hist[i].r, 0);
+        jw_num(w, "ratio_to_big_limit50", hist_ratio(r, i));
         jw_close(w, '}');
     }
     jw_close(w, ']');
     jw_open(w, "seed", '{');
     jw_int(w, "messages", r->seeded);
+    jw_int(w, "rooms", r->seeded_rooms);
     jw_num(w, "seconds", r->seed_s);
     jw_num(w, "aof_rewrite_wait_s", r->rewrite_s);
+    jw_num(w, "adopt_wait_s", r->adopt_s);
     jw_close(w, '}');
 }
 
