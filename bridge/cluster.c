@@ -70,14 +70,6 @@ static void stat_add(unsigned long long *counter) {
     __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
 }
 
-/* strdup that accepts NULL. Returns 0, or -1 when out of memory. */
-static int dup_opt(char **dst, const char *src) {
-    *dst = NULL;
-    if (src == NULL) return 0;
-    *dst = strdup(src);
-    return *dst ? 0 : -1;
-}
-
 /* Name an entry host:port, without a connection. */
 static void node_set(struct node *n, const char *host, int port) {
     snprintf(n->host, sizeof(n->host), "%s", host);
@@ -420,7 +412,7 @@ struct cluster *cluster_new(const struct cluster_opts *opts) {
     if (opts->nseeds == 0) return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL) return NULL;
-    if (dup_opt(&c->username, opts->username) || dup_opt(&c->password, opts->password))
+    if (rexec_opt_dup(&c->username, opts->username) || rexec_opt_dup(&c->password, opts->password))
         goto fail;
     for (size_t i = 0; i < opts->nseeds; i++)
         if (rnode_parse_list(opts->seeds[i], seed_add, c) <= 0) goto fail;

@@ -12,6 +12,15 @@
 #include "rnode.h"
 #include "sentinel.h"
 
+/* ==================== Options ==================== */
+
+int rexec_opt_dup(char **dst, const char *src) {
+    *dst = NULL;
+    if (src == NULL) return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -1;
+}
+
 /* ==================== Commands ==================== */
 
 int rexec_cmd_format(struct rexec_cmd *cmd, unsigned slot, int argc,

@@ -72,6 +72,11 @@ struct rexec_cmd {
     int node, target, asking, redirects, failed;
 };
 
+/* A copy of an option string into *dst (NULL stays NULL), for the
+ * executors and the store that keep their options. 0, or -1 when out of
+ * memory. */
+int rexec_opt_dup(char **dst, const char *src);
+
 /* Set cmd to argv[0..argc) (argvlen NULL: NUL-terminated strings) for
  * slot (taken modulo 16384), outputs cleared. cmd must be zeroed ({0}) or
  * cleared before its first use. CB_OK or CB_ERR_OOM (cmd unchanged). */

@@ -245,23 +245,15 @@ static const struct rexec_funcs rnode_funcs = {
     rnode_disconnect, rnode_free, rnode_counters
 };
 
-/* strdup that accepts NULL. Returns 0, or -1 when out of memory. */
-static int dup_opt(char **dst, const char *src) {
-    *dst = NULL;
-    if (src == NULL) return 0;
-    *dst = strdup(src);
-    return *dst ? 0 : -1;
-}
-
 struct rexec *rnode_rexec_new(const struct rexec_opts *opts,
                               const struct rnode_locator *where) {
     struct rnode_rexec *r = calloc(1, sizeof(*r));
     if (r == NULL) return NULL;
     r->x.funcs = &rnode_funcs;
     if (where) r->where = *where;
-    if (dup_opt(&r->host, opts->host ? opts->host : "127.0.0.1") ||
-        dup_opt(&r->path, opts->unix_socket) ||
-        dup_opt(&r->username, opts->username) || dup_opt(&r->password, opts->password)) {
+    if (rexec_opt_dup(&r->host, opts->host ? opts->host : "127.0.0.1") ||
+        rexec_opt_dup(&r->path, opts->unix_socket) ||
+        rexec_opt_dup(&r->username, opts->username) || rexec_opt_dup(&r->password, opts->password)) {
         rnode_free(&r->x);
         return NULL;
     }

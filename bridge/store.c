@@ -91,14 +91,6 @@ static void store_seterr(struct store *s, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* strdup that accepts NULL. Returns 0, or -1 when out of memory. */
-static int dup_opt(char **dst, const char *src) {
-    *dst = NULL;
-    if (src == NULL) return 0;
-    *dst = strdup(src);
-    return *dst ? 0 : -1;
-}
-
 /* ==================== Lifecycle ==================== */
 
 struct store *store_new(const struct store_opts *opts) {
@@ -113,7 +105,7 @@ struct store *store_new(const struct store_opts *opts) {
     };
     struct store *s = calloc(1, sizeof(*s));
     if (s == NULL) return NULL;
-    if (dup_opt(&s->prefix, opts->key_prefix) || dup_opt(&s->bridge_id, opts->bridge_id) ||
+    if (rexec_opt_dup(&s->prefix, opts->key_prefix) || rexec_opt_dup(&s->bridge_id, opts->bridge_id) ||
         (s->x = rexec_new(&xo)) == NULL) {
         store_free(s);
         return NULL;
