@@ -16,7 +16,7 @@ PKGS := hiredis jansson yaml-0.1 libsystemd
 DEB_PACKAGES := build-essential pkg-config libpaho-mqtt-dev libhiredis-dev \
 	libyaml-dev libjansson-dev libsystemd-dev libcmocka-dev \
 	mosquitto mosquitto-clients redis-server redis-tools valgrind cppcheck openssl \
-	systemd man-db groff-base clang libclang-rt-14-dev
+	systemd man-db groff-base clang libclang-rt-14-dev libmosquitto-dev gnuplot-nox
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -137,7 +137,7 @@ unit: $(UNIT_BINS)
 	$(Q)rc=0; for t in $(UNIT_BINS); do $(TEST_WRAPPER) $$t || rc=1; done; exit $$rc
 
 integration: $(B)/chat-bridge $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
-	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN); do \
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN) $(CLIENTS_BIN); do \
 	  CB_BRIDGE=$(B)/chat-bridge $$t || rc=1; done; exit $$rc
 
 # Fault injection, a few minutes: Redis, the broker and the bridge killed,
@@ -148,16 +148,16 @@ test-faults: deps
 	  CB_BRIDGE=$(B)/chat-bridge $(DISKFULL_BIN) || rc=1; exit $$rc
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN) $(CLIENTS_BIN)
 	$(Q)$(MAKE) --no-print-directory unit integration
 
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 
 check-memory: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN) $(CLIENTS_BIN)
 	$(Q)$(MAKE) --no-print-directory unit TEST_WRAPPER="$(VALGRIND)"
-	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN); do \
+	$(Q)rc=0; for t in $(ITEST_BIN) $(SEC_BINS) $(SEED_BIN) $(CLIENTS_BIN); do \
 	  CB_BRIDGE=$(B)/chat-bridge CB_WRAPPER="$(VALGRIND)" $$t || rc=1; done; exit $$rc
 
 lint:
@@ -415,7 +415,8 @@ $(CLUSTER_TEST_BIN): $(B)/tests/cl_test_slots.o $(TEST_LIB) $(B)/libbridge.a
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka -pthread
 
-$(CLUSTER_SCALE_BIN): $(B)/tests/cl_test_scale.o $(B)/tests/it_harness.o $(TEST_LIB)
+$(CLUSTER_SCALE_BIN): $(B)/tests/cl_test_scale.o $(B)/tests/it_harness.o $(B)/tests/lib_numpub.o \
+	$(TEST_LIB)
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
 
@@ -447,7 +448,8 @@ $(B)/tests/st_%.o: tests/sentinel/%.c | $(B)/tests
 	$(quiet) CC $<
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(SENTINEL_TEST_BIN): $(B)/tests/st_test_sentinel.o $(B)/tests/it_harness.o $(TEST_LIB)
+$(SENTINEL_TEST_BIN): $(B)/tests/st_test_sentinel.o $(B)/tests/it_harness.o \
+	$(B)/tests/lib_numpub.o $(TEST_LIB)
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
 
@@ -465,8 +467,110 @@ $(B)/tests/sd_%.o: tests/seed/%.c | $(B)/tests
 	$(quiet) CC $<
 	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
 
-$(SEED_BIN): $(B)/tests/sd_test_seed.o $(B)/tests/it_harness.o $(TEST_LIB)
+$(SEED_BIN): $(B)/tests/sd_test_seed.o $(B)/tests/it_client.o $(B)/tests/it_harness.o $(TEST_LIB)
 	$(quiet) LINK $@
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
 -include $(wildcard $(B)/tests/sd_*.d)
 # ==================== end of seed ====================
+
+# ==================== clients (tests/clients/) ====================
+# Part of make test (the integration target) and make check-memory: what
+# chat clients need beyond send/history/delete (issue #14): catch-up with
+# "after", edits, read markers and their events, MQTT 3.1.1 replies,
+# hostile requests, identity "topic". Its own binary, on the integration
+# harness, against real redis-server, mosquitto and bridge. CLIENTS_BIN is
+# defined here, after the integration rule's prerequisites were read, so
+# it is added to them here too (the recipes expand it when they run).
+CLIENTS_BIN := $(B)/tests/clients
+
+integration: $(CLIENTS_BIN)
+
+$(B)/tests/ct_%.o: tests/clients/%.c | $(B)/tests
+	$(quiet) CC $<
+	$(Q)$(CC) $(CPPFLAGS) -Itests/integration $(CFLAGS) -c -o $@ $<
+
+$(CLIENTS_BIN): $(B)/tests/ct_test_clients.o $(B)/tests/it_client.o $(B)/tests/it_harness.o \
+	$(TEST_LIB)
+	$(quiet) LINK $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3c $(PKG_LIBS) -lcmocka -pthread
+-include $(wildcard $(B)/tests/ct_*.d)
+# ==================== end of clients ====================
+
+# ==================== web (config/www, tests/web) ====================
+# The chat page (issue #17): plain HTML, CSS and JavaScript in config/www/
+# and MQTT.js, the browser bundle of the npm package mqtt, pinned by
+# config/www/package-lock.json.
+# make web        npm ci in config/www/ (node_modules, not committed), then
+#                 the page the broker serves, in build/www/: the sources and
+#                 node_modules/mqtt/dist/mqtt.min.js. make run builds it and
+#                 its private mosquitto serves it (config/run.sh); when npm
+#                 fails (no registry), make run goes on without the page.
+# make test-web   headless Chromium (Debian's /usr/bin/chromium) driven by
+#                 Playwright (playwright-core, pinned by
+#                 tests/web/package-lock.json), node's test runner, against a
+#                 real mosquitto (WebSocket listener serving build/www),
+#                 redis-server and bridge on free loopback ports in a
+#                 temporary directory (CB_KEEP=1 keeps it): two users live,
+#                 scroll-back, a broker restart, edit and delete, refused
+#                 input; saves build/web/chat.png, the README's picture.
+#                 About half a minute.
+# Node.js, npm and Chromium come from Debian when missing, like deps: a
+# package counts as present when dpkg has it or its command exists (a
+# Node.js installed otherwise, e.g. one that bundles npm and conflicts with
+# Debian's npm package, is used as it is).
+WWW := $(B)/www
+WWW_SRCS := $(wildcard config/www/*.html config/www/*.css config/www/*.js)
+WWW_NPM := config/www/node_modules/.package-lock.json
+WEB_TEST_NPM := tests/web/node_modules/.package-lock.json
+NPM_CI := npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+.PHONY: web web-run deps-node deps-web test-web
+
+# package:command pairs checked by deps-node and deps-web.
+deps-node: WEB_DEBS := nodejs:node npm:npm
+deps-web: WEB_DEBS := nodejs:node npm:npm chromium:chromium
+deps-node deps-web:
+	@missing=""; for pc in $(WEB_DEBS); do p=$${pc%%:*}; c=$${pc#*:}; \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || \
+	    command -v $$c >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "missing packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(WWW_NPM): config/www/package.json config/www/package-lock.json | deps-node
+	$(quiet) NPM config/www
+	$(Q)cd config/www && $(NPM_CI)
+	$(Q)touch $@
+
+$(WEB_TEST_NPM): tests/web/package.json tests/web/package-lock.json | deps-node
+	$(quiet) NPM tests/web
+	$(Q)cd tests/web && $(NPM_CI)
+	$(Q)touch $@
+
+$(WWW)/mqtt.min.js: $(WWW_NPM)
+	$(quiet) CP $@
+	$(Q)mkdir -p $(WWW) && cp config/www/node_modules/mqtt/dist/mqtt.min.js $@
+
+$(WWW)/%: config/www/%
+	$(quiet) CP $@
+	$(Q)mkdir -p $(WWW) && cp $< $@
+
+web: $(WWW)/mqtt.min.js $(WWW_SRCS:config/www/%=$(WWW)/%)
+	@:
+
+# make run: the page when it can be built; config/run.sh says when not.
+run: web-run
+web-run: deps
+	$(Q)$(MAKE) --no-print-directory web || \
+	  echo "run: the chat page could not be built (above); starting without it"
+
+test-web: deps deps-web
+	$(Q)$(MAKE) --no-print-directory $(B)/chat-bridge web $(WEB_TEST_NPM)
+	$(Q)CB_BRIDGE=$(B)/chat-bridge CB_WWW=$(WWW) timeout 300 node --test tests/web/test_web.mjs
+# ==================== end of web ====================

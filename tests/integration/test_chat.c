@@ -44,9 +44,7 @@ static void test_send_stores_schema(void **state) {
     cl_assert_hget(&env, secs, "chatroom:lobby:1", "timestamp");
     cl_assert_hget(&env, ts, "chatroom:lobby:1", "timestamp_ms");
     cl_assert_hget(&env, "c-1", "chatroom:lobby:1", "client_msg_id");
-    redisReply *r = h_redis(&env, "HLEN chatroom:lobby:1");
-    assert_int_equal(r->integer, 5);
-    freeReplyObject(r);
+    assert_int_equal(cl_rnum(&env, "HLEN chatroom:lobby:1"), 5);
     json_decref(m);
     free(doc);
     h_mqtt_close(c);
@@ -136,12 +134,10 @@ static void test_history_paging(void **state) {
     expect_page(c, "{\"user\":\"nobody\"}", NULL, 0, 0);
 
     /* After deletes, history skips the holes. */
-    json_t *r = cl_request(c, "chat/hist/delete", "{\"user\":\"alice\",\"id\":7}", "reply/hist");
-    assert_true(json_is_true(json_object_get(r, "ok")));
-    json_decref(r);
-    r = cl_request(c, "chat/hist/delete", "{\"user\":\"bob\",\"id\":4}", "reply/hist");
-    assert_true(json_is_true(json_object_get(r, "ok")));
-    json_decref(r);
+    cl_expect_ok_id(cl_request(c, "chat/hist/delete", "{\"user\":\"alice\",\"id\":7}",
+                               "reply/hist"), 7);
+    cl_expect_ok_id(cl_request(c, "chat/hist/delete", "{\"user\":\"bob\",\"id\":4}",
+                               "reply/hist"), 4);
     expect_page(c, "{\"limit\":3}", (long long[]){ 3, 5, 6 }, 3, 3);
     expect_page(c, "{\"limit\":3,\"before\":3}", (long long[]){ 1, 2 }, 2, 0);
     expect_page(c, "{\"user\":\"alice\"}", (long long[]){ 1, 3, 5 }, 3, 0);
@@ -170,13 +166,6 @@ static void test_mosquitto_rr(void **state) {
 
 /* ==================== Delete ==================== */
 
-static void expect_error(json_t *r, const char *code) {
-    assert_true(json_is_false(json_object_get(r, "ok")));
-    assert_string_equal(cl_jstr(r, "error"), code);
-    assert_true(strlen(cl_jstr(r, "message")) > 0);
-    json_decref(r);
-}
-
 static void test_delete(void **state) {
     (void)state;
     MQTTClient c = cl_client(&env, "t-del", "reply/del");
@@ -185,15 +174,13 @@ static void test_delete(void **state) {
     assert_int_equal(cl_send(c, "del", "bob", "his", "reply/del"), 2);
     for (int i = 0; i < 2; i++) free(h_receive(sub, CL_WAIT_MS, NULL, NULL));
 
-    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"bob\",\"id\":1}", "reply/del"),
-                 "forbidden");
+    cl_expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"bob\",\"id\":1}", "reply/del"),
+                    "forbidden", "bob deletes alice's");
     cl_assert_hget(&env, "mine", "chatroom:del:1", "content");
 
     /* The author deletes: the ok reply, and the room's deleted notice. */
-    json_t *r = cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del");
-    assert_true(json_is_true(json_object_get(r, "ok")));
-    assert_int_equal(cl_jint(r, "id"), 1);
-    json_decref(r);
+    cl_expect_ok_id(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}",
+                               "reply/del"), 1);
     char *doc = h_receive(sub, CL_WAIT_MS, NULL, NULL);
     json_t *notice = cl_parse(doc);
     assert_true(json_is_true(json_object_get(notice, "deleted")));
@@ -207,10 +194,10 @@ static void test_delete(void **state) {
     cl_assert_hget(&env, NULL, "chatroom:del", "alice");
     cl_assert_hget(&env, "2", "chatroom:del", "bob");
 
-    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}", "reply/del"),
-                 "not_found");
-    expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":99}", "reply/del"),
-                 "not_found");
+    cl_expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":1}",
+                               "reply/del"), "not_found", "deleted already");
+    cl_expect_error(cl_request(c, "chat/del/delete", "{\"user\":\"alice\",\"id\":99}",
+                               "reply/del"), "not_found", "never sent");
     h_mqtt_close(sub);
     h_mqtt_close(c);
 }
@@ -268,12 +255,10 @@ static void test_bad_input(void **state) {
     };
     MQTTClient c = cl_client(&env, "t-bad", "reply/bad");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        json_t *r = cl_request(c, cases[i].topic, cases[i].payload, "reply/bad");
-        const char *code = cl_jstr(r, "error");
-        if (strcmp(code, cases[i].code) != 0)
-            fail_msg("case %zu (%s): got %s, expected %s", i, cases[i].topic, code,
-                     cases[i].code);
-        expect_error(r, cases[i].code);
+        char what[160];
+        snprintf(what, sizeof(what), "case %zu (%s)", i, cases[i].topic);
+        cl_expect_error(cl_request(c, cases[i].topic, cases[i].payload, "reply/bad"),
+                        cases[i].code, what);
     }
     /* Without a reply topic a refusal is only logged; a topic with extra
      * levels is not even delivered; a reply topic into the bridge's own
@@ -330,17 +315,11 @@ static void test_retention(void **state) {
     MQTTClient c = cl_client(&env, "t-ret", "reply/ret");
     for (int i = 1; i <= 12; i++)
         assert_int_equal(cl_send(c, "ret", i % 2 ? "amy" : "ben", "m", "reply/ret"), i);
-    redisReply *r = h_redis(&env, "ZCARD chatroom:ret:messages:ids");
-    assert_int_equal(r->integer, 5);
-    freeReplyObject(r);
+    assert_int_equal(cl_rnum(&env, "ZCARD chatroom:ret:messages:ids"), 5);
     assert_int_equal(h_redis_count(&env, "chatroom:ret:7"), 0);
     assert_int_equal(h_redis_count(&env, "chatroom:ret:8"), 1);
-    r = h_redis(&env, "HLEN chatroom:ret:amy");               /* 9 and 11 */
-    assert_int_equal(r->integer, 2);
-    freeReplyObject(r);
-    r = h_redis(&env, "ZCARD chatroom:ret:ben:ids");           /* 8, 10, 12 */
-    assert_int_equal(r->integer, 3);
-    freeReplyObject(r);
+    assert_int_equal(cl_rnum(&env, "HLEN chatroom:ret:amy"), 2);           /* 9 and 11 */
+    assert_int_equal(cl_rnum(&env, "ZCARD chatroom:ret:ben:ids"), 3);      /* 8, 10, 12 */
     cl_assert_hget(&env, "11", "chatroom:ret", "amy");
     json_t *h = cl_request(c, "chat/ret/history", "{}", "reply/ret");
     json_t *msgs = json_object_get(h, "messages");
@@ -359,27 +338,24 @@ static void test_retention(void **state) {
 static void test_backpressure_burst(void **state) {
     (void)state;
     enum { N = 2000 };
-    char path[300], port[16], extra[600];
+    char extra[600], *lines = NULL;
+    size_t len = 0;
     snprintf(extra, sizeof(extra), "limits:\n  batch_size: 1\njournal:\n"
              "  dir: %s/journal-bp\n  max_bytes: 65536\n  segment_bytes: 4096\n", env.dir);
     assert_int_equal(h_stop_bridge(&env), 0);
     assert_int_equal(h_start_bridge(&env, extra), 0);
     MQTTClient sub = cl_client(&env, "t-bp-sub", "chat/bp/msgs");
 
-    snprintf(path, sizeof(path), "%s/burst.txt", env.dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = open_memstream(&lines, &len);
     assert_non_null(f);
     for (int i = 0; i < N; i++)
         fprintf(f, "{\"user\":\"u%d\",\"text\":\"burst %d\"}\n", i % 7, i);
     fclose(f);
-    snprintf(port, sizeof(port), "%d", env.mqtt_port);
     redisReply *pause = h_redis(&env, "CLIENT PAUSE 2000 ALL");
     assert_non_null(pause);
     freeReplyObject(pause);
-    char *argv[] = { "sh", "-c", "mosquitto_pub -h 127.0.0.1 -p \"$0\" -q 1 "
-        "-t chat/bp/send -l < \"$1\"", port, path, NULL };
-    char out[1024];
-    assert_int_equal(h_run(argv, out, sizeof(out), 60000), 0);
+    cl_pub_lines(&env, "chat/bp/send", lines);
+    free(lines);
 
     int seen = 0;
     for (char *doc; seen < N && (doc = h_receive(sub, 20000, NULL, NULL)) != NULL; seen++) {
@@ -392,9 +368,7 @@ static void test_backpressure_burst(void **state) {
     char count[16];
     snprintf(count, sizeof(count), "%d", N);
     cl_assert_str(&env, count, "GET %s", "chatroom:bp:messages");
-    redisReply *r = h_redis(&env, "ZCARD chatroom:bp:messages:ids");
-    assert_int_equal(r->integer, N);
-    freeReplyObject(r);
+    assert_int_equal(cl_rnum(&env, "ZCARD chatroom:bp:messages:ids"), N);
     h_mqtt_close(sub);
 }
 
@@ -435,21 +409,22 @@ static void test_reload(void **state) {
     json_t *r = NULL;
     for (int i = 0; i < 50; i++) {           /* until the reload took */
         r = cl_request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
-                    "reply/reload");
+                       "reply/reload");
         if (json_is_false(json_object_get(r, "ok"))) break;
         json_decref(r);
         r = NULL;
         usleep(100000);
     }
     assert_non_null(r);
-    expect_error(r, "text_too_long");
+    cl_expect_error(r, "text_too_long", "10 bytes after the reload");
     long long before = cl_send(c, "reload", "ann", "short", "reply/reload");
 
     assert_int_equal(h_write_bridge_config(&env, NULL, "limits:\n  max_text_bytes: oops\n"), 0);
     kill(env.bridge_pid, SIGHUP);
     usleep(300000);
-    expect_error(cl_request(c, "chat/reload/send", "{\"user\":\"ann\",\"text\":\"0123456789\"}",
-                         "reply/reload"), "text_too_long");
+    cl_expect_error(cl_request(c, "chat/reload/send",
+                               "{\"user\":\"ann\",\"text\":\"0123456789\"}", "reply/reload"),
+                    "text_too_long", "10 bytes after a refused reload");
 
     /* An address change (same server, by name), with messages published
      * across the reconnect. */
@@ -484,8 +459,7 @@ static void test_last_will(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    if (h_start_servers(&env) < 0) return -1;
-    return h_start_bridge(&env, NULL);
+    return cl_start(&env, NULL);
 }
 
 /* Stopping the bridge must be clean (h_finish). */

@@ -67,6 +67,7 @@
 #include <MQTTClient.h>
 
 #include "../integration/harness.h"
+#include "numpub.h"
 #include "sys.h"
 
 enum { NODES = 3, SENTINELS = 3, ROOMS = 20, MAXN = 4000, WINDOW = 16, RATE = 300 };
@@ -479,168 +480,33 @@ static struct {
     int n;
 } sc;
 
-/* What the publisher process shares with the test. */
-struct pub {
-    int stop;                  /* test -> publisher */
-    int sent, acked, failed, done;
-    unsigned char acked_flag[MAXN + 1];
-};
-static struct pub *pub;        /* a shared mapping */
+/* The publisher process (numpub.h) and what it shares with the test. */
+static struct numpub *pub;
 static pid_t pub_pid;
 
 static void room_name(char *out, size_t len, int r) {
     snprintf(out, len, "%sr%d", sc.tag, r);
 }
 
-/* Publish message seq (QoS 1) to room seq % ROOMS; its token in *tok. */
-static int pub_send(MQTTClient c, int seq, MQTTClient_deliveryToken *tok) {
-    char topic[80], room[32], payload[96];
+/* Message seq: to room seq % ROOMS, numbered, no client_msg_id (a message
+ * stored twice would show). */
+static void pub_msg(int seq, char *topic, size_t tsize, char *payload, size_t psize) {
+    char room[32];
     room_name(room, sizeof(room), seq % ROOMS);
-    snprintf(topic, sizeof(topic), "chat/%s/send", room);
-    snprintf(payload, sizeof(payload), "{\"user\":\"u%d\",\"text\":\"n=%d\"}", seq % 7, seq);
-    MQTTClient_message m = MQTTClient_message_initializer;
-    m.payload = payload;
-    m.payloadlen = (int)strlen(payload);
-    m.qos = 1;
-    MQTTResponse r = MQTTClient_publishMessage5(c, topic, &m, tok);
-    int rc = r.reasonCode;
-    MQTTResponse_free(r);
-    return rc == MQTTCLIENT_SUCCESS ? 0 : -1;
-}
-
-/* The publisher process's own state: which message each token in flight
- * is, filled after publishMessage returns, while Paho's thread may
- * already have seen its PUBACK (then `early`). */
-static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
-static int tok_seq[65536];
-static unsigned char tok_early[65536];
-static int pub_inflight;
-
-/* A PUBACK for message seq; pub_lock held. */
-static void pub_acked(int seq) {
-    pub->acked_flag[seq] = 1;
-    __atomic_add_fetch(&pub->acked, 1, __ATOMIC_RELEASE);
-    __atomic_sub_fetch(&pub_inflight, 1, __ATOMIC_RELEASE);
-}
-
-/* Paho's thread: the broker acknowledged a publish. */
-static void pub_delivered(void *ctx, MQTTClient_deliveryToken tok) {
-    unsigned t = (unsigned)tok & 0xffff;
-    (void)ctx;
-    pthread_mutex_lock(&pub_lock);
-    if (tok_seq[t]) pub_acked(tok_seq[t]);
-    else tok_early[t] = 1;
-    tok_seq[t] = 0;
-    pthread_mutex_unlock(&pub_lock);
-}
-
-/* Paho's thread: nothing is subscribed, but Paho wants the callback. */
-static int pub_arrived(void *ctx, char *topic, int len, MQTTClient_message *m) {
-    (void)ctx;
-    (void)len;
-    MQTTClient_freeMessage(&m);
-    MQTTClient_free(topic);
-    return 1;
-}
-
-/* Paho's thread: the connection is gone; the publisher gives up. */
-static void pub_lost(void *ctx, char *cause) {
-    (void)ctx;
-    (void)cause;
-    __atomic_store_n(&pub->failed, 1, __ATOMIC_RELEASE);
-}
-
-/* The publisher's connection: MQTT 5, clean start, WINDOW in flight. */
-static MQTTClient pub_connect(void) {
-    char uri[64], cid[48];
-    MQTTClient c;
-    MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
-    MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer5;
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", env.mqtt_port);
-    snprintf(cid, sizeof(cid), "sentinel-pub-%s", sc.tag);
-    co.MQTTVersion = MQTTVERSION_5;
-    if (MQTTClient_createWithOptions(&c, uri, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co) !=
-        MQTTCLIENT_SUCCESS)
-        return NULL;
-    MQTTClient_setCallbacks(c, NULL, pub_lost, pub_arrived, pub_delivered);
-    opts.keepAliveInterval = 30;
-    opts.reliable = 0;
-    opts.maxInflightMessages = WINDOW;
-    MQTTResponse r = MQTTClient_connect5(c, &opts, NULL, NULL);
-    int rc = r.reasonCode;
-    MQTTResponse_free(r);
-    if (rc != MQTTCLIENT_SUCCESS) MQTTClient_destroy(&c);
-    return rc == MQTTCLIENT_SUCCESS ? c : NULL;
-}
-
-/* Wait until fewer than `most` publishes are in flight, at most 15 s. */
-static int pub_window(int most) {
-    for (long t0 = now_ms(); __atomic_load_n(&pub_inflight, __ATOMIC_ACQUIRE) >= most;
-         sys_sleep_ms(1))
-        if (now_ms() - t0 > 15000 || __atomic_load_n(&pub->failed, __ATOMIC_ACQUIRE)) return -1;
-    return 0;
-}
-
-/* Publish message seq and note its token. 0 or -1. */
-static int pub_one(MQTTClient c, int seq) {
-    MQTTClient_deliveryToken tok;
-    __atomic_add_fetch(&pub_inflight, 1, __ATOMIC_RELEASE);
-    if (pub_send(c, seq, &tok) < 0) return -1;
-    unsigned t = (unsigned)tok & 0xffff;
-    pthread_mutex_lock(&pub_lock);
-    if (tok_early[t]) pub_acked(seq);
-    else tok_seq[t] = seq;
-    tok_early[t] = 0;
-    pthread_mutex_unlock(&pub_lock);
-    return 0;
-}
-
-/* The publisher process: messages 1..n at RATE msg/s, at most WINDOW
- * unacknowledged. Never returns. */
-static void pub_main(void) {
-    int rc = 0;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    MQTTClient c = pub_connect();
-    long t0 = now_ms();
-    for (int seq = 1; c && rc == 0 && seq <= sc.n && !__atomic_load_n(&pub->stop, __ATOMIC_ACQUIRE); seq++) {
-        long wait = (long)(seq - 1) * 1000 / RATE - (now_ms() - t0);
-        if (wait > 0) sys_sleep_ms(wait);
-        rc = pub_window(WINDOW);
-        if (rc == 0) rc = pub_one(c, seq);
-        __atomic_store_n(&pub->sent, seq, __ATOMIC_RELEASE);
-    }
-    if (c && rc == 0) rc = pub_window(1);
-    __atomic_store_n(&pub->failed, c == NULL || rc != 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&pub->done, 1, __ATOMIC_RELEASE);
-    h_mqtt_close(c);
-    _exit(0);
+    snprintf(topic, tsize, "chat/%s/send", room);
+    snprintf(payload, psize, "{\"user\":\"u%d\",\"text\":\"n=%d\"}", seq % 7, seq);
 }
 
 static void pub_kill(void) {
-    if (pub_pid <= 0) return;
-    __atomic_store_n(&pub->stop, 1, __ATOMIC_RELEASE);
-    sys_stop_pid(pub_pid, 3000);
-    pub_pid = 0;
+    numpub_stop(pub, &pub_pid);
 }
 
-/* Wait until the publisher sent `count` messages. 0 or -1. */
 static int pub_wait_sent(int count, int timeout_ms) {
-    for (long t0 = now_ms(); now_ms() - t0 < timeout_ms; sys_sleep_ms(20))
-        if (__atomic_load_n(&pub->sent, __ATOMIC_ACQUIRE) >= count) return 0;
-    return -1;
+    return numpub_wait_sent(pub, count, timeout_ms);
 }
 
-/* Wait until the publisher is done (and reap it). 0, or -1. */
 static int pub_wait_done(int timeout_ms) {
-    int status;
-    for (long t0 = now_ms(); now_ms() - t0 < timeout_ms; sys_sleep_ms(50))
-        if (waitpid(pub_pid, &status, WNOHANG) == pub_pid) {
-            pub_pid = 0;
-            return __atomic_load_n(&pub->done, __ATOMIC_ACQUIRE) &&
-                   !__atomic_load_n(&pub->failed, __ATOMIC_ACQUIRE) ? 0 : -1;
-        }
-    pub_kill();
-    return -1;
+    return numpub_wait_done(pub, &pub_pid, timeout_ms);
 }
 
 /* Start a stream of n messages in rooms "<tag>r<i>". */
@@ -648,11 +514,12 @@ static long stream_t0;
 static void stream_start(const char *tag, int n) {
     snprintf(sc.tag, sizeof(sc.tag), "%s", tag);
     sc.n = n;
-    memset(pub, 0, sizeof(*pub));
     stream_t0 = now_ms();
-    fflush(NULL);
-    pub_pid = fork();
-    if (pub_pid == 0) pub_main();
+    char cid[48];
+    snprintf(cid, sizeof(cid), "sentinel-pub-%s", sc.tag);
+    struct numpub_opts o = { .port = env.mqtt_port, .client_id = cid, .n = n, .rate = RATE,
+                             .window = WINDOW, .msg = pub_msg };
+    pub_pid = numpub_start(pub, &o);
     assert_true(pub_pid > 0);
 }
 
@@ -845,7 +712,7 @@ static void cleanup(void) {
         sys_stop_pid(rpid[i], 5000);
         rpid[i] = 0;
     }
-    if (pub) munmap(pub, sizeof(*pub));
+    numpub_unmap(pub);
     pub = NULL;
     if (made_dir && getenv("CB_KEEP") == NULL) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     else if (made_dir) printf("  kept %s\n", dir);
@@ -859,11 +726,7 @@ static int setup_servers(void) {
     if (mkdtemp(dir) == NULL) return -1;
     made_dir = 1;
     snprintf(env.dir, sizeof(env.dir), "%s", dir);
-    pub = mmap(NULL, sizeof(*pub), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (pub == MAP_FAILED) {
-        pub = NULL;
-        return -1;
-    }
+    if ((pub = numpub_map(MAXN)) == NULL) return -1;
     for (int i = 0; i < NODES; i++)
         if ((rport[i] = fresh_port()) < 0 || (sport[i] = fresh_port()) < 0) return -1;
     if ((env.mqtt_port = fresh_port()) < 0) return -1;
