@@ -1,6 +1,6 @@
 /* test_hostile.c -- hostile input through a real broker (issue #7).
  *
- * A corpus of nearly two thousand crafted requests, generated below from
+ * A corpus of nearly three thousand crafted requests, generated below from
  * tables and generators, goes through a real mosquitto to a running
  * bridge: deep JSON nesting, huge and odd numbers, NUL bytes in payloads
  * and \u0000 in JSON strings, overlong and invalid UTF-8, lone surrogates,
@@ -11,13 +11,20 @@
  * itself must refuse (sent over a raw socket, bypassing Paho's checks), and
  * reply topics (MQTT 5 Response Topic and the JSON "reply_to" fallback)
  * pointing back into the bridge. Every payload row goes to each request
- * kind it is meant for: send, history, delete, edit and read; edits, read
- * markers and catch-ups ("after") have rows of their own (huge, negative,
- * real and string ids, nested objects, 1 MiB texts, control characters in
- * client_msg_id, someone else's message, ids past the room's last). None
- * of them may write: an edit or read that is refused never reaches Redis,
+ * kind it is meant for: send, history, delete, edit, read, members
+ * (chat/<room>/members) and a user's rooms (chat/$rooms, no room level);
+ * edits, read markers, catch-ups ("after"), members and rooms requests
+ * have rows of their own (huge, negative, real and string ids, limits,
+ * cursors and user names, nested objects, 1 MiB texts and members,
+ * control characters in client_msg_id, someone else's message, ids past
+ * the room's last), and members and $rooms topics at the wrong level
+ * (chat/lobby/$rooms, chat/$rooms/x/y, chat/lobby/members/x). None of
+ * them may write: an edit or read that is refused never reaches Redis,
  * one refused by the store (not_found, forbidden, an id past the room's
- * last) writes nothing. A few VALID messages are interleaved.
+ * last) writes nothing. No members request is valid (a valid one would
+ * build the room's member index, setting "members" in its cursor); the
+ * few valid rooms requests (legal but odd limits and cursors) only read.
+ * A few VALID messages are interleaved.
  *
  * What the test proves, after the corpus:
  *   1. the bridge is still running, kept its MQTT session (no "connection
@@ -32,14 +39,15 @@
  *      the replay guard or the dedup hash), answered {"ok":true,"id":N}
  *      and republished once each; each room's read markers, members and
  *      each user's rooms are exactly what the valid sends made them (a
- *      sender's marker at its last message), and the status counts no
- *      edit, moved read marker or receipt;
+ *      sender's marker at its last message), no room's member index was
+ *      built by a members request (no "members" field in its cursor), and
+ *      the status counts no edit, moved read marker or receipt;
  *   5. every hostile request got exactly the answer it deserves on its
- *      reply topic (the error code, or a history or catch-up page, or nothing
- *      for a forbidden reply topic), and nothing the bridge published
- *      landed anywhere else: not on chat/+/send|history|delete|edit|read,
- *      not on chat/+/msgs except the valid republishes (no edit, no
- *      receipt), not on $SYS/x;
+ *      reply topic (the error code, or a history, catch-up or rooms page,
+ *      or nothing for a forbidden reply topic), and nothing the bridge
+ *      published landed anywhere else: not on chat/+/send|history|delete|
+ *      edit|read|members, not on chat/$rooms, not on chat/+/msgs except
+ *      the valid republishes (no edit, no receipt), not on $SYS/x;
  *   6. (teardown) the bridge exits 0 on SIGTERM; under valgrind
  *      (CB_WRAPPER) a leak or memory error makes that 99.
  *
@@ -82,16 +90,19 @@
 #define MAX_REPORT 60                         /* mismatches printed in full */
 
 /* Peak RSS bound for the bridge. Measured: about 7 MB once started and
- * 20 MB after the corpus (printed in the final report line): jansson holds
+ * 23 MB after the corpus (printed in the final report line): jansson holds
  * a 1 MiB document plus its decoded copy, Paho the messages in flight
  * towards the bridge (mosquitto lets 20 be in flight), and a 1 MiB JSON
- * correlation is echoed in a reply. The corpus sends about 55 MiB in
+ * correlation is echoed in a reply. The corpus sends about 80 MiB in
  * 1 MiB payloads, so a bridge that kept any of them, or buffered them
  * without bound, would pass 64 MB, while allocator slack stays well under. */
 #define RSS_BOUND_KB (64L * 1024)
 
-enum { K_SEND, K_HISTORY, K_DELETE, K_EDIT, K_READ, K_COUNT };
-static const char *const leaf[K_COUNT] = { "send", "history", "delete", "edit", "read" };
+enum { K_SEND, K_HISTORY, K_DELETE, K_EDIT, K_READ, K_MEMBERS, K_ROOMS, K_COUNT };
+/* The last level of each kind's topic: chat/<room>/<leaf>, but chat/$rooms
+ * (no room level) for K_ROOMS. */
+static const char *const leaf[K_COUNT] = { "send", "history", "delete", "edit", "read",
+                                           "members", "$rooms" };
 
 /* One hostile request and what became of it. */
 struct hcase {
@@ -264,17 +275,20 @@ static int expect_has(const char *list, const char *word) {
 /* ==================== Building the corpus ==================== */
 
 #define P(s) s, sizeof(s) - 1
-#define ALL(e) { e, e, e, e, e }
-#define SEND(e) { e, NULL, NULL, NULL, NULL }
-#define HIST(e) { NULL, e, NULL, NULL, NULL }
-#define DEL(e) { NULL, NULL, e, NULL, NULL }
-#define EDIT(e) { NULL, NULL, NULL, e, NULL }
-#define READ(e) { NULL, NULL, NULL, NULL, e }
+#define ALL(e) { e, e, e, e, e, e, e }
+#define SEND(e) { e, NULL, NULL, NULL, NULL, NULL, NULL }
+#define HIST(e) { NULL, e, NULL, NULL, NULL, NULL, NULL }
+#define DEL(e) { NULL, NULL, e, NULL, NULL, NULL, NULL }
+#define EDIT(e) { NULL, NULL, NULL, e, NULL, NULL, NULL }
+#define READ(e) { NULL, NULL, NULL, NULL, e, NULL, NULL }
+#define MEMB(e) { NULL, NULL, NULL, NULL, NULL, e, NULL }
+#define ROOMS(e) { NULL, NULL, NULL, NULL, NULL, NULL, e }
 #define EJ "invalid_json"
 #define EU "invalid_utf8"
 #define EJU "invalid_json|invalid_utf8"
 #define EO "not_object"
 #define PAGE "page"
+#define RPAGE "rooms"             /* a rooms reply, see outcome_of */
 #define NONE "none"
 /* A request whose only flaw is b in the text, or in the user. */
 #define TXT(b) "{\"user\":\"mallory\",\"text\":\"" b "\",\"id\":1}"
@@ -683,6 +697,128 @@ static const struct pdef payload_table[] = {
     { "after", P("{\"after\":0,\"before\":9223372036854775807,\"limit\":1}"), HIST(PAGE) },
     { "after", P("{\"after\":5,\"before\":2}"), HIST(PAGE) },
     { "after", P("{\"after\":0,\"user\":\"mallory\"}"), HIST(PAGE) },
+    /* members: limit as for history; after a user name (the page's
+     * cursor) or null, else invalid_after; the limit is judged first and
+     * "user" is no member of it. None is valid: a valid one would build
+     * the room's member index. */
+    { "members-limit", P("{\"limit\":0}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":-1}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":-0}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":1.5}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":1.0}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":1e2}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":\"10\"}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":true}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":null}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":[]}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":[1]}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":{}}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":{\"limit\":{\"limit\":1}}}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":-9223372036854775808}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":0,\"after\":\"alice\"}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"after\":1,\"limit\":0}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"after\":null,\"limit\":-5}"), MEMB("invalid_limit") },
+    { "members-limit", P("{\"limit\":9223372036854775808}"), MEMB(EJ) },
+    { "members-limit", P("{\"limit\":18446744073709551616}"), MEMB(EJ) },
+    { "members-limit", P("{\"limit\":1e400}"), MEMB(EJ) },
+    { "members-limit", P("{\"limit\":1,\"limit\":2}"), MEMB(EJ) },
+    { "members-after", P("{\"after\":0}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":1}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":-1}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":1.5}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":true}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":false}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":[]}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":[\"alice\"]}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":{}}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":{\"after\":\"alice\"}}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":{\"a\":{\"b\":{\"c\":[\"alice\"]}}}}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":\"\"}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":-9223372036854775808}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":9223372036854775807}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":9223372036854775807,\"limit\":9223372036854775807}"),
+      MEMB("invalid_after") },
+    { "members-after", P("{\"after\":\"a:b\",\"limit\":2147483648}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":1,\"user\":\"alice\",\"before\":1}"), MEMB("invalid_after") },
+    { "members-after", P("{\"user\":1,\"after\":1}"), MEMB("invalid_after") },
+    { "members-after", P("{\"after\":9223372036854775808}"), MEMB(EJ) },
+    { "members-after", P("{\"after\":1e400}"), MEMB(EJ) },
+    { "members-after", P("{\"after\":\"alice\\u0000\"}"), MEMB(EJ) },
+    { "members-after", P("{\"after\":\"al\xC0\xAFice\"}"), MEMB(EU) },
+    { "members-after", P("{\"after\":\"\xFF\"}"), MEMB(EU) },
+    { "members-after", P("{\"after\":\"\\ud800\"}"), MEMB(EJU) },
+    { "members-after", P("{\"after\":\"alice\",\"after\":\"bob\"}"), MEMB(EJ) },
+    { "members-after", P("{\"after\":\"al\0ice\"}"), MEMB(EJ) },
+    /* rooms (chat/$rooms): "user" as for send, then limit, then before
+     * (an integer >= 1 or null). The valid ones only read: an empty list
+     * for mallory, a clamped limit, the largest cursor. */
+    { "rooms-user", P("{}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":null}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":1}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":-1}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":1.5}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":true}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":false}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":[]}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":[\"alice\"]}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":{}}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":{\"name\":\"alice\"}}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":[[[[{\"user\":\"alice\"}]]]]}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":\"\"}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"limit\":1,\"before\":1}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":1,\"limit\":0,\"before\":0}"), ROOMS("invalid_user") },
+    { "rooms-user", P("{\"user\":\"alice\\u0000\"}"), ROOMS(EJ) },
+    { "rooms-user", P("{\"user\":\"al\xC0\xAFice\"}"), ROOMS(EU) },
+    { "rooms-user", P("{\"user\":\"\\udc00\"}"), ROOMS(EJU) },
+    { "rooms-user", P("{\"user\":\"alice\",\"user\":\"bob\"}"), ROOMS(EJ) },
+    { "rooms-user", P("{\"user\":\"al\0ice\"}"), ROOMS(EJ) },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":0}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":-1}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":-0}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":1.5}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":1.0}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":\"10\"}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":true}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":null}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":[]}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":{}}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":[1]}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":-9223372036854775808}"),
+      ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":0,\"before\":0}"), ROOMS("invalid_limit") },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":9223372036854775808}"), ROOMS(EJ) },
+    { "rooms-limit", P("{\"user\":\"mallory\",\"limit\":1e400}"), ROOMS(EJ) },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":0}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":-1}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":-0}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":1.5}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":1.0}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":1e3}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":\"5\"}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":\"\"}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":true}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":false}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":[]}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":[1]}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":{}}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":{\"before\":1}}"), ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":-9223372036854775808}"),
+      ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"alice\",\"limit\":9223372036854775807,\"before\":0}"),
+      ROOMS("invalid_before") },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":9223372036854775808}"), ROOMS(EJ) },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":-9223372036854775809}"), ROOMS(EJ) },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":1e400}"), ROOMS(EJ) },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":\"\xFF\"}"), ROOMS(EU) },
+    { "rooms-before", P("{\"user\":\"mallory\",\"before\":1,\"before\":2}"), ROOMS(EJ) },
+    { "rooms-legal", P("{\"user\":\"mallory\"}"), ROOMS(RPAGE) },
+    { "rooms-legal", P("{\"user\":\"alice\",\"limit\":9223372036854775807}"), ROOMS(RPAGE) },
+    { "rooms-legal", P("{\"user\":\"alice\",\"limit\":2147483648,\"before\":9223372036854775807}"),
+      ROOMS(RPAGE) },
+    { "rooms-legal", P("{\"user\":\"bob\",\"before\":1,\"limit\":1}"), ROOMS(RPAGE) },
+    { "rooms-legal", P("{\"user\":\"alice\",\"before\":null,\"after\":-1,\"id\":\"x\"}"),
+      ROOMS(RPAGE) },
+    { "rooms-legal", P("{\"user\":\"$rooms\"}"), ROOMS(RPAGE) },
 };
 #define NPAYLOAD ((int)(sizeof(payload_table) / sizeof(payload_table[0])))
 
@@ -718,6 +854,16 @@ static const char *const foreign_topics[] = {
     "chat/lobby/READ", "chat/lobby/edit/", "chat/lobby/read/", "chat/lobby/read ",
     "chat/lobby/edited", "chat/lobby/reads", "/chat/lobby/edit", "chatter/lobby/read",
     "chat/lobby/edit/read", "chat/lobby/read/edit",
+    /* members and $rooms at the wrong level: $rooms has no room level and,
+     * in identity "payload", no sender level; members never a sender. */
+    "chat/lobby/$rooms", "chat/$rooms/x", "chat/$rooms/alice", "chat/$rooms/x/y",
+    "chat/$rooms/", "chat/lobby/$rooms/alice", "chat/$rooms/$rooms", "chat/$rooms/lobby/send",
+    "chat/lobby/members/x", "chat/lobby/members/alice", "chat/lobby/members/", "chat/a/b/members",
+    "chat/r/members/x/y", "chat/members", "chat/lobby/Members", "chat/lobby/MEMBERS",
+    "chat/lobby/member", "chat/lobby/membersx", "chat/$Rooms", "chat/$ROOMS", "chat/rooms",
+    "chat/lobby/rooms", "chat/$rooms ", "/chat/$rooms", "chatter/$rooms",
+    "chat/lobby/members ", "/chat/lobby/members", "chatter/lobby/members",
+    "chat/lobby/members/members", "chat/lobby/members/send",
 };
 #define NFOREIGN ((int)(sizeof(foreign_topics) / sizeof(foreign_topics[0])))
 
@@ -734,8 +880,20 @@ static const struct { const char *t; size_t len; } raw_topics[] = {
     { P("chat/\xEF\xBF\xBF/read") }, { P("chat/\xC0\xAF/edit") }, { P("chat/\xFF/read") },
     { P("chat/lobby\0/edit") }, { P("chat/lobby\0/read") }, { P("chat/+/edit") },
     { P("chat/+/read") }, { P("chat/lobby/edit/#") }, { P("chat/a#/read") },
+    { P("chat/a\x01" "b/members") }, { P("chat/\xC2\x85/members") }, { P("chat/\xFF/members") },
+    { P("chat/lobby\0/members") }, { P("chat/+/members") }, { P("chat/lobby/members/#") },
 };
 #define NRAW_TOPICS ((int)(sizeof(raw_topics) / sizeof(raw_topics[0])))
+
+/* The same for a user's rooms, which the bridge refuses at the broker's
+ * word or ignores (no room to be invalid). */
+static const struct { const char *t; size_t len; } raw_rooms_topics[] = {
+    { P("chat/$rooms\0") }, { P("chat/$rooms\0/x") }, { P("chat/\0$rooms") },
+    { P("chat/$rooms/#") }, { P("chat/$rooms/+") }, { P("chat/+") }, { P("chat/$rooms\x01") },
+    { P("chat/$rooms\x7f") }, { P("chat/$rooms\xC2\x85") }, { P("chat/$rooms\xFF") },
+    { P("chat/\xC0\xA4rooms") }, { P("chat/$rooms\xEF\xBF\xBF") },
+};
+#define NRAW_ROOMS_TOPICS ((int)(sizeof(raw_rooms_topics) / sizeof(raw_rooms_topics[0])))
 
 /* Reply topics the bridge must never publish to. */
 static const struct { const char *t; size_t len; } bad_replies[] = {
@@ -754,6 +912,11 @@ static const struct { const char *t; size_t len; } bad_replies[] = {
     { P("reply/\xC2\x85") }, { P("reply/\xEF\xBF\xBF") }, { P("reply/\xEF\xB7\x90") },
     { P("reply/\xF0\x9F\xBF\xBE") }, { P("reply/\xC0\xAF") }, { P("reply/\xED\xA0\x80") },
     { P("reply/\xFF") }, { P("reply/a\0b") },
+    { P("chat/lobby/members") }, { P("chat//members") }, { P("chat/other/members") },
+    { P("chat/$x/members") }, { P("chat/$rooms") }, { P("chat/$rooms/alice") },
+    { P("chat/$rooms/x/y") }, { P("chat/$rooms/") }, { P("chat/lobby/$rooms") },
+    { P("chat/lobby/$rooms/alice") }, { P("chat//$rooms") }, { P("chat/+/members") },
+    { P("chat/$rooms/+") }, { P("$rooms") }, { P("chat/lobby/members\x01") },
 };
 #define NBAD_REPLIES ((int)(sizeof(bad_replies) / sizeof(bad_replies[0])))
 
@@ -763,6 +926,9 @@ static const char *const odd_replies[] = {
     "chat/lobby", "chat", "reply/:{}*?[]",
     "chat/lobby/edit/x/y", "chat/lobby/read/x/y", "chat/lobby/edited", "chat/lobby/reads",
     "chat/lobby/Edit", "chat/lobby/history/x", "reply/edit", "reply/read",
+    "chat/lobby/members/x", "chat/lobby/members/alice", "chat/members", "chat/x/y/$rooms",
+    "chat/x/y/members", "chat/lobby/Members", "chat/rooms", "chat/lobby/rooms",
+    "reply/members", "reply/$rooms", "reply/$rooms/alice",
 };
 #define NODD_REPLIES ((int)(sizeof(odd_replies) / sizeof(odd_replies[0])))
 
@@ -789,17 +955,22 @@ static struct hcase *add_case(const char *cat, const char *topic, size_t tlen,
     return c;
 }
 
-/* "chat/<room>/<leaf of kind>", malloc'd; *len set. */
+/* "chat/<room>/<leaf of kind>", malloc'd; *len set. A user's rooms have
+ * no room level: "chat/$rooms", whatever room says. */
 static char *room_topic(const char *room, size_t rlen, int kind, size_t *len) {
     char *t = malloc(rlen + 16);
     assert_non_null(t);
+    if (kind == K_ROOMS) {
+        *len = (size_t)sprintf(t, "chat/%s", leaf[kind]);
+        return t;
+    }
     memcpy(t, "chat/", 5);
     memcpy(t + 5, room, rlen);
     *len = 5 + rlen + (size_t)sprintf(t + 5 + rlen, "/%s", leaf[kind]);
     return t;
 }
 
-/* A case on chat/<room>/<kind>. */
+/* A case on chat/<room>/<kind> (chat/$rooms for K_ROOMS). */
 static struct hcase *add_room_case(const char *cat, const char *room, size_t rlen, int kind,
                                    const char *payload, size_t plen, const char *expect) {
     size_t tlen;
@@ -856,7 +1027,8 @@ static void gen_payload_table(void) {
 }
 
 /* Deep nesting: past jansson's depth limit (refused), and just under it
- * (parsed, then judged on its members). */
+ * (parsed, then judged on its members: a history page; for members, which
+ * would take it, with a bad limit too). */
 static void gen_nesting(void) {
     char *open = repeat("[", 10000), *obj = repeat("{\"a\":", 5000);
     char *o2100 = repeat("[", 2100), *c2100 = repeat("]", 2100);
@@ -864,6 +1036,7 @@ static void gen_nesting(void) {
     char *deep = fmt("%s%s", o2100, c2100), *legal = fmt("%s%s", o1000, c1000);
     char *member = fmt("{" OK3 ",\"n\":%s%s}", o2100, c2100);
     char *alone = fmt("{\"n\":%s%s}", o1000, c1000);
+    char *alone_m = fmt("{\"n\":%s%s,\"limit\":0}", o1000, c1000);
     char *mixed = repeat("[{\"a\":", 3000);
     for (int k = 0; k < K_COUNT; k++) {
         add_room_case("deep-nesting", P("lobby"), k, open, strlen(open), EJ);
@@ -872,11 +1045,15 @@ static void gen_nesting(void) {
         add_room_case("deep-nesting", P("lobby"), k, legal, strlen(legal), EO);
         add_room_case("deep-nesting", P("lobby"), k, member, strlen(member), EJ);
         add_room_case("deep-nesting", P("lobby"), k, mixed, strlen(mixed), EJ);
-        add_room_case("deep-nesting", P("lobby"), k, alone, strlen(alone),
-                      k == K_HISTORY ? PAGE : "invalid_user");
+        if (k == K_MEMBERS)
+            add_room_case("deep-nesting", P("lobby"), k, alone_m, strlen(alone_m),
+                          "invalid_limit");
+        else
+            add_room_case("deep-nesting", P("lobby"), k, alone, strlen(alone),
+                          k == K_HISTORY ? PAGE : "invalid_user");
     }
     free(open); free(obj); free(o2100); free(c2100); free(o1000); free(c1000);
-    free(deep); free(legal); free(member); free(alone); free(mixed);
+    free(deep); free(legal); free(member); free(alone); free(alone_m); free(mixed);
 }
 
 /* A 1 MiB payload: head, then filler bytes, then tail. */
@@ -904,11 +1081,12 @@ static char *mib_random(void) {
     return p;
 }
 
-/* An object of distinct keys filling 1 MiB, with a user and no text. */
-static char *mib_keys(void) {
+/* An object of distinct keys filling 1 MiB after the members in head
+ * ("{" and a member or two, unclosed). */
+static char *mib_keys(const char *head) {
     char *p = malloc(MIB + 64);
     assert_non_null(p);
-    size_t n = (size_t)sprintf(p, "{\"user\":\"alice\"");
+    size_t n = (size_t)sprintf(p, "%s", head);
     for (int i = 0; n + 32 < MIB; i++) n += (size_t)sprintf(p + n, ",\"k%07d\":0", i);
     n += (size_t)sprintf(p + n, "}");
     p[n] = '\0';
@@ -916,31 +1094,34 @@ static char *mib_keys(void) {
 }
 
 /* 1 MiB payloads (mosquitto's default message_size_limit is 0: anything
- * up to MQTT's 256 MiB passes). Each goes to every kind. */
+ * up to MQTT's 256 MiB passes). Each goes to every kind but members,
+ * which would take most of them (gen_members_rooms_big has its own); to a
+ * user's rooms alice's are valid and only read. */
 static void gen_big(void) {
     char *text = mib_payload("{\"user\":\"alice\",\"text\":\"", 'a', "\"}");
     char *brackets = mib_payload("", '[', "");
     char *nuls = calloc(1, MIB);
     char *rnd = mib_random();
     char *spaces = mib_payload("", ' ', "{}");
-    char *keys = mib_keys();
+    char *keys = mib_keys("{\"user\":\"alice\"");
     char *user = mib_payload("{\"user\":\"", 'u', "\",\"text\":\"hi\",\"id\":1}");
     char *esc = repeat("\\u00e9", MIB / 6 - 8);
     char *escaped = fmt("{\"user\":\"alice\",\"text\":\"%s\"}", esc);
     char *longkey = mib_payload("{\"", 'k', "\":1}");
     assert_non_null(nuls);
     for (int k = 0; k < K_COUNT; k++) {
-        add_room_case("1mib", P("lobby"), k, text, MIB,
-                      k == K_SEND ? "text_too_long" : k == K_HISTORY ? PAGE : "invalid_id");
         add_room_case("1mib", P("lobby"), k, brackets, MIB, EJ);
         add_room_case("1mib", P("lobby"), k, nuls, MIB, EJ);
         add_room_case("1mib", P("lobby"), k, rnd, MIB, EJU);
+        if (k == K_MEMBERS) continue;
+        add_room_case("1mib", P("lobby"), k, text, MIB, k == K_SEND ? "text_too_long" :
+                      k == K_HISTORY ? PAGE : k == K_ROOMS ? RPAGE : "invalid_id");
         add_room_case("1mib", P("lobby"), k, spaces, MIB, k == K_HISTORY ? PAGE : "invalid_user");
-        add_room_case("1mib", P("lobby"), k, keys, strlen(keys),
-                      k == K_SEND ? "invalid_text" : k == K_HISTORY ? PAGE : "invalid_id");
+        add_room_case("1mib", P("lobby"), k, keys, strlen(keys), k == K_SEND ? "invalid_text" :
+                      k == K_HISTORY ? PAGE : k == K_ROOMS ? RPAGE : "invalid_id");
         add_room_case("1mib", P("lobby"), k, user, MIB, "invalid_user");
-        add_room_case("1mib", P("lobby"), k, escaped, strlen(escaped),
-                      k == K_SEND ? "text_too_long" : k == K_HISTORY ? PAGE : "invalid_id");
+        add_room_case("1mib", P("lobby"), k, escaped, strlen(escaped), k == K_SEND ?
+                      "text_too_long" : k == K_HISTORY ? PAGE : k == K_ROOMS ? RPAGE : "invalid_id");
         add_room_case("1mib", P("lobby"), k, longkey, MIB, k == K_HISTORY ? PAGE : "invalid_user");
     }
     free(text); free(brackets); free(nuls); free(rnd); free(spaces); free(keys);
@@ -1023,7 +1204,62 @@ static void gen_edit_read_big(void) {
     free(a4097); free(a4095); free(euro);
 }
 
-/* One bad user name in each kind of request. */
+/* Members and rooms requests with 1 MiB members, long names and deep
+ * nesting: each with a flaw, the members ones above all (a valid one
+ * would build the room's member index). */
+static void gen_members_rooms_big(void) {
+    char *esc = repeat("\\u00e9", MIB / 6 - 8);
+    char *o1000 = repeat("[", 1000), *c1000 = repeat("]", 1000);
+    char *o2100 = repeat("[", 2100), *c2100 = repeat("]", 2100);
+    char *m[] = {
+        mib_payload("{\"after\":\"", 'u', "\"}"),
+        fmt("{\"after\":\"%s\"}", esc),
+        mib_payload("{\"limit\":\"", '9', "\"}"),
+        mib_payload("{\"limit\":0,\"pad\":\"", 'p', "\"}"),
+        mib_payload("", ' ', "{\"after\":[]}"),
+        mib_keys("{\"after\":0"),
+        mib_keys("{\"limit\":-1"),
+        fmt("{\"after\":%s\"alice\"%s}", o1000, c1000),
+        fmt("{\"limit\":%s1%s}", o1000, c1000),
+        mib_payload("{\"after\":1", '0', "}"),
+        fmt("{\"after\":%s%s}", o2100, c2100),
+    };
+    static const char *const mwant[] = {
+        "invalid_after", "invalid_after", "invalid_limit", "invalid_limit", "invalid_after",
+        "invalid_after", "invalid_limit", "invalid_after", "invalid_limit", EJ, EJ,
+    };
+    char *r[] = {
+        mib_payload("{\"user\":\"alice\",\"before\":\"", '9', "\"}"),
+        mib_payload("{\"user\":\"alice\",\"limit\":-1,\"pad\":\"", 'p', "\"}"),
+        fmt("{\"user\":\"%s\"}", esc),
+        mib_keys("{\"user\":\"alice\",\"before\":0"),
+        mib_keys("{\"user\":1"),
+        fmt("{\"user\":\"alice\",\"before\":%s1%s}", o1000, c1000),
+        fmt("{\"user\":%s\"alice\"%s}", o1000, c1000),
+        mib_payload("{\"user\":\"alice\",\"before\":1", '0', "}"),
+        fmt("{\"user\":\"alice\",\"limit\":%s%s}", o2100, c2100),
+    };
+    static const char *const rwant[] = {
+        "invalid_before", "invalid_limit", "invalid_user", "invalid_before", "invalid_user",
+        "invalid_before", "invalid_user", EJ, EJ,
+    };
+    assert_int_equal(sizeof(m) / sizeof(m[0]), sizeof(mwant) / sizeof(mwant[0]));
+    assert_int_equal(sizeof(r) / sizeof(r[0]), sizeof(rwant) / sizeof(rwant[0]));
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        add_room_case(strlen(m[i]) >= MIB - 64 ? "1mib" : "members-big", P("lobby"), K_MEMBERS,
+                      m[i], strlen(m[i]), mwant[i]);
+        free(m[i]);
+    }
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        add_room_case(strlen(r[i]) >= MIB - 64 ? "1mib" : "rooms-big", P("lobby"), K_ROOMS,
+                      r[i], strlen(r[i]), rwant[i]);
+        free(r[i]);
+    }
+    free(esc); free(o1000); free(c1000); free(o2100); free(c2100);
+}
+
+/* One bad user name in each kind of request; for members as the cursor
+ * ("after"), which is refused as invalid_after. */
 static void add_bad_user(const char *name) {
     char *p[K_COUNT] = {
         fmt("{\"user\":%s,\"text\":\"bad user\"}", name),
@@ -1031,9 +1267,12 @@ static void add_bad_user(const char *name) {
         fmt("{\"user\":%s,\"id\":1}", name),
         fmt("{\"user\":%s,\"id\":1,\"text\":\"bad user\"}", name),
         fmt("{\"user\":%s,\"id\":1}", name),
+        fmt("{\"after\":%s}", name),
+        fmt("{\"user\":%s,\"limit\":1}", name),
     };
     for (int k = 0; k < K_COUNT; k++) {
-        add_room_case("bad-user", P("lobby"), k, p[k], strlen(p[k]), "invalid_user");
+        add_room_case("bad-user", P("lobby"), k, p[k], strlen(p[k]),
+                      k == K_MEMBERS ? "invalid_after" : "invalid_user");
         free(p[k]);
     }
 }
@@ -1056,18 +1295,21 @@ static void gen_bad_users(void) {
 static const char *const mallory[K_COUNT] = {
     "{\"user\":\"mallory\",\"text\":\"bad room\"}", "{\"limit\":1}",
     "{\"user\":\"mallory\",\"id\":1}", "{\"user\":\"mallory\",\"id\":1,\"text\":\"bad room\"}",
-    "{\"user\":\"mallory\",\"id\":1}",
+    "{\"user\":\"mallory\",\"id\":1}", "{\"limit\":1}", "{\"user\":\"mallory\"}",
 };
 
 /* Room levels that are legal MQTT but invalid rooms, including 65 bytes,
- * 60000 bytes and a topic of exactly 65535 bytes. */
+ * 60000 bytes and a topic of exactly 65535 bytes, for every kind with a
+ * room level (chat/$rooms has none). */
 static void gen_bad_rooms(void) {
     for (int i = 0; i < NBAD_ROOMS; i++)
         for (int k = 0; k < K_COUNT; k++)
-            add_room_case("bad-room", bad_rooms[i], strlen(bad_rooms[i]), k, mallory[k],
-                          strlen(mallory[k]), "invalid_room");
+            if (k != K_ROOMS)
+                add_room_case("bad-room", bad_rooms[i], strlen(bad_rooms[i]), k, mallory[k],
+                              strlen(mallory[k]), "invalid_room");
     char *r65 = repeat("r", 65), *r60k = repeat("r", 60000), *rmax = repeat("r", 65535 - 10);
     for (int k = 0; k < K_COUNT; k++) {
+        if (k == K_ROOMS) continue;
         add_room_case("bad-room", r65, 65, k, mallory[k], strlen(mallory[k]), "invalid_room");
         add_room_case("bad-room", r60k, 60000, k, mallory[k], strlen(mallory[k]), "invalid_room");
     }
@@ -1085,26 +1327,34 @@ static void gen_topics(void) {
     for (int i = 0; i < NRAW_TOPICS; i++)
         add_case("raw-topic", raw_topics[i].t, raw_topics[i].len, mallory[K_SEND],
                  strlen(mallory[K_SEND]), "invalid_room|none")->raw = 1;
+    for (int i = 0; i < NRAW_ROOMS_TOPICS; i++)
+        add_case("raw-topic", raw_rooms_topics[i].t, raw_rooms_topics[i].len, mallory[K_ROOMS],
+                 strlen(mallory[K_ROOMS]), NONE)->raw = 1;
 }
 
 static const char send_body[] = "\"user\":\"mallory\",\"text\":\"reply attack\"";
 /* Valid but for their reply topic: the author's edit of message 1, and a
  * read marker of mallory's (which would set one, and join mallory to the
- * room's members and the room to mallory's rooms). */
+ * room's members and the room to mallory's rooms); a members request
+ * (which would build the room's member index) and mallory's rooms. */
 #define EDIT_BODY "\"user\":\"alice\",\"id\":1,\"text\":\"reply attack\""
 #define READ_BODY "\"user\":\"mallory\",\"id\":1"
+#define MEMBERS_BODY "\"limit\":5"
+#define ROOMS_BODY "\"user\":\"mallory\""
 
-/* One forbidden reply topic t[0..len), nine ways: a valid send, a valid
- * history, a refused delete, the author's valid edit of message 1 and a
- * valid read marker of mallory with t as Response Topic, and the send,
- * the history, the edit and the read with t as JSON reply_to. None may be
- * answered; the send may not be stored, the edit not applied, the marker
- * not set. A Response Topic that is not printable ASCII goes over the raw
- * socket: mosquitto may refuse it. */
+/* One forbidden reply topic t[0..len), thirteen ways: a valid send, a
+ * valid history, a refused delete, the author's valid edit of message 1,
+ * a valid read marker of mallory, a valid members request and mallory's
+ * valid rooms request with t as Response Topic, and the send, the
+ * history, the edit, the read, the members and the rooms request with t
+ * as JSON reply_to. None may be answered; the send may not be stored, the
+ * edit not applied, the marker not set, the member index not built. A
+ * Response Topic that is not printable ASCII goes over the raw socket:
+ * mosquitto may refuse it. */
 static void add_bad_reply(const char *t, size_t len) {
     static const char *const body[K_COUNT] = {
         "{\"user\":\"mallory\",\"text\":\"reply attack\"}", "{\"limit\":5}", "not json",
-        "{" EDIT_BODY "}", "{" READ_BODY "}",
+        "{" EDIT_BODY "}", "{" READ_BODY "}", "{" MEMBERS_BODY "}", "{" ROOMS_BODY "}",
     };
     for (int k = 0; k < K_COUNT; k++) {
         struct hcase *c = add_room_case("bad-reply", P("lobby"), k, body[k], strlen(body[k]), NONE);
@@ -1115,6 +1365,8 @@ static void add_bad_reply(const char *t, size_t len) {
     add_json_reply_case("bad-reply", "chat/lobby/history", "\"limit\":5", t, len, NONE);
     add_json_reply_case("bad-reply", "chat/lobby/edit", EDIT_BODY, t, len, NONE);
     add_json_reply_case("bad-reply", "chat/lobby/read", READ_BODY, t, len, NONE);
+    add_json_reply_case("bad-reply", "chat/lobby/members", MEMBERS_BODY, t, len, NONE);
+    add_json_reply_case("bad-reply", "chat/$rooms", ROOMS_BODY, t, len, NONE);
 }
 
 /* Every forbidden reply topic, and a few special cases. */
@@ -1186,6 +1438,7 @@ static void build_corpus(void) {
     gen_big_correlation();
     gen_text_limits();
     gen_edit_read_big();
+    gen_members_rooms_big();
     gen_bad_users();
     gen_bad_rooms();
     gen_topics();
@@ -1524,6 +1777,7 @@ static void send_corpus(MQTTClient *c) {
 /* ==================== Checking what came back ==================== */
 
 /* What a reply says: "ok", an error code, "page" (a history reply),
+ * "rooms" (a user's rooms), "members" (a room's: never expected),
  * "garbage" or "other". */
 static void outcome_of(const struct seen *s, char *out, size_t size, long long *id) {
     json_t *j = json_loadb(s->payload, s->len, 0, NULL);
@@ -1534,6 +1788,8 @@ static void outcome_of(const struct seen *s, char *out, size_t size, long long *
     else if (json_is_false(ok) && json_is_string(json_object_get(j, "error")))
         snprintf(out, size, "%s", json_string_value(json_object_get(j, "error")));
     else if (json_is_array(json_object_get(j, "messages"))) snprintf(out, size, "page");
+    else if (json_is_array(json_object_get(j, "rooms"))) snprintf(out, size, RPAGE);
+    else if (json_is_array(json_object_get(j, "members"))) snprintf(out, size, "members");
     else snprintf(out, size, "other");
     json_decref(j);
 }
@@ -1977,7 +2233,9 @@ static int read_state_bad(const char *key, const char *what, const char *s, size
 
 /* Room r's read markers, members and replay guard are what its valid
  * sends made them: each sender's marker at its last message, the senders
- * as members, no edit. No hostile edit or read touched them. */
+ * as members, no edit, and no member index built by a members request
+ * ("members" in the cursor: none was valid). No hostile edit, read or
+ * members request touched them. */
 static int check_room_state(const char *r) {
     char key[200];
     int bad = 0, users = room_senders(r);
@@ -2008,6 +2266,12 @@ static int check_room_state(const char *r) {
         if (!room_has(r, strlen(r), x->element[i]->str, (size_t)x->element[i]->len, 0))
             bad += read_state_bad(key, "a member who sent nothing here", x->element[i]->str,
                                   (size_t)x->element[i]->len);
+    freeReplyObject(x);
+    snprintf(key, sizeof(key), "chatroom:%s:messages:cursor", r);
+    x = h_redis(&env, "HEXISTS %s members", key);
+    assert_non_null(x);
+    if (x->type != REDIS_REPLY_INTEGER || x->integer != 0)
+        bad += read_state_bad(key, "a member index built by a members request", NULL, 0);
     freeReplyObject(x);
     snprintf(key, sizeof(key), "chatroom:%s:messages:journal:" BRIDGE_ID, r);
     x = h_redis(&env, "ZRANGE %s 0 -1", key);
