@@ -367,8 +367,10 @@ static void bridge_watch_journal(struct bridge *b) {
     b->journal_warned = high;
 }
 
-/* Publish the status document, retained, every status_interval seconds
- * (and once as soon as the session is up). */
+/* Publish the status document, retained, every status_interval seconds,
+ * and as soon as a connection is up: the first, and every reconnect,
+ * since the broker published the last will ("online": false) when the
+ * connection went. */
 static void bridge_publish_status(struct bridge *b, int online) {
     struct stats_snapshot st;
     size_t len;
@@ -387,8 +389,11 @@ void bridge_tick(struct bridge *b) {
     journal_tick(b->journal);
     delivery_checkpoint(b->delivery);
     bridge_watch_journal(b);
-    if (interval > 0 && now >= b->next_status && mqtt_ready(b->mqtt)) {
+    unsigned conns = mqtt_connections(b->mqtt);
+    if (interval > 0 && (now >= b->next_status || conns != b->status_conns) &&
+        mqtt_ready(b->mqtt)) {
         b->next_status = now + interval;
+        b->status_conns = conns;
         bridge_publish_status(b, 1);
     }
 }

@@ -68,6 +68,7 @@ struct bridge {
     char instance[96];            /* "host:pid:start", in the status doc */
     struct peers peers;           /* Paho's thread only */
     time_t started, next_status;
+    unsigned status_conns;        /* mqtt_connections() at the last status */
     struct stats_hist store_lat;  /* per batch, Redis round trip */
     struct stats_hist e2e_lat;    /* per message, arrival to republish queued */
     struct stats_snapshot st;     /* counters updated atomically */

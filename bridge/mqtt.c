@@ -51,6 +51,7 @@ struct mqtt {
     mqtt_handler handler;
     void *arg;
     int ready;                     /* atomic: connected and subscribed */
+    unsigned connections;          /* atomic: connects that succeeded */
     int connecting;                /* atomic: a connect is in progress */
     int need_connect;              /* atomic: first connect failed, retry */
     long retry_ms;                 /* current backoff (main thread only) */
@@ -231,6 +232,7 @@ static void on_connected(void *ctx, char *cause) {
     struct mqtt *m = ctx;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     __atomic_store_n(&m->connecting, 0, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&m->connections, 1, __ATOMIC_RELEASE);
     (void)cause;      /* Paho says "automatic reconnect" even the first time */
     log_info("mqtt: connected to %s", m->opts.uri);
     pthread_mutex_lock(&fails_lock);
@@ -518,6 +520,10 @@ void mqtt_tick(struct mqtt *m) {
 
 int mqtt_ready(const struct mqtt *m) {
     return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE);
+}
+
+unsigned mqtt_connections(const struct mqtt *m) {
+    return __atomic_load_n(&m->connections, __ATOMIC_ACQUIRE);
 }
 
 /* ==================== Publishing ==================== */

@@ -75,6 +75,11 @@ void mqtt_tick(struct mqtt *m);
 /* 1 when connected and every subscription was granted. */
 int mqtt_ready(const struct mqtt *m);
 
+/* How many connects succeeded so far, the first and every reconnect: a
+ * change says the broker saw the connection go (and published the last
+ * will) and come back. */
+unsigned mqtt_connections(const struct mqtt *m);
+
 /* Queue a publish (kept while disconnected, up to max_buffered). On MQTT 5
  * the correlation data, when given, goes out as the Correlation Data
  * property. done (result.h) may be NULL; it runs once, on Paho's thread,

@@ -398,6 +398,29 @@ static void test_status_document(void **state) {
     h_mqtt_close(c);
 }
 
+/* The broker restarted (without persistence: it forgets the retained
+ * status): the bridge says it is online again as soon as it is back, not
+ * at its next status_interval (30 s here). */
+static void test_status_after_broker_restart(void **state) {
+    (void)state;
+    assert_int_equal(h_mqtt_stop(&env), 0);
+    assert_int_equal(h_mqtt_start(&env), 0);
+    MQTTClient c = NULL;
+    for (int i = 0; i < 50 && c == NULL; i++) {      /* the broker listens again */
+        c = h_mqtt_connect(&env, "t-status-2", 5);
+        if (c == NULL) h_sleep_ms(100);
+    }
+    assert_non_null(c);
+    assert_int_equal(h_subscribe(c, STATUS_TOPIC), 0);
+    char *doc = h_receive(c, 15000, NULL, NULL);
+    json_t *st = cl_parse(doc);
+    assert_true(json_is_true(json_object_get(st, "online")));
+    assert_string_equal(cl_jstr(st, "mqtt"), "up");
+    json_decref(st);
+    free(doc);
+    h_mqtt_close(c);
+}
+
 /* Reload: a live limit changes at once, a refused file keeps the old
  * settings, a connection setting restarts the bridge without losing what
  * is sent meanwhile. */
@@ -479,6 +502,7 @@ int main(void) {
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_check_config),
         cmocka_unit_test(test_status_document),
+        cmocka_unit_test(test_status_after_broker_restart),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_last_will),
         cmocka_unit_test(test_retention),            /* restarts the bridge */
