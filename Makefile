@@ -116,11 +116,9 @@ $(FAULT_BIN): $(FAULT_OBJS)
 
 # Install what is missing from Debian's archive: as root directly, otherwise
 # print the one command to run.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
+# Install the Debian packages listed in the shell variable missing: as
+# root, with apt-get; otherwise print the one line to run, and fail.
+INSTALL_MISSING = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -128,6 +126,24 @@ deps:
 	    echo "missing packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+
+# Installing mosquitto starts Debian's mosquitto service on 127.0.0.1:1883
+# (on a machine with systemd), where make run would then find a broker
+# without the chat page's listener: when deps installed it just now, that
+# service is stopped and disabled, and the line to undo it printed.
+QUIET_DEBIAN_BROKER = case " $$missing " in *" mosquitto "*) \
+	  if systemctl is-active --quiet mosquitto 2>/dev/null && \
+	     systemctl disable --now mosquitto >/dev/null 2>&1; then \
+	    echo "deps: stopped Debian's mosquitto service, started by its install: make run starts"; \
+	    echo "      a broker of its own (systemctl enable --now mosquitto undoes this)"; \
+	  fi;; esac
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	$(INSTALL_MISSING) && \
+	$(QUIET_DEBIAN_BROKER)
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -184,9 +200,17 @@ $(DISKFULL_BIN): $(DISKFULL_OBJS)
 # ==================== end of disk full ====================
 
 # ==================== bench (tests/bench/) ====================
-# make bench         the full benchmark (several minutes)
+# make bench         the full benchmark (several minutes): the table, the JSON
+#                    line and the picture build/bench/bench.png (latency
+#                    against offered rate, CPU per message by process; drawn
+#                    by gnuplot, from gnuplot-nox: without it the run says so
+#                    and goes on). Its mosquitto runs with the settings of
+#                    config/mosquitto.conf (set_tcp_nodelay...); its load
+#                    clients are libmosquitto (libmosquitto-dev).
 # make bench-quick   the same, short (under a minute, for CI): fails only if
-#                    a message went missing or was not stored, never on timing
+#                    a message went missing, was not acknowledged or was not
+#                    stored, never on timing; its picture is
+#                    build/bench/bench-quick.png
 # make bench-cluster scaling out (bench --cluster, tests/bench/cluster.c,
 #                    about 2 minutes): the broker alone, 1 bridge on one
 #                    Redis, then 1, 2 and 3 bridges in one shared group on a
@@ -196,7 +220,8 @@ $(DISKFULL_BIN): $(DISKFULL_OBJS)
 BENCH_BIN := $(B)/bench/bench
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o) $(TEST_LIB)
-BENCH_LIBS := -lpaho-mqtt3a $(shell pkg-config --libs hiredis 2>/dev/null) -pthread
+BENCH_LIBS := $(shell pkg-config --libs libmosquitto hiredis 2>/dev/null || echo -lmosquitto -lhiredis) \
+	-pthread
 
 .PHONY: bench bench-quick bench-cluster
 
@@ -212,10 +237,11 @@ $(BENCH_BIN): $(BENCH_OBJS)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(BENCH_LIBS)
 
 bench: $(B)/chat-bridge $(BENCH_BIN)
-	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge $(BENCH_ARGS)
+	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --plot $(B)/bench/bench.png $(BENCH_ARGS)
 
 bench-quick: $(B)/chat-bridge $(BENCH_BIN)
-	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --quick $(BENCH_ARGS)
+	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --quick --plot $(B)/bench/bench-quick.png \
+	  $(BENCH_ARGS)
 
 bench-cluster: $(B)/chat-bridge $(BENCH_BIN)
 	$(Q)$(BENCH_BIN) --bridge $(B)/chat-bridge --cluster $(BENCH_ARGS)
@@ -534,14 +560,7 @@ deps-node deps-web:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || \
 	    command -v $$c >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	  else \
-	    echo "missing packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(INSTALL_MISSING)
 
 $(WWW_NPM): config/www/package.json config/www/package-lock.json | deps-node
 	$(quiet) NPM config/www
