@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "log.h"
 #include "names.h"
 #include "result.h"
 #include "rexec.h"
@@ -67,6 +68,8 @@ struct store {
     unsigned long long checkpoint;   /* atomic */
     int wait_replicas, wait_timeout_ms;
     unsigned long long wait_short;   /* atomic: WAITs short of replicas */
+    rexec_notify_fn *notify;   /* a line for the log (store_opts) */
+    void *notify_arg;
     int noscript;          /* a reply said NOSCRIPT: load and run again */
     int advanced;          /* ops that moved to their second step */
     struct rexec_cmd *cmds;  /* one pass: the commands of its pending ops */
@@ -111,6 +114,8 @@ struct store *store_new(const struct store_opts *opts) {
         return NULL;
     }
     s->cluster = opts->cluster;
+    s->notify = opts->notify;
+    s->notify_arg = opts->notify_arg;
     s->wait_replicas = opts->wait_replicas;
     s->wait_timeout_ms = opts->wait_timeout_ms;
     s->dedup_window_ms = opts->dedup_window_ms;
@@ -267,8 +272,8 @@ static int store_append_history(struct store *s, const struct store_op *op) {
     return store_emit(s, op, 8, argv, NULL);
 }
 
-/* An edit: the message and its author's hash, the dedup and replay guard
- * of send.lua. */
+/* An edit: the message and its author's hash, the edits' dedup, the
+ * replay guard of send.lua. */
 static int store_append_edit(struct store *s, const struct store_op *op) {
     char k[5][KEY_MAX], id[24], ts[24], seq[24], window[24], ckpt[24];
     char r[NAME_MAX_BYTES + 3];
@@ -277,8 +282,8 @@ static int store_append_edit(struct store *s, const struct store_op *op) {
     snprintf(id, sizeof(id), "%lld", op->req->id);
     snprintf(k[0], KEY_MAX, "%s:%s:%s", p, r, u);
     snprintf(k[1], KEY_MAX, "%s:%s:%s", p, r, id);
-    snprintf(k[2], KEY_MAX, "%s:%s:messages:dedup", p, r);
-    snprintf(k[3], KEY_MAX, "%s:%s:messages:dedup:ts", p, r);
+    snprintf(k[2], KEY_MAX, "%s:%s:messages:edits", p, r);
+    snprintf(k[3], KEY_MAX, "%s:%s:messages:edits:ts", p, r);
     snprintf(k[4], KEY_MAX, "%s:%s:messages:journal:%s", p, r, s->bridge_id);
     snprintf(ts, sizeof(ts), "%lld", op->req->ts);
     snprintf(seq, sizeof(seq), "%llu", op->seq);
@@ -348,12 +353,14 @@ static int store_append_delete(struct store *s, const struct store_op *op) {
 
 /* ---- A user's rooms: a key of its own, outside the rooms' slots ---- */
 
-/* "P:$rooms:U" (cluster mode: "P:$rooms:{U}", in the user's slot): the
- * rooms where U sent or marked read, scored by when U last did (Unix ms).
- * Rooms never start with '$', so it is no room's key. */
+/* "P:$user:U:rooms" (cluster mode: "P:$user:{U}:rooms", in the user's
+ * slot): the rooms where U sent or marked read, scored by when U last did
+ * (Unix ms). No key of the schema has four parts ending in ":rooms", so
+ * it is no room's key, even of a room an older bridge let start with '$'. */
 static unsigned store_user_rooms_key(const struct store *s, const char *user,
                                      char key[KEY_MAX]) {
-    snprintf(key, KEY_MAX, s->cluster ? "%s:$rooms:{%s}" : "%s:$rooms:%s", s->prefix, user);
+    snprintf(key, KEY_MAX, s->cluster ? "%s:$user:{%s}:rooms" : "%s:$user:%s:rooms", s->prefix,
+             user);
     return cluster_keyslot(user, strlen(user));
 }
 
@@ -653,17 +660,24 @@ static int store_parse_room(struct store_op *op, size_t sub, redisReply *r) {
 }
 
 /* The answer to a step 1 command of a send or a read marker (the user's
- * rooms index): it does not change the request's outcome, only a
- * transient error makes it run again. */
-static void store_take_index(struct store *s, struct store_op *op, const redisReply *r) {
-    if (r->type == REDIS_REPLY_ERROR && store_transient(r->str)) {
-        op->result = CB_RETRY;
-        store_seterr(s, "redis: %s", r->str);
-        return;
+ * rooms, cluster mode): it does not change the request's outcome, and an
+ * error, even one that would pass, does not hold the batch back (U's node
+ * may be down while the room's answers): it is logged, and the room joins
+ * U's list at U's next send or marker there. err is NULL when it went. */
+static void store_take_index(struct store *s, struct store_op *op, const char *err) {
+    if (err) {
+        char msg[REXEC_ERR_MAX];
+        snprintf(msg, sizeof(msg), "redis: %s's rooms do not list %s yet: %s", op->req->user,
+                 op->req->room, err);
+        if (s->notify) s->notify(s->notify_arg, LOG_LEVEL_WARN, msg);
     }
-    if (r->type == REDIS_REPLY_ERROR)
-        store_seterr(s, "redis: the rooms of %s not updated: %s", op->req->user, r->str);
     op->result = CB_DONE;
+}
+
+/* 1 when op is at its second step as a send or read marker: the user's
+ * rooms, whose failure is no failure of the request. */
+static int store_op_indexing(const struct store_op *op) {
+    return op->step == 1 && op->req->kind != REQ_ROOMS;
 }
 
 /* A send or read marker that succeeded goes on to its second step, in
@@ -681,7 +695,7 @@ static void store_then_index(struct store *s, struct store_op *op) {
 static int store_parse(struct store *s, struct store_op *op, size_t sub, redisReply *r) {
     int rc = CB_OK, kind = op->req->kind;
     if (op->step == 1 && kind == REQ_ROOMS) return store_parse_room(op, sub, r);
-    if (op->step == 1) store_take_index(s, op, r);
+    if (op->step == 1) store_take_index(s, op, r->type == REDIS_REPLY_ERROR ? r->str : NULL);
     else if (kind == REQ_HISTORY) rc = store_parse_history(op, r);
     else if (kind == REQ_EDIT) rc = store_parse_edit(op, r);
     else if (kind == REQ_MEMBERS) rc = store_parse_members(op, r);
@@ -711,7 +725,7 @@ static void store_take_reply(struct store *s, struct store_op *op, size_t sub, u
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         s->noscript = 1;
         s->slots[s->nslots++] = slot;
-    } else if (r->type == REDIS_REPLY_ERROR && !(op->step == 1 && op->req->kind != REQ_ROOMS)) {
+    } else if (r->type == REDIS_REPLY_ERROR && !store_op_indexing(op)) {
         op->result = store_transient(r->str) ? CB_RETRY : CB_FAILED;
         store_seterr(s, "redis: %s", r->str);
     } else {
@@ -761,6 +775,9 @@ static void store_take(struct store *s, struct store_op *op, size_t sub, struct 
     if (cmd->result == CB_DONE) {
         store_take_reply(s, op, sub, cmd->slot, cmd->reply);
         cmd->reply = NULL;
+    } else if (cmd->result == CB_RETRY && store_op_indexing(op)) {
+        store_take_index(s, op, cmd->reply && cmd->reply->str ? cmd->reply->str
+                                                              : rexec_errstr(s->x));
     } else if (cmd->result == CB_RETRY) {
         op->result = CB_RETRY;
         if (cmd->reply && cmd->reply->str)
@@ -892,6 +909,7 @@ int store_exec(struct store *s, struct store_op *ops, size_t n) {
         if (rc == CB_OK && s->noscript) {
             rc = store_load_scripts(s);
             if (rc == CB_ERR_PROTO) return CB_OK;   /* refused: the ops stay pending */
+            s->nslots = 0;                /* the rerun's NOSCRIPTs, if any, wait */
             if (rc == CB_OK) rc = store_pass(s, ops, n);
         }
         if (!s->advanced) break;

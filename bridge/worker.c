@@ -189,9 +189,29 @@ static void worker_done_members(struct bridge *b, const struct request *r,
         const struct store_member *s = &op->members[i];
         m[i] = (struct codec_member){ s->user, s->last_id, s->read, s->last_seen };
     }
-    char *doc = codec_encode_members(r->room, m, n, op->members_next, r->correlation, &len);
+    size_t max = (size_t)__atomic_load_n(&b->max_reply_bytes, __ATOMIC_RELAXED);
+    const char *next = op->members_next;
+    char *doc = codec_encode_members(r->room, m, n, next, r->correlation, &len);
+    while (doc && len > max && n > 1) {      /* cut as history pages are */
+        n /= 2;
+        next = m[n - 1].user;
+        free(doc);
+        doc = codec_encode_members(r->room, m, n, next, r->correlation, &len);
+    }
     free(m);
     bridge_reply(b, r, doc, len, t);
+}
+
+/* Where to cut a page of rooms[0..n) that is too large: about half, but
+ * between two rooms of different activity (the cursor is an activity:
+ * the next page starts below it, so a run of one activity must not be
+ * split); 0 when there is no such place, the page then going as it is. */
+static size_t worker_rooms_cut(const struct store_room *rooms, size_t n) {
+    for (size_t k = n / 2; k > 0; k--)
+        if (rooms[k - 1].activity != rooms[k].activity) return k;
+    for (size_t k = n / 2 + 1; k < n; k++)
+        if (rooms[k - 1].activity != rooms[k].activity) return k;
+    return 0;
 }
 
 /* A page of a user's rooms, each with its last message. A page larger
@@ -199,7 +219,8 @@ static void worker_done_members(struct bridge *b, const struct request *r,
  * first (most recent) rooms and next_before points past them. */
 static void worker_done_rooms(struct bridge *b, const struct request *r,
                               const struct store_op *op, struct delivery_ticket *t) {
-    size_t len, n = op->nrooms, max = (size_t)b->max_reply_bytes;
+    size_t len, n = op->nrooms;
+    size_t max = (size_t)__atomic_load_n(&b->max_reply_bytes, __ATOMIC_RELAXED);
     struct codec_room *rooms = n ? calloc(n, sizeof(*rooms)) : NULL;
     struct codec_msg *last = n ? calloc(n, sizeof(*last)) : NULL;
     STAT_INC(b, history);
@@ -218,8 +239,7 @@ static void worker_done_rooms(struct bridge *b, const struct request *r,
     }
     long long next = op->next_before;
     char *doc = codec_encode_rooms(r->user, rooms, n, next, r->correlation, &len);
-    while (doc && len > max && n > 1) {
-        n = n / 2;
+    while (doc && len > max && (n = worker_rooms_cut(op->rooms, n)) > 0) {
         next = op->rooms[n].activity + 1;
         free(doc);
         doc = codec_encode_rooms(r->user, rooms, n, next, r->correlation, &len);

@@ -1,5 +1,5 @@
 -- rooms.lua: a user's rooms as a room list shows them.
--- KEYS[1] P:$rooms:U (the user's rooms: ARGV[4] is "") or, in cluster
+-- KEYS[1] P:$user:U:rooms (the user's rooms: ARGV[4] is "") or, in cluster
 --         mode, the counter of the one room ARGV[4] names (the script
 --         runs in that room's slot)
 -- ARGV[1] "P:" (the key prefix), ARGV[2] the user U, ARGV[3] "1" when room

@@ -20,9 +20,11 @@
 -- ARGV[8] the bridge's journal checkpoint (seqs at or below never replay),
 -- ARGV[9] retention: most messages kept per room (0 = no limit),
 -- ARGV[10] retention: oldest age kept in ms (0 = no limit),
--- ARGV[11] the room's name, ARGV[12] P:$rooms:U, U's rooms (this one is
--- added, scored by the arrival time), or "" in cluster mode where it is
--- another slot (the bridge adds it in a command of its own)
+-- ARGV[11] the room's name, ARGV[12] P:$user:U:rooms, U's rooms (this one
+-- is added, scored by the arrival time, never lowered), or "" in cluster
+-- mode where it is another slot (the bridge adds it in a command of its
+-- own). It is written before anything else: should it fail (a key of
+-- another type there), nothing is written and nothing is half-stored.
 -- Returns { id, how }: how 0 = stored now, 1 = this journal record was
 -- stored before (a replay after a restart), 2 = a repeat of a
 -- client_msg_id seen within the window (the original id).
@@ -39,6 +41,10 @@ end
 -- local key"): write it first, so that a refusal leaves nothing written
 -- and the bridge simply retries; the counter's INCR comes after it (the
 -- script is atomic, so GET + 1 is the id INCR will give).
+if ARGV[12] ~= '' then
+    local was = tonumber(redis.call('ZSCORE', ARGV[12], ARGV[11]) or '0')
+    if was < tonumber(ARGV[4]) then redis.call('ZADD', ARGV[12], ARGV[4], ARGV[11]) end
+end
 local id = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local key = ARGV[1] .. id
 local secs = string.format('%d', math.floor(tonumber(ARGV[4]) / 1000))
@@ -61,7 +67,6 @@ redis.call('ZADD', KEYS[4], id, id)
 redis.call('ZADD', KEYS[5], id, id)
 redis.call('HSET', KEYS[10], ARGV[2], id)
 redis.call('ZADD', KEYS[11], 0, ARGV[2])
-if ARGV[12] ~= '' then redis.call('ZADD', ARGV[12], 'GT', ARGV[4], ARGV[11]) end
 
 -- Replay guard: remember which seq stored which id until the checkpoint
 -- passes it (a bounded amount of work per message, amortised).

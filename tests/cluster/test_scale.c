@@ -801,9 +801,9 @@ static int check_key_slots(long *keys) {
             for (size_t i = 0; i < r->element[1]->elements; i++) {
                 const char *key = r->element[1]->element[i]->str;
                 const char *open = strchr(key, '{'), *close = open ? strchr(open, '}') : NULL;
-                /* a room's key, or a user's rooms (chatroom:$rooms:{U}, issue #14) */
+                /* a room's key, or a user's rooms (chatroom:$user:{U}:rooms) */
                 int tagged = strncmp(key, "chatroom:{", 10) == 0 ||
-                             strncmp(key, "chatroom:$rooms:{", 17) == 0;
+                             strncmp(key, "chatroom:$user:{", 16) == 0;
                 int ok = tagged && close && close > open + 1 &&
                          topo.owner[crc16(open + 1, (size_t)(close - open - 1)) & (SLOTS - 1)] == p[k];
                 if (!ok && bad++ < 5) printf("  key not in its room's slot: %s\n", key);

@@ -2056,9 +2056,10 @@ static int user_sent(const char *u, size_t ulen) {
  * sender's marker in messages:read only). */
 static const char *key_problem(const char *key, size_t len, const char *type) {
     static const char pre[] = "chatroom:", jkey[] = "messages:journal:" BRIDGE_ID;
-    static const char rooms[] = "chatroom:$rooms:";          /* U -> rooms */
-    if (len > sizeof(rooms) - 1 && memcmp(key, rooms, sizeof(rooms) - 1) == 0) {
-        if (!user_sent(key + sizeof(rooms) - 1, len - (sizeof(rooms) - 1)))
+    static const char urooms[] = "chatroom:$user:", utail[] = ":rooms";  /* U's rooms */
+    size_t ul = sizeof(urooms) - 1, ut = sizeof(utail) - 1;
+    if (len > ul + ut && memcmp(key, urooms, ul) == 0 && memcmp(key + len - ut, utail, ut) == 0) {
+        if (!user_sent(key + ul, len - ul - ut))
             return "the rooms of a user of no valid message";
         return strcmp(type, "zset") == 0 ? NULL : "the wrong type for its shape";
     }
@@ -2288,7 +2289,7 @@ static int check_room_state(const char *r) {
 static int check_user_rooms(const char *u) {
     char key[200];
     int bad = 0;
-    snprintf(key, sizeof(key), "chatroom:$rooms:%s", u);
+    snprintf(key, sizeof(key), "chatroom:$user:%s:rooms", u);
     redisReply *x = h_redis(&env, "ZRANGE %s 0 -1", key);
     assert_non_null(x);
     if (x->type != REDIS_REPLY_ARRAY || x->elements != (size_t)user_room_count(u))

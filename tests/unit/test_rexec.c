@@ -711,6 +711,37 @@ static void test_store_lost(void **state) {
     store_free(s);
 }
 
+/* A node that answers NOSCRIPT to every EVALSHA, even right after its
+ * SCRIPT LOAD (a slot importing on another node answers so under ASK):
+ * the batch stays pending, and the slots of the rerun's refusals are not
+ * added to the first pass's (they overran their array). */
+static int store_noscript_always(const redisReply *req, char *out, size_t outlen) {
+    if (is(req, 0, "SCRIPT")) {
+        const char *sha = script_of(req->element[2]->str);
+        bulk(out, outlen, sha ? sha : "0000");
+    } else {
+        snprintf(out, outlen, "-NOSCRIPT No matching script. Please use EVAL.\r\n");
+    }
+    return 0;
+}
+
+static void test_store_noscript_twice(void **state) {
+    enum { N = 40 };
+    struct request r[N];
+    struct store_op ops[N];
+    (void)state;
+    fake_reset(store_noscript_always, 0);
+    struct store *s = fake_store(0);
+    for (int i = 0; i < N; i++) {
+        r[i] = send_req("lobby");
+        ops[i] = (struct store_op){ .req = &r[i], .seq = 100 + i };
+    }
+    assert_int_equal(store_exec(s, ops, N), CB_OK);
+    for (int i = 0; i < N; i++) assert_int_equal(ops[i].result, CB_PENDING);
+    for (int i = 0; i < N; i++) store_op_clear(&ops[i]);
+    store_free(s);
+}
+
 /* A user's rooms (issue #14), on one node: rooms.lua reads the user's
  * list and answers every room at once. Rooms a (last message at 3000 ms),
  * b and c (2000), d (no message); the list also holds "$bad", no valid
@@ -788,6 +819,7 @@ int main(void) {
         cmocka_unit_test(test_store_load_refused),
         cmocka_unit_test(test_store_lost),
         cmocka_unit_test(test_store_rooms),
+        cmocka_unit_test(test_store_noscript_twice),
     };
     int failed = cmocka_run_group_tests_name("rexec", pure, NULL, NULL);
     return failed + cmocka_run_group_tests_name("rexec, fake node", faked,
