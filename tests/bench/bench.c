@@ -4,9 +4,13 @@
  * 127.0.0.1 ports in a temporary directory, then measures, in order:
  *   1. saturation throughput, closed loop, bridge path then broker-only
  *      baseline, with the CPU each process spent per message and a check
- *      of the bridge's Redis counters against what was republished;
- *   2. latency at fixed offered rates, open loop, bridge and baseline
- *      (1,000/s and half the bridge's saturation);
+ *      of the bridge's Redis counters against what was republished; then
+ *      the baseline again through plain libmosquitto clients (the
+ *      library's own thread per client) instead of the benchmark's loops,
+ *      the reference showing that the load clients do not hold it down;
+ *   2. latency at fixed offered rates, open loop, bridge and baseline:
+ *      a ladder of 100/s, 1,000/s and 25, 50, 75 and 90% of the bridge's
+ *      saturation (--quick: 1,000/s, 25, 50 and 75%);
  *   3. the scale curve over rooms and publishers;
  *   4. history requests on rooms seeded straight into Redis (after the
  *      AOF rewrite the seeding triggers): pages backwards, a catch-up
@@ -16,15 +20,21 @@
  *      rooms filled ten times over, Redis memory after each fill; then
  *      the bridge restarted on the default configuration again;
  *   6. latency at 10,000/s, last because it may overload the bridge.
- * Prints a table and a JSON line. Exits 1 if any message or reply went
- * missing, was malformed, or was not stored; 2 on a usage error. Timing
- * never fails a run. With --cluster it measures scaling out instead
+ * Prints a table and a JSON line, and with --plot draws the latencies
+ * against the offered rate and the CPU per message of each process
+ * (plot.c, gnuplot; without gnuplot the run says so and goes on). The
+ * load clients are libmosquitto clients in this process: its CPU per
+ * message is reported beside the others', and its busiest load thread,
+ * to show they are not what limits a measurement. Exits 1 if any message
+ * or reply went missing, was malformed, or was not stored, or a publish
+ * was not acknowledged; 2 on a usage error. Timing never fails a run. With --cluster it measures scaling out instead
  * (cluster.c): 1..n bridges in one shared group on a Redis Cluster. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -39,6 +49,7 @@ struct opts {
     int cluster, bridges;         /* --cluster: up to `bridges` in a group */
     char broker_extra[1024];      /* --mosquitto-conf lines */
     const char *bridge;
+    const char *plot;             /* --plot: the PNG to write, or NULL */
 };
 
 /* Phase lengths (and the retention phase's cap), set from --quick. */
@@ -53,10 +64,12 @@ struct ctx {
     struct timing t;
     struct procs pr;
     struct load *load;
+    int maxpub;                   /* the load's publishers */
     struct redisContext *kv;
     struct results res;
     double cpu[2][5];             /* mark(): bridge, mosquitto, redis, bench,
                                      and the whole machine */
+    double tcpu[2][LOAD_THREADS]; /* ... the load's threads */
     long long mark_ns[2];         /* ... and when */
 };
 
@@ -80,6 +93,8 @@ static void usage(FILE *f) {
         "  --mosquitto-conf LINE  add LINE to the broker's configuration (repeatable;\n"
         "                    default: the settings of config/mosquitto.conf)\n"
         "  --keep            keep the temporary directory (servers' and bridge's logs)\n"
+        "  --plot PNG        draw latency against offered rate and CPU per message by\n"
+        "                    process into PNG with gnuplot (make bench: build/bench/bench.png)\n"
         "  --cluster         scaling out instead (make bench-cluster): the broker alone,\n"
         "                    1 bridge on one Redis, then 1..N bridges in one shared group\n"
         "                    on a 3-primary Redis Cluster, each --duration (default 20)\n"
@@ -112,7 +127,7 @@ static const struct option longopts[] = {
     { "publishers", 1, 0, 'p' }, { "payload", 1, 0, 's' }, { "qos", 1, 0, 'q' },
     { "window", 1, 0, 'w' }, { "quick", 0, 0, 'Q' }, { "bridge", 1, 0, 'b' },
     { "json-only", 0, 0, 'j' }, { "keep", 0, 0, 'k' }, { "mosquitto-conf", 1, 0, 'c' },
-    { "cluster", 0, 0, 'C' }, { "bridges", 1, 0, 'n' },
+    { "cluster", 0, 0, 'C' }, { "bridges", 1, 0, 'n' }, { "plot", 1, 0, 'P' },
     { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 
 /* Parse the command line into o; exits 2 on a bad option. */
@@ -135,6 +150,7 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         case 'c': add_line(o->broker_extra, sizeof(o->broker_extra), optarg); break;
         case 'C': o->cluster = 1; break;
         case 'n': o->bridges = (int)opt_num("bridges", optarg, 1, PROCS_GROUP); break;
+        case 'P': o->plot = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -162,13 +178,28 @@ static void set_timing(struct ctx *c) {
 
 /* ==================== Measuring ==================== */
 
-/* load_spec.mark: CPU of every process at the window's start and end. */
+/* load_spec.mark: CPU of every process and of the load's threads at the
+ * window's start and end. */
 static void mark_cpu(void *arg, int end) {
     struct ctx *c = arg;
     pid_t pids[4] = { c->pr.bridge_pid, c->pr.mqtt_pid, c->pr.redis_pid, getpid() };
+    pid_t tids[LOAD_THREADS];
+    int n = load_threads(c->load, tids, LOAD_THREADS);
     for (int i = 0; i < 4; i++) c->cpu[end][i] = pids[i] > 0 ? proc_cpu_s(pids[i]) : -1;
+    for (int i = 0; i < LOAD_THREADS; i++) c->tcpu[end][i] = i < n ? proc_thread_cpu_s(tids[i]) : -1;
     c->cpu[end][4] = proc_machine_busy_s();
     c->mark_ns[end] = now_ns();
+}
+
+/* The busiest of the load's threads over the window, in cores; -1 if
+ * unknown. */
+static double load_busiest(const struct ctx *c) {
+    double secs = (double)(c->mark_ns[1] - c->mark_ns[0]) / 1e9, most = -1;
+    for (int i = 0; i < LOAD_THREADS && secs > 0; i++)
+        if (c->tcpu[0][i] >= 0 && c->tcpu[1][i] >= 0 &&
+            (c->tcpu[1][i] - c->tcpu[0][i]) / secs > most)
+            most = (c->tcpu[1][i] - c->tcpu[0][i]) / secs;
+    return most;
 }
 
 /* Cores that processes other than ours used during the window: other
@@ -188,12 +219,16 @@ static double per_100k(const struct ctx *c, int i, long long msgs) {
     return (c->cpu[1][i] - c->cpu[0][i]) * 1e5 / (double)msgs;
 }
 
-/* Count what went wrong in a phase (missing, malformed, send errors). */
+/* Count what went wrong in a phase (missing, malformed, send errors,
+ * publishes refused or never acknowledged by the broker). */
 static void note_run(struct ctx *c, const char *what, const struct load_result *r) {
-    if (r->missing == 0 && r->bad == 0 && r->errors == 0) return;
+    if (r->missing == 0 && r->bad == 0 && r->errors == 0 && r->rejected == 0 &&
+        r->unacked == 0)
+        return;
     c->res.problems++;
-    fprintf(stderr, "bench: %s: %lld of %lld missing, %lld bad, %lld send errors\n", what,
-            r->missing, r->sent, r->bad, r->errors);
+    fprintf(stderr, "bench: %s: %lld of %lld missing, %lld bad, %lld send errors, %lld "
+            "PUBACKs refusing, %lld publishes unacknowledged\n", what, r->missing, r->sent,
+            r->bad, r->errors, r->rejected, r->unacked);
 }
 
 /* The bridge stored what it republished: each room's Redis counter (the
@@ -242,6 +277,7 @@ static int run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
     pt->cpu = (struct cost){ per_100k(c, 0, pt->r.measured), per_100k(c, 1, pt->r.measured),
                              per_100k(c, 2, pt->r.measured), per_100k(c, 3, pt->r.measured) };
     pt->other_cores = other_cores(c);
+    pt->load_busiest = load_busiest(c);
     if (target == TARGET_BASELINE) pt->cpu.bridge = pt->cpu.redis = -1;
     note_run(c, prefix, &pt->r);
     if (target == TARGET_BRIDGE) check_store(c, prefix, pt->rooms, &pt->check);
@@ -281,7 +317,26 @@ static int restart_bridge(struct ctx *c, const char *extra_yaml) {
 
 /* ==================== Phases ==================== */
 
-/* 1. Saturation, bridge path then baseline, and Redis memory per message. */
+/* The baseline once more through plain libmosquitto clients, with the
+ * benchmark's own clients disconnected meanwhile (else the broker would
+ * deliver to two subscribers). 0 or -1. */
+static int saturation_plain(struct ctx *c, long long dur) {
+    struct sat_point *p = &c->res.sat_plain;
+    struct load *plain;
+    p->rooms = c->o.rooms;
+    p->publishers = c->o.publishers;
+    PROGRESS("saturation, baseline through plain libmosquitto clients (%.0f s)", c->o.duration);
+    load_free(c->load);
+    c->load = plain = load_new_plain(c->pr.mqtt_port, c->o.publishers, c->o.qos);
+    int rc = plain ? run_sat(c, p, TARGET_BASELINE, "satplain", c->t.warmup, dur,
+                             c->o.messages) : -1;
+    load_free(plain);
+    c->load = load_new(c->pr.mqtt_port, c->maxpub, c->o.qos);
+    return rc == 0 && c->load ? 0 : -1;
+}
+
+/* 1. Saturation, bridge path then baseline (and its plain reference),
+ * and Redis memory per message. */
 static int phase_saturation(struct ctx *c) {
     struct results *r = &c->res;
     long long dur = (long long)(c->o.duration * S_NS);
@@ -298,7 +353,9 @@ static int phase_saturation(struct ctx *c) {
         r->redis_bytes_per_msg = -1;
     kv_encodings(c->kv, "sat0", 1, &r->enc);
     PROGRESS("saturation, baseline (%.0f s)", c->o.duration);
-    return run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur, c->o.messages);
+    if (run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur, c->o.messages) < 0)
+        return -1;
+    return saturation_plain(c, dur);
 }
 
 /* One open-loop run at a rate on one path; on the bridge path (check not
@@ -316,31 +373,59 @@ static int run_open(struct ctx *c, enum load_target target, const char *prefix, 
     return 0;
 }
 
-/* Latency at one offered rate, bridge then baseline, into lat[i]. */
-static int latency_point(struct ctx *c, int i, double rate) {
-    static const char *const prefixes[3] = { "lat1k-", "lat10k-", "lathalf-" };
-    struct lat_point *p = &c->res.lat[i];
-    p->offered = rate;
-    snprintf(p->label, sizeof(p->label), i == 2 ? "%.0f/s (50%% of sat.)" : "%.0f/s", rate);
-    if (rate < 1) return 0;
+/* One rung of the latency ladder: a fixed rate, or a fraction of the
+ * bridge's saturation throughput; quick: also in --quick. */
+struct rung {
+    double rate, frac;
+    int quick;
+};
+
+/* Below saturation (phase 2), in this order; 10,000/s comes last. */
+static const struct rung ladder[] = {
+    { 100, 0, 0 }, { 1000, 0, 1 }, { 0, 0.25, 1 }, { 0, 0.5, 1 }, { 0, 0.75, 1 },
+    { 0, 0.9, 0 } };
+
+/* Latency at one offered rate (frac: its share of saturation, for the
+ * label), bridge then baseline, each on rooms of its own, into the next
+ * lat[] entry, which is then moved to its place by rate. */
+static int latency_point(struct ctx *c, double rate, double frac) {
+    static int seq;
+    char prefix[16];
+    struct results *r = &c->res;
+    if (rate < 1 || r->nlat >= MAX_LAT) return 0;
+    struct lat_point *p = &r->lat[r->nlat];
+    *p = (struct lat_point){ .offered = rate };
+    if (frac > 0) snprintf(p->label, sizeof(p->label), "%.0f/s (%.0f%% of sat.)", rate, 100 * frac);
+    else snprintf(p->label, sizeof(p->label), "%.0f/s", rate);
+    snprintf(prefix, sizeof(prefix), "lat%d-", seq++);
     PROGRESS("latency at %.0f msg/s, bridge and baseline", rate);
-    if (run_open(c, TARGET_BRIDGE, prefixes[i], rate, &p->bridge, &p->check) < 0 ||
-        run_open(c, TARGET_BASELINE, prefixes[i], rate, &p->baseline, NULL) < 0)
+    if (run_open(c, TARGET_BRIDGE, prefix, rate, &p->bridge, &p->check) < 0 ||
+        run_open(c, TARGET_BASELINE, prefix, rate, &p->baseline, NULL) < 0)
         return -1;
     p->done = 1;
+    for (int i = r->nlat++; i > 0 && r->lat[i - 1].offered > r->lat[i].offered; i--) {
+        struct lat_point t = r->lat[i];
+        r->lat[i] = r->lat[i - 1];
+        r->lat[i - 1] = t;
+    }
     return 0;
 }
 
-/* 2. Latency at 1,000/s and at half the bridge's saturation. */
+/* 2. Latency along the ladder, below the bridge's saturation. */
 static int phase_latency(struct ctx *c) {
-    if (latency_point(c, 0, 1000) < 0) return -1;
-    return latency_point(c, 2, c->res.sat_bridge.r.rate / 2);
+    for (size_t i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++) {
+        const struct rung *g = &ladder[i];
+        if (c->o.quick && !g->quick) continue;
+        double rate = g->frac > 0 ? c->res.sat_bridge.r.rate * g->frac : g->rate;
+        if (latency_point(c, rate, g->frac) < 0) return -1;
+    }
+    return 0;
 }
 
 /* 6. Latency at 10,000/s, last: on a small machine it overloads the
  * bridge, and the backlog must not spill into the other phases. */
 static int phase_latency_high(struct ctx *c) {
-    return latency_point(c, 1, 10000);
+    return latency_point(c, 10000, 0);
 }
 
 /* Wait, at most timeout_ns, until the bridge has adopted every seeded
@@ -564,10 +649,11 @@ static int phase_retention(struct ctx *c) {
 
 /* Servers, clients, bridge; then the versions for the report. 0 or -1. */
 static int setup(struct ctx *c) {
-    int maxpub = c->o.publishers > 100 ? c->o.publishers : 100;
+    int maxpub = c->maxpub = c->o.publishers > 100 ? c->o.publishers : 100;
     PROGRESS("starting mosquitto, redis-server and %s", c->o.bridge);
-    if (procs_start_servers(&c->pr) < 0) return -1;
-    if ((c->kv = kv_connect(c->pr.redis_port)) == NULL) return -1;
+    int rc = procs_start_servers(&c->pr);
+    snprintf(c->res.broker_conf, sizeof(c->res.broker_conf), "%s", c->pr.broker_conf);
+    if (rc < 0 || (c->kv = kv_connect(c->pr.redis_port)) == NULL) return -1;
     if ((c->load = load_new(c->pr.mqtt_port, maxpub, c->o.qos)) == NULL) return -1;
     if (start_bridge(c, "") < 0) {
         procs_dump_log(&c->pr, "bridge.log");
@@ -575,7 +661,7 @@ static int setup(struct ctx *c) {
     }
     proc_mosquitto_version(c->res.mosquitto, sizeof(c->res.mosquitto));
     kv_version(c->kv, c->res.redis, sizeof(c->res.redis));
-    load_paho_version(c->res.paho, sizeof(c->res.paho));
+    load_client_version(c->res.client, sizeof(c->res.client));
     return 0;
 }
 
@@ -610,7 +696,10 @@ static void on_signal(int sig) {
 /* The run's settings and defaults, before anything is measured. */
 static void init_results(struct ctx *c) {
     struct results *r = &c->res;
+    time_t now = time(NULL);
+    struct tm tm;
     r->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    strftime(r->date, sizeof(r->date), "%Y-%m-%d %H:%M UTC", gmtime_r(&now, &tm));
     r->quick = c->o.quick;
     r->qos = c->o.qos;
     r->payload = c->o.payload;
@@ -620,7 +709,7 @@ static void init_results(struct ctx *c) {
     r->duration_s = c->o.duration;
     snprintf(r->mosquitto, sizeof(r->mosquitto), "?");
     snprintf(r->redis, sizeof(r->redis), "?");
-    snprintf(r->paho, sizeof(r->paho), "?");
+    snprintf(r->client, sizeof(r->client), "?");
     snprintf(r->broker_extra, sizeof(r->broker_extra), "%s", c->o.broker_extra);
 }
 
@@ -659,6 +748,7 @@ int main(int argc, char **argv) {
     load_free(c.load);
     kv_free(c.kv);
     procs_stop_all(&c.pr);
+    if (c.o.plot) plot_results(&c.res, c.o.plot);
     if (!c.o.json_only) {
         report_table(&c.res);
         printf("\n");

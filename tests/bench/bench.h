@@ -3,12 +3,15 @@
  *   bench.c   options, the phases in order, the exit status
  *   proc.c    temporary directory, mosquitto / redis-server / bridge
  *             processes (started and stopped by PID), /proc measurements
- *   load.c    the MQTT load generator (Paho MQTTAsync): publishers and one
- *             subscriber, closed or open loop, for the bridge path, the
- *             broker-only baseline and history requests alike
+ *   load.c    the MQTT load generator (libmosquitto, MQTT 5, TCP_NODELAY,
+ *             two epoll loops of its own): publishers and one subscriber,
+ *             closed or open loop, for the bridge path, the broker-only
+ *             baseline and history requests alike
  *   kv.c      hiredis: seeding rooms in the bridge's schema, counters, INFO
  *   hist.c    latency histogram (log-linear buckets, < 1% error)
  *   report.c  the table and the JSON line
+ *   plot.c    the picture: latency against offered rate, CPU per message
+ *             by process (gnuplot, PNG)
  *   cluster.c bench --cluster: 1..n bridges in one shared group against a
  *             3-primary Redis Cluster (make bench-cluster) */
 #ifndef CB_BENCH_H
@@ -66,13 +69,36 @@ struct procs {
     pid_t redis_pid, mqtt_pid, bridge_pid;
     int keep;                     /* leave the directory (logs) in place */
     char broker_extra[1024];      /* lines appended to mosquitto.conf */
+    char broker_conf[1024];       /* the settings taken from the shipped
+                                     config/mosquitto.conf, one a line */
     int node_port[PROCS_NODES], node_bus[PROCS_NODES];   /* --cluster */
     pid_t node_pid[PROCS_NODES];
     pid_t group_pid[PROCS_GROUP]; /* the bridges of a shared group */
 };
 
+/* The benchmark's own broker settings, after the shipped ones.
+ * max_queued_messages bounds the queue of an absent client (config/
+ * mosquitto.conf: "this queue only matters while the bridge is down"), so
+ * it changes no figure measured here; but Debian 12's mosquitto
+ * (2.0.11-1.2+deb12u2) also drops a connected subscriber's outgoing QoS 1
+ * messages once a per-client packet count, which drifts upward whenever
+ * several packets wait for that client at once, reaches the limit: at the
+ * broker-alone baseline's 20,000 msg/s and more it dropped bursts of
+ * messages within seconds (tests/bench/README-performance.md). 0 is no
+ * limit; --mosquitto-conf "max_queued_messages 100000" restores the
+ * shipped value. */
+#define BROKER_OWN "max_queued_messages 0\n"
+#define BROKER_OWN_WHY "no limit on an absent client's queue, which no figure here depends " \
+    "on; with a limit, mosquitto 2.0.11 (Debian 12) drops bursts of a fast subscriber's " \
+    "QoS 1 messages"
+
 /* Make the temporary directory and start redis-server (AOF, everysec) and
- * mosquitto on free 127.0.0.1 ports. 0, or -1 with a message on stderr. */
+ * mosquitto on free 127.0.0.1 ports. mosquitto runs with the settings of
+ * the shipped config/mosquitto.conf (set_tcp_nodelay, max_queued_messages,
+ * persistence...: every broker-wide setting, not its listeners nor what
+ * names files, users or plugins; recorded in broker_conf), persistence in the
+ * temporary directory, then broker_extra. 0, or -1 with a message on
+ * stderr. */
 int procs_start_servers(struct procs *p);
 /* Write the bridge's configuration (journal in the temporary directory,
  * everything else default, then the YAML lines extra_yaml) and start the
@@ -112,13 +138,11 @@ void procs_watchdog(struct procs *p, int seconds);
 
 /* utime+stime of a process (all threads), in seconds; -1 if unknown. */
 double proc_cpu_s(pid_t pid);
+/* The same for one thread of this process; -1 if unknown. */
+double proc_thread_cpu_s(pid_t tid);
 /* CPU seconds all processes of the machine have used since boot; -1 on
  * error. */
 double proc_machine_busy_s(void);
-/* Set TCP_NODELAY on this process's sockets connected to 127.0.0.1:port
- * (Paho does not, and Nagle's algorithm would hold small MQTT packets
- * back for a delayed ACK: up to 40 ms). Returns how many. */
-int proc_nodelay_to(int port);
 /* "2.0.11" from `mosquitto -h`; "?" when not found. */
 void proc_mosquitto_version(char *buf, size_t size);
 /* The three load averages of /proc/loadavg, "0.61 0.58 0.64"; "?" if
@@ -151,7 +175,7 @@ int kv_seed_room(struct redisContext *c, const char *room, long n, int users,
  * kv_seed_room with msgs messages of users u0..u<users-1> (so user, one of
  * them, is among the senders), room i's newest message i ms older than
  * room 0's (every room a distinct activity); and the user's room list
- * chatroom:$rooms:<user> (ZADD, score = that room's newest message's
+ * chatroom:$user:<user>:rooms (ZADD, score = that room's newest message's
  * time, Unix ms). 0 or -1. */
 int kv_seed_user_rooms(struct redisContext *c, const char *user, const char *prefix,
                        int rooms, long msgs, int users, int text_bytes);
@@ -240,6 +264,10 @@ struct load_result {
     long long measured;           /* completions inside the window */
     long long missing;            /* sent, never received by the deadline */
     long long duplicates, bad, errors;
+    long long acked;              /* PUBACKs received in the phase (QoS > 0) */
+    long long rejected;           /* ... with a reason code >= 0x80 */
+    long long unacked;            /* QoS > 0 publishes never acknowledged,
+                                     at the end of the phase's drain */
     double seconds;               /* measurement window */
     double rate;                  /* measured / seconds */
     double offered, achieved;     /* open loop: asked and actually sent, msg/s */
@@ -250,8 +278,13 @@ struct load_result {
 struct load;
 
 /* Connect `publishers` publishers and one subscriber (chat/+/msgs,
- * base/+/msgs, bench/reply) to the broker. NULL with a message on failure. */
+ * base/+/msgs, bench/reply) to the broker, libmosquitto clients with
+ * TCP_NODELAY, MQTT 5. NULL with a message on failure. */
 struct load *load_new(int mqtt_port, int publishers, int qos);
+/* The same clients run the way a plain libmosquitto program runs them:
+ * the library's own network thread per client (mosquitto_loop_start).
+ * The reference for the broker-alone baseline; client ids bench-plain-*. */
+struct load *load_new_plain(int mqtt_port, int publishers, int qos);
 void load_free(struct load *l);
 /* Ask for a history page until the bridge answers; 0, or -1 after
  * timeout_ms or once alive() says the bridge exited. */
@@ -260,12 +293,19 @@ int load_probe(struct load *l, int timeout_ms, int (*alive)(void *), void *arg);
 int load_run(struct load *l, const struct load_spec *s, struct load_result *r);
 /* Distinct completions per room of the last phase (rooms entries). */
 const long long *load_room_counts(const struct load *l);
-/* The Paho library's version, "1.3.12". */
-void load_paho_version(char *buf, size_t size);
+/* The client library's version, "libmosquitto 2.0.11". */
+void load_client_version(char *buf, size_t size);
+/* The thread ids of the load's network loops (the subscriber's first);
+ * how many (at most max). The benchmark reads their CPU to show that no
+ * load thread is near a full core, i.e. that the load clients are not what
+ * limits a measurement. */
+int load_threads(const struct load *l, pid_t *tids, int max);
+#define LOAD_THREADS 2
 
 /* ==================== Results (bench.c, report.c) ==================== */
 
-/* CPU seconds per 100,000 messages. */
+/* CPU seconds per 100,000 messages; bench is this process: the load
+ * clients. */
 struct cost {
     double bridge, mosquitto, redis, bench;
 };
@@ -284,6 +324,7 @@ struct sat_point {
     struct cost cpu;
     double other_cores;           /* CPU used meanwhile by every other process
                                      of the machine, in cores (-1: unknown) */
+    double load_busiest;          /* the busiest load thread, in cores (-1) */
     struct store_check check;
 };
 
@@ -294,6 +335,8 @@ struct lat_point {
     struct load_result bridge, baseline;
     struct store_check check;     /* of the bridge path */
 };
+
+#define MAX_LAT 8                 /* latency points: a ladder of offered rates */
 
 #define HISTORY_WINDOW 4          /* history requests in flight */
 
@@ -334,14 +377,19 @@ struct ret_point {
 
 struct results {
     int cores, quick, qos, payload, window, rooms, publishers;
+    char date[32];                /* when the run started, UTC */
     char broker_extra[1024];      /* --mosquitto-conf lines, if any */
     double duration_s;
-    char mosquitto[64], redis[64], paho[64];
+    char mosquitto[64], redis[64], client[64];
+    char broker_conf[1024];       /* settings from config/mosquitto.conf */
     struct sat_point sat_bridge, sat_base;
+    struct sat_point sat_plain;   /* the baseline through load_new_plain's
+                                     clients (rooms 0: not measured) */
     double redis_bytes_per_msg;
     struct encodings enc;         /* of a saturation message and its room */
     long bridge_hwm_kb;           /* highest over the bridge's runs */
-    struct lat_point lat[3];      /* 1000/s, 10000/s, 50% of saturation */
+    struct lat_point lat[MAX_LAT];/* by offered rate, ascending */
+    int nlat;
     double seed_s, rewrite_s;     /* seeding, then Redis's AOF rewrite */
     double adopt_s;               /* ... then the bridge's adoption of the
                                      seeded rooms (-1: not seen to end) */
@@ -354,12 +402,23 @@ struct results {
     struct ret_point ret;
     int problems;                 /* anything lost, bad or mismatched */
     char failed[256];             /* why the run stopped early, if it did */
+    char plot[512];               /* the picture written, or why not */
+    int plotted;                  /* 1: written to plot */
 };
 
 /* The human-readable table, to stdout. */
 void report_table(const struct results *r);
 /* The one-line JSON, to stdout. */
 void report_json(const struct results *r);
+/* 1 when the broker's settings (the shipped ones, then the extra lines)
+ * end with set_tcp_nodelay true. */
+int broker_nodelay(const char *conf, const char *extra);
+/* The picture of the run (plot.c): latency p50/p99 against offered rate,
+ * bridge path and broker alone, and CPU per message by process, as PNG at
+ * path, through gnuplot (its data and script beside it, path with .dat
+ * and .gp). Sets r->plotted and r->plot (the path, or why not: gnuplot
+ * missing or failing is said there, never a failure of the run). */
+void plot_results(struct results *r, const char *path);
 
 /* ==================== Scaling out (cluster.c, report.c) ==================== */
 
@@ -394,7 +453,8 @@ struct group_point {
 struct group_results {
     int cores, qos, payload, window, rooms, publishers, bridges;
     double duration_s;
-    char mosquitto[64], redis[64], paho[64];
+    char mosquitto[64], redis[64], client[64];
+    char broker_conf[1024];       /* settings from config/mosquitto.conf */
     char load_before[64], load_after[64];    /* /proc/loadavg */
     struct group_point pts[GROUP_POINTS];
     int npts;

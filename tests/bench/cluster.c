@@ -103,10 +103,13 @@ static void record_cpu(const struct gctx *c, struct group_point *pt) {
 /* Count what went wrong in a point (missing, malformed, send errors). */
 static void note_run(struct gctx *c, const struct group_point *pt) {
     const struct load_result *r = &pt->r;
-    if (r->missing == 0 && r->bad == 0 && r->errors == 0) return;
+    if (r->missing == 0 && r->bad == 0 && r->errors == 0 && r->rejected == 0 &&
+        r->unacked == 0)
+        return;
     c->res->problems++;
-    fprintf(stderr, "bench: %s: %lld of %lld missing, %lld bad, %lld send errors\n", pt->label,
-            r->missing, r->sent, r->bad, r->errors);
+    fprintf(stderr, "bench: %s: %lld of %lld missing, %lld bad, %lld send errors, %lld "
+            "PUBACKs refusing, %lld publishes unacknowledged\n", pt->label, r->missing,
+            r->sent, r->bad, r->errors, r->rejected, r->unacked);
 }
 
 /* Each room's Redis counter (on the Redis the point used) equals the
@@ -294,7 +297,9 @@ static void run_points(struct gctx *c) {
 static int setup(struct gctx *c) {
     PROGRESS("starting mosquitto, redis-server and a Redis Cluster of %d primaries",
              PROCS_NODES);
-    if (procs_start_servers(&c->pr) < 0 || (c->kv = kv_connect(c->pr.redis_port)) == NULL ||
+    int rc = procs_start_servers(&c->pr);
+    snprintf(c->res->broker_conf, sizeof(c->res->broker_conf), "%s", c->pr.broker_conf);
+    if (rc < 0 || (c->kv = kv_connect(c->pr.redis_port)) == NULL ||
         procs_start_cluster(&c->pr) < 0)
         return -1;
     for (int i = 0; i < PROCS_NODES; i++)
@@ -306,7 +311,7 @@ static int setup(struct gctx *c) {
     if ((c->load = load_new(c->pr.mqtt_port, c->o->publishers, c->o->qos)) == NULL) return -1;
     proc_mosquitto_version(c->res->mosquitto, sizeof(c->res->mosquitto));
     kv_version(c->kv, c->res->redis, sizeof(c->res->redis));
-    load_paho_version(c->res->paho, sizeof(c->res->paho));
+    load_client_version(c->res->client, sizeof(c->res->client));
     return 0;
 }
 
@@ -317,7 +322,7 @@ static void init_results(const struct group_opts *o, struct group_results *r) {
         .publishers = o->publishers, .bridges = o->bridges, .duration_s = o->duration };
     snprintf(r->mosquitto, sizeof(r->mosquitto), "?");
     snprintf(r->redis, sizeof(r->redis), "?");
-    snprintf(r->paho, sizeof(r->paho), "?");
+    snprintf(r->client, sizeof(r->client), "?");
     proc_loadavg(r->load_before, sizeof(r->load_before));
 }
 

@@ -1,6 +1,6 @@
 /* kv.c -- the benchmark's Redis side (see bench.h): seeding history rooms
  * in the bridge's exact schema (README "Redis schema", prefix chatroom),
- * and a user's room list (chatroom:$rooms:<user>) over many small rooms,
+ * and a user's room list (chatroom:$user:<user>:rooms) over many small rooms,
  * reading the rooms' counters (on the single Redis or, with the room as
  * hash tag, on the node of a Redis Cluster that owns it), indexes,
  * encodings and INFO.
@@ -207,7 +207,7 @@ int kv_seed_user_rooms(struct redisContext *c, const char *user, const char *pre
     size_t *lens = calloc(2 + 2 * (size_t)rooms, sizeof(*lens));
     long long now = (long long)time(NULL) * 1000;
     int rc = names && scores && argv && lens ? 0 : -1;
-    snprintf(key, sizeof(key), PREFIX ":$rooms:%s", user);
+    snprintf(key, sizeof(key), PREFIX ":$user:%s:rooms", user);
     argv[0] = "ZADD";
     argv[1] = key;
     for (int i = 0; rc == 0 && i < rooms; i++) {

@@ -1,13 +1,16 @@
 /* load.c -- the MQTT load generator (see bench.h).
  *
  * One generator serves every phase: the bridge path, the broker-only
- * baseline and history requests. Publishers (Paho MQTTAsync, MQTT 5) send
- * messages that each carry a token "<phase> <publisher> <seq> <t_ns>":
- * chat messages in their text (padded with 'x' to the payload size),
- * history requests in their Correlation Data. One subscriber receives the
+ * baseline and history requests. Publishers (libmosquitto, MQTT 5,
+ * TCP_NODELAY) send messages that each carry a token
+ * "<phase> <publisher> <seq> <t_ns>": chat messages in their text (padded
+ * with 'x' to the payload size), history requests in their Correlation
+ * Data, with bench/reply as Response Topic. One subscriber receives the
  * republished messages (chat/+/msgs), the baseline's (base/+/msgs) and
  * the history replies (bench/reply); a message is complete when the
- * subscriber has it, so latency and throughput are end to end.
+ * subscriber has it, so latency and throughput are end to end. Every QoS 1
+ * publish must also be acknowledged (PUBACK, reason code below 0x80)
+ * before a phase ends.
  *
  * Closed loop: each publisher starts with `window` messages and sends the
  * next one whenever one of its messages completes, from the subscriber's
@@ -17,16 +20,35 @@
  * message stamped with its scheduled time, so a late generator shows up
  * as latency rather than hiding it.
  *
- * Threads: Paho runs the callback on its receive thread with Paho's lock
- * held, and the callback takes ours. Nobody calls Paho holding our lock:
- * sequence numbers are reserved under it, the publish happens after. */
+ * Threads: libmosquitto's own loop thread (mosquitto_loop_start) would
+ * take every publish through a wake-up of that thread; instead two epoll
+ * loops of ours drive the clients through mosquitto_loop_read/write/misc,
+ * one for the subscriber and one for all publishers, and the clients stay
+ * in libmosquitto's unthreaded mode, where mosquitto_publish writes the
+ * packet at once from the calling thread (libmosquitto serialises writers
+ * with its own locks). A packet it could not write at once (socket full,
+ * or the client busy in a callback of its own) is left to the client's
+ * loop, woken through an eventfd. The subscriber's callback takes our
+ * lock; nobody calls libmosquitto holding it: sequence numbers are
+ * reserved under it, the publish happens after.
+ *
+ * load_new_plain makes the reference instead: the same clients on
+ * libmosquitto's own thread per client (mosquitto_loop_start), as a plain
+ * libmosquitto program would run them, to show that the broker-alone
+ * baseline through our loops is as fast as through plain clients. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
-#include <MQTTAsync.h>
+#include <unistd.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
 
 #include "bench.h"
 
@@ -36,12 +58,37 @@
 #define TOKEN_MAX 96
 #define BUF_MAX (PAYLOAD_MAX + 256)
 #define CONNECT_MS 10000
+#define KEEPALIVE_S 60
+#define MISC_NS 500000000LL       /* mosquitto_loop_misc (keep-alive) period */
 #define SEQ_MAX (1LL << 30)
 #define MESSAGES_DEADLINE_NS (600 * 1000000000LL)  /* --messages: at most 10 min */
+#define LOOPS 2                   /* 0: the subscriber, 1: the publishers */
+
+struct netloop;
+
+/* One MQTT connection. */
+struct client {
+    struct mosquitto *m;
+    struct load *load;
+    struct netloop *loop;
+    int fd;                       /* its socket (the loop's) */
+    int out_armed;                /* EPOLLOUT registered (the loop's) */
+    int state;                    /* atomic: 0 pending, 1 done, -1 failed */
+    int sub_state;                /* subscriber: 0 pending, 1 granted, -1 refused */
+};
+
+/* An epoll loop driving some clients. */
+struct netloop {
+    pthread_t thread;
+    int started, ep, efd;         /* epoll fd; eventfd to wake it */
+    int stop;                     /* atomic */
+    pid_t tid;                    /* atomic: its thread id, for its CPU */
+    struct client **c;
+    int n;
+};
 
 struct pub {
-    MQTTAsync client;
-    int state;                    /* atomic: 0 pending, 1 done, -1 failed */
+    struct client cl;
     long long next_seq;           /* lock */
     unsigned char *seen;          /* per seq: received (lock) */
     size_t cap;
@@ -54,6 +101,7 @@ struct phase {
     int npub;
     long long ws, we;             /* measurement window, ns */
     long long sent, errors, received, measured, duplicates, bad;
+    long long acked0, rejected0;  /* the load's counters at the phase's start */
     int refilling;                /* callbacks about to send the next message */
     int waiting;                  /* the driver waits on cond */
     long long *room_counts;
@@ -62,9 +110,13 @@ struct phase {
 
 struct load {
     int qos, npub;
+    int plain;                    /* the library's own loop thread per client */
     struct pub *pubs;
-    MQTTAsync sub;
-    int sub_state, probe_ok;      /* atomic */
+    struct client sub;
+    struct netloop loops[LOOPS];
+    int probe_ok;                 /* atomic */
+    long long published;          /* atomic: QoS > 0 publishes handed to the library */
+    long long acked, rejected;    /* atomic: PUBACKs, those with a reason >= 0x80 */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct phase ph;
@@ -139,6 +191,117 @@ static void expected_topic(const struct phase *ph, int room, char *buf, size_t s
                  s->room_prefix, room);
 }
 
+/* ==================== Event loops ==================== */
+
+/* Wake a client's loop (it then writes what the client still holds). */
+static void loop_wake(struct netloop *lp) {
+    uint64_t one = 1;
+    if (write(lp->efd, &one, sizeof(one)) < 0) { /* full counter: it is awake anyway */ }
+}
+
+/* Watch the socket for writing exactly while the client holds output. */
+static void arm_out(struct client *c) {
+    int want = c->fd >= 0 && mosquitto_want_write(c->m);
+    if (want == c->out_armed || c->fd < 0) return;
+    struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c };
+    if (epoll_ctl(c->loop->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->out_armed = want;
+}
+
+/* The connection broke (the library closed the socket): the client is
+ * failed, and what it still had to send is lost (counted as missing). */
+static void client_lost(struct client *c, int rc) {
+    if (__atomic_exchange_n(&c->state, -1, __ATOMIC_ACQ_REL) != -1 &&
+        !__atomic_load_n(&c->loop->stop, __ATOMIC_ACQUIRE))
+        fprintf(stderr, "bench: MQTT client %d: connection lost (%s)\n", c->fd,
+                mosquitto_strerror(rc));
+    c->fd = -1;
+}
+
+/* Read what the socket has (one packet or more), write what is pending. */
+static void client_io(struct client *c, uint32_t events) {
+    int rc = MOSQ_ERR_SUCCESS;
+    if (c->fd < 0) return;
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) rc = mosquitto_loop_read(c->m, 1);
+    if (rc == MOSQ_ERR_SUCCESS && (events & EPOLLOUT || mosquitto_want_write(c->m)))
+        rc = mosquitto_loop_write(c->m, 1);
+    if (rc != MOSQ_ERR_SUCCESS) client_lost(c, rc);
+    else arm_out(c);
+}
+
+/* A loop thread: epoll over its clients' sockets and its eventfd. */
+static void *loop_main(void *arg) {
+    struct netloop *lp = arg;
+    struct epoll_event ev[64];
+    long long misc = now_ns() + MISC_NS;
+    __atomic_store_n(&lp->tid, gettid(), __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&lp->stop, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(lp->ep, ev, 64, 100), rescan = 0;
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == NULL) {             /* the eventfd */
+                uint64_t v;
+                if (read(lp->efd, &v, sizeof(v)) < 0) { /* already drained */ }
+                rescan = 1;
+            } else {
+                client_io(ev[i].data.ptr, ev[i].events);
+            }
+        }
+        if (rescan)
+            for (int i = 0; i < lp->n; i++)
+                if (lp->c[i]->fd >= 0 && mosquitto_want_write(lp->c[i]->m))
+                    client_io(lp->c[i], EPOLLOUT);
+        if (now_ns() >= misc) {
+            for (int i = 0; i < lp->n; i++) {
+                if (lp->c[i]->fd < 0) continue;
+                int rc = mosquitto_loop_misc(lp->c[i]->m);
+                if (rc != MOSQ_ERR_SUCCESS) client_lost(lp->c[i], rc);
+                else arm_out(lp->c[i]);
+            }
+            misc = now_ns() + MISC_NS;
+        }
+    }
+    return NULL;
+}
+
+/* Create a loop for the clients c[0..n) (their sockets connected). */
+static int loop_init(struct netloop *lp, struct client **c, int n) {
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    lp->c = c;
+    lp->n = n;
+    lp->ep = epoll_create1(EPOLL_CLOEXEC);
+    lp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lp->ep < 0 || lp->efd < 0 || epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->efd, &ev) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        struct epoll_event ce = { .events = EPOLLIN, .data.ptr = c[i] };
+        c[i]->loop = lp;
+        c[i]->out_armed = 0;
+        if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, c[i]->fd, &ce) < 0) return -1;
+        arm_out(c[i]);
+    }
+    if (pthread_create(&lp->thread, NULL, loop_main, lp) != 0) return -1;
+    lp->started = 1;
+    return 0;
+}
+
+/* Stop a loop's thread and close its descriptors. */
+static void loop_stop(struct netloop *lp) {
+    if (lp->started) {
+        __atomic_store_n(&lp->stop, 1, __ATOMIC_RELEASE);
+        loop_wake(lp);
+        pthread_join(lp->thread, NULL);
+        lp->started = 0;
+    }
+    if (lp->ep > 0) close(lp->ep);
+    if (lp->efd > 0) close(lp->efd);
+    lp->ep = lp->efd = -1;
+}
+
+/* After a publish from outside the client's loop: if the library could
+ * not write it all at once, the loop must. */
+static void after_publish(struct client *c) {
+    if (c->loop && mosquitto_want_write(c->m)) loop_wake(c->loop);
+}
+
 /* ==================== Sending ==================== */
 
 /* Reserve publisher p's next sequence number (counted as sent); -1 once
@@ -162,23 +325,28 @@ static void unreserve(struct load *l) {
     pthread_mutex_unlock(&l->lock);
 }
 
+/* Publish on a client; counts QoS > 0 publishes for the PUBACK check. */
+static int client_publish(struct load *l, struct client *c, const char *topic, size_t len,
+                          const void *payload, int qos, const mosquitto_property *props) {
+    int rc = mosquitto_publish_v5(c->m, NULL, topic, (int)len, payload, qos, false, props);
+    if (rc == MOSQ_ERR_SUCCESS && qos > 0) __atomic_add_fetch(&l->published, 1, __ATOMIC_RELAXED);
+    after_publish(c);
+    return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
 /* Publish a history request with Response Topic and the token as
- * Correlation Data. Paho 1.3 takes MQTT 5 publish properties from the
- * response options. */
-static int send_request(MQTTAsync c, const char *topic, const char *body,
+ * Correlation Data (MQTT 5 request/response). */
+static int send_request(struct load *l, struct client *c, const char *topic, const char *body,
                         const char *corr, int qos) {
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    MQTTProperty rt = { .identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC };
-    MQTTProperty cd = { .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
-    rt.value.data.data = REPLY_TOPIC;
-    rt.value.data.len = (int)strlen(REPLY_TOPIC);
-    cd.value.data.data = (char *)corr;
-    cd.value.data.len = (int)strlen(corr);
-    MQTTProperties_add(&ro.properties, &rt);
-    MQTTProperties_add(&ro.properties, &cd);
-    int rc = MQTTAsync_send(c, topic, (int)strlen(body), body, qos, 0, &ro);
-    MQTTProperties_free(&ro.properties);
-    return rc == MQTTASYNC_SUCCESS ? 0 : -1;
+    mosquitto_property *props = NULL;
+    int rc = -1;
+    if (mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, REPLY_TOPIC) ==
+            MOSQ_ERR_SUCCESS &&
+        mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
+                                      (uint16_t)strlen(corr)) == MOSQ_ERR_SUCCESS)
+        rc = client_publish(l, c, topic, strlen(body), body, qos, props);
+    mosquitto_property_free_all(&props);
+    return rc;
 }
 
 /* Build {"user":"u<p>","text":"<token> xxx..."} in buf (BUF_MAX bytes)
@@ -200,14 +368,13 @@ static int publish(struct load *l, const struct load_spec *s, int phase, int p,
     if (s->target == TARGET_HISTORY) {
         if (s->topic) snprintf(topic, sizeof(topic), "%s", s->topic);
         else snprintf(topic, sizeof(topic), "chat/%s/history", s->room_prefix);
-        return send_request(l->pubs[p].client, topic, s->request, token, l->qos);
+        return send_request(l, &l->pubs[p].cl, topic, s->request, token, l->qos);
     }
     snprintf(topic, sizeof(topic), "%s/%s%d/%s", s->target == TARGET_BRIDGE ? "chat" : "base",
              s->room_prefix, room_of(&l->ph, p, seq),
              s->target == TARGET_BRIDGE ? "send" : "msgs");
     size_t len = chat_payload(buf, s->payload, p, token);
-    return MQTTAsync_send(l->pubs[p].client, topic, (int)len, buf, l->qos, 0, NULL) ==
-           MQTTASYNC_SUCCESS ? 0 : -1;
+    return client_publish(l, &l->pubs[p].cl, topic, len, buf, l->qos, NULL);
 }
 
 /* Reserve and publish publisher p's next message, if its quota allows.
@@ -220,7 +387,7 @@ static int send_next(struct load *l, const struct load_spec *s, int phase, int p
     return -1;
 }
 
-/* ==================== Subscriber (Paho's thread) ==================== */
+/* ==================== Subscriber (its loop's thread) ==================== */
 
 /* Mark seq of publisher p as received; 0 if it was already. */
 static int mark_seen(struct pub *p, long long seq) {
@@ -281,34 +448,38 @@ static int complete(struct load *l, const struct token *t, const char *topic,
 }
 
 /* A history reply: the token is the correlation data. */
-static int reply_token(struct load *l, MQTTAsync_message *m, struct token *t) {
-    MQTTProperty *c = MQTTProperties_getProperty(&m->properties,
-                                                 MQTTPROPERTY_CODE_CORRELATION_DATA);
-    if (c == NULL) return -1;
-    if ((size_t)c->value.data.len == strlen(PROBE) &&
-        memcmp(c->value.data.data, PROBE, strlen(PROBE)) == 0) {
-        __atomic_store_n(&l->probe_ok, 1, __ATOMIC_RELEASE);
+static int reply_token(struct load *l, const mosquitto_property *props, struct token *t) {
+    void *v = NULL;
+    uint16_t len = 0;
+    int rc = -1;
+    if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &v, &len, false) ==
+        NULL)
         return -1;
-    }
-    return token_parse(c->value.data.data, (size_t)c->value.data.len, t);
+    if (len == strlen(PROBE) && memcmp(v, PROBE, len) == 0)
+        __atomic_store_n(&l->probe_ok, 1, __ATOMIC_RELEASE);
+    else
+        rc = token_parse(v, len, t);
+    free(v);
+    return rc;
 }
 
 /* The subscriber's callback: parse the token, count the completion, and
  * in a closed loop send the publisher's next message. */
-static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m) {
-    struct load *l = ctx;
+static void on_message(struct mosquitto *m, void *ctx, const struct mosquitto_message *msg,
+                       const mosquitto_property *props) {
+    struct load *l = ((struct client *)ctx)->load;
     long long now = now_ns();
     struct token t;
-    const char *p = m->payload;
-    size_t n = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
-    int reply = strcmp(topic, REPLY_TOPIC) == 0, next = 0;
+    const char *p = msg->payload;
+    size_t n = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    int reply = strcmp(msg->topic, REPLY_TOPIC) == 0, next = 0;
     const struct load_spec *s = NULL;
-    (void)topic_len;     /* our topics hold no NUL: Paho's topic is terminated */
-    int rc = reply ? reply_token(l, m, &t) : token_from_text(p, n, &t);
+    (void)m;
+    int rc = reply ? reply_token(l, props, &t) : token_from_text(p, n, &t);
     pthread_mutex_lock(&l->lock);
     if (rc == 0 && l->ph.active) {              /* the spec is valid while active */
         s = l->ph.spec;
-        next = complete(l, &t, topic, !reply || history_reply_ok(s, p, n), now);
+        next = complete(l, &t, msg->topic, !reply || history_reply_ok(s, p, n), now);
     }
     pthread_mutex_unlock(&l->lock);
     if (next) {
@@ -318,23 +489,43 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         if (l->ph.waiting) pthread_cond_signal(&l->cond);
         pthread_mutex_unlock(&l->lock);
     }
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
+}
+
+/* A publisher's PUBACK: counted; a reason code of 0x80 or more is a
+ * refusal (0x10, no matching subscribers, is a success). */
+static void on_publish(struct mosquitto *m, void *ctx, int mid, int reason,
+                       const mosquitto_property *props) {
+    struct load *l = ((struct client *)ctx)->load;
+    (void)m;
+    (void)mid;
+    (void)props;
+    if (reason >= 0x80) __atomic_add_fetch(&l->rejected, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&l->acked, 1, __ATOMIC_RELEASE);
 }
 
 /* ==================== Connecting ==================== */
 
-/* A connect, subscribe or disconnect succeeded: *ctx = 1. */
-static void on_ok(void *ctx, MQTTAsync_successData5 *r) {
-    (void)r;
-    __atomic_store_n((int *)ctx, 1, __ATOMIC_RELEASE);
+/* CONNACK: the client is connected, or refused. */
+static void on_connect(struct mosquitto *m, void *ctx, int rc, int flags,
+                       const mosquitto_property *props) {
+    struct client *c = ctx;
+    (void)m;
+    (void)flags;
+    (void)props;
+    if (rc != 0) fprintf(stderr, "bench: MQTT connect refused: %s\n", mosquitto_reason_string(rc));
+    __atomic_store_n(&c->state, rc == 0 ? 1 : -1, __ATOMIC_RELEASE);
 }
 
-/* It failed: *ctx = -1. */
-static void on_fail(void *ctx, MQTTAsync_failureData5 *r) {
-    (void)r;
-    __atomic_store_n((int *)ctx, -1, __ATOMIC_RELEASE);
+/* SUBACK: every filter granted at the QoS asked for. */
+static void on_subscribe(struct mosquitto *m, void *ctx, int mid, int n, const int *granted,
+                         const mosquitto_property *props) {
+    struct client *c = ctx;
+    int ok = n == 3;
+    (void)m;
+    (void)mid;
+    (void)props;
+    for (int i = 0; i < n; i++) ok &= granted[i] == c->load->qos;
+    __atomic_store_n(&c->sub_state, ok ? 1 : -1, __ATOMIC_RELEASE);
 }
 
 /* Wait until *state leaves 0; 0 when it became 1. */
@@ -346,77 +537,84 @@ static int wait_state(int *state, long long deadline) {
     return s == 1 ? 0 : -1;
 }
 
-/* Create an MQTT 5 client and start connecting it (clean start); *state
- * becomes 1 once connected. A client given a load is the subscriber: it
- * gets the message callback and asks for Receive Maximum 65535, so that
- * the broker never holds messages back for it. */
-static int client_start(MQTTAsync *c, int port, const char *id, int *state,
-                        struct load *sub_of) {
-    char uri[64];
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
-    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer5;
-    MQTTProperties props = MQTTProperties_initializer;
-    MQTTProperty rm = { .identifier = MQTTPROPERTY_CODE_RECEIVE_MAXIMUM };
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    co.maxBufferedMessages = 1 << 20;           /* counts queued publishes too */
-    if (MQTTAsync_createWithOptions(c, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                    &co) != MQTTASYNC_SUCCESS)
+/* Create an MQTT 5 client with TCP_NODELAY and connect its socket (clean
+ * start; CONNECT is sent, the CONNACK comes to its loop). The subscriber
+ * (sub set) gets the message callback and asks for Receive Maximum 65535,
+ * so that the broker never holds messages back for it; publishers count
+ * their PUBACKs. */
+static int client_start(struct load *l, struct client *c, int port, const char *id, int sub) {
+    c->load = l;
+    c->fd = -1;
+    c->m = mosquitto_new(id, true, c);
+    if (c->m == NULL ||
+        mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5) != 0 ||
+        mosquitto_int_option(c->m, MOSQ_OPT_TCP_NODELAY, 1) != 0 ||
+        (sub && mosquitto_int_option(c->m, MOSQ_OPT_RECEIVE_MAXIMUM, 65535) != 0))
         return -1;
-    if (sub_of && MQTTAsync_setCallbacks(*c, sub_of, NULL, on_message, NULL) !=
-                  MQTTASYNC_SUCCESS)
+    mosquitto_connect_v5_callback_set(c->m, on_connect);
+    if (sub) {
+        mosquitto_message_v5_callback_set(c->m, on_message);
+        mosquitto_subscribe_v5_callback_set(c->m, on_subscribe);
+    } else {
+        mosquitto_publish_v5_callback_set(c->m, on_publish);
+    }
+    int rc = mosquitto_connect_bind_v5(c->m, "127.0.0.1", port, KEEPALIVE_S, NULL, NULL);
+    if (rc == MOSQ_ERR_SUCCESS && l->plain) rc = mosquitto_loop_start(c->m);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "bench: MQTT connect to port %d: %s\n", port, mosquitto_strerror(rc));
         return -1;
-    rm.value.integer2 = 65535;
-    if (sub_of) MQTTProperties_add(&props, &rm);
-    o.keepAliveInterval = 60;
-    o.cleanstart = 1;
-    o.connectProperties = &props;
-    o.onSuccess5 = on_ok;
-    o.onFailure5 = on_fail;
-    o.context = state;
-    int rc = MQTTAsync_connect(*c, &o);
-    MQTTProperties_free(&props);
-    return rc == MQTTASYNC_SUCCESS ? 0 : -1;
+    }
+    c->fd = mosquitto_socket(c->m);
+    return c->fd >= 0 ? 0 : -1;
 }
 
 /* Subscribe the subscriber to the three filters; 0 or -1. */
 static int subscribe_all(struct load *l) {
     char *filters[3] = { "chat/+/msgs", "base/+/msgs", REPLY_TOPIC };
-    int qos[3] = { l->qos, l->qos, l->qos };
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    int done = 0;
-    ro.onSuccess5 = on_ok;
-    ro.onFailure5 = on_fail;
-    ro.context = &done;
-    if (MQTTAsync_subscribeMany(l->sub, 3, filters, qos, &ro) != MQTTASYNC_SUCCESS)
+    if (mosquitto_subscribe_multiple(l->sub.m, NULL, 3, filters, l->qos, 0, NULL) !=
+        MOSQ_ERR_SUCCESS)
         return -1;
-    return wait_state(&done, now_ns() + CONNECT_MS * 1000000LL);
+    after_publish(&l->sub);
+    return wait_state(&l->sub.sub_state, now_ns() + CONNECT_MS * 1000000LL);
 }
 
-/* Connect the subscriber and every publisher. 0 or -1. */
+/* Connect the subscriber and every publisher, start their loops, wait
+ * for every CONNACK, subscribe. 0 or -1. */
 static int load_connect(struct load *l, int port) {
+    static struct client *subs[1];
+    const char *who = l->plain ? "bench-plain" : "bench";
     char id[32];
     long long deadline = now_ns() + CONNECT_MS * 1000000LL;
-    if (client_start(&l->sub, port, "bench-sub", &l->sub_state, l) < 0) return -1;
+    struct client **pubs = calloc((size_t)l->npub, sizeof(*pubs));
+    if (pubs == NULL) return -1;
+    subs[0] = &l->sub;
+    l->loops[1].c = pubs;                       /* freed with the load */
+    snprintf(id, sizeof(id), "%s-sub", who);
+    if (client_start(l, &l->sub, port, id, 1) < 0) return -1;
     for (int i = 0; i < l->npub; i++) {
-        snprintf(id, sizeof(id), "bench-pub-%d", i);
-        if (client_start(&l->pubs[i].client, port, id, &l->pubs[i].state, NULL) < 0)
-            return -1;
+        snprintf(id, sizeof(id), "%s-pub-%d", who, i);
+        pubs[i] = &l->pubs[i].cl;
+        if (client_start(l, pubs[i], port, id, 0) < 0) return -1;
     }
-    if (wait_state(&l->sub_state, deadline) < 0) return -1;
+    if (!l->plain &&
+        (loop_init(&l->loops[0], subs, 1) < 0 || loop_init(&l->loops[1], pubs, l->npub) < 0))
+        return -1;
+    if (wait_state(&l->sub.state, deadline) < 0) return -1;
     for (int i = 0; i < l->npub; i++)
-        if (wait_state(&l->pubs[i].state, deadline) < 0) return -1;
-    if (proc_nodelay_to(port) < l->npub + 1)
-        fprintf(stderr, "bench: warning: TCP_NODELAY not set on every client socket\n");
+        if (wait_state(&l->pubs[i].cl.state, deadline) < 0) return -1;
     return subscribe_all(l);
 }
 
-/* Allocate the load and connect its clients. */
-struct load *load_new(int mqtt_port, int publishers, int qos) {
+/* Allocate a load and connect its clients. */
+static struct load *load_make(int mqtt_port, int publishers, int qos, int plain) {
     struct load *l = calloc(1, sizeof(*l));
     if (l == NULL) return NULL;
+    mosquitto_lib_init();
+    l->plain = plain;
     l->qos = qos;
     l->npub = publishers;
     l->pubs = calloc((size_t)publishers, sizeof(*l->pubs));
+    for (int i = 0; i < LOOPS; i++) l->loops[i].ep = l->loops[i].efd = -1;
     pthread_condattr_t ca;                      /* deadlines are CLOCK_MONOTONIC */
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -432,33 +630,52 @@ struct load *load_new(int mqtt_port, int publishers, int qos) {
     return l;
 }
 
-/* Disconnect (waiting a little for the broker) and destroy a client. */
-static void client_close(MQTTAsync *c) {
-    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
-    int done = 0;
-    if (*c == NULL) return;
-    d.timeout = 1000;
-    d.onSuccess5 = on_ok;
-    d.onFailure5 = on_fail;
-    d.context = &done;
-    if (MQTTAsync_isConnected(*c) && MQTTAsync_disconnect(*c, &d) == MQTTASYNC_SUCCESS)
-        wait_state(&done, now_ns() + 2000000000LL);
-    MQTTAsync_destroy(c);
+/* The load: our two epoll loops. */
+struct load *load_new(int mqtt_port, int publishers, int qos) {
+    return load_make(mqtt_port, publishers, qos, 0);
 }
 
-/* Disconnect and free everything; NULL is fine. */
+/* The reference: libmosquitto's own thread per client. */
+struct load *load_new_plain(int mqtt_port, int publishers, int qos) {
+    return load_make(mqtt_port, publishers, qos, 1);
+}
+
+/* Send DISCONNECT if connected (our loops are stopped by now: it is
+ * written at once; a plain client's thread writes it and then ends). */
+static void client_disconnect(const struct load *l, struct client *c) {
+    int connected = c->m && __atomic_load_n(&c->state, __ATOMIC_ACQUIRE) == 1;
+    if (connected) mosquitto_disconnect_v5(c->m, 0, NULL);
+    if (l->plain && c->m) mosquitto_loop_stop(c->m, !connected);
+}
+
+/* Stop the loops, disconnect, free everything; NULL is fine. */
 void load_free(struct load *l) {
     if (l == NULL) return;
-    client_close(&l->sub);
+    for (int i = 0; i < LOOPS; i++) loop_stop(&l->loops[i]);
+    client_disconnect(l, &l->sub);
+    for (int i = 0; l->pubs && i < l->npub; i++) client_disconnect(l, &l->pubs[i].cl);
+    if (l->sub.m) mosquitto_destroy(l->sub.m);
     for (int i = 0; l->pubs && i < l->npub; i++) {
-        client_close(&l->pubs[i].client);
+        if (l->pubs[i].cl.m) mosquitto_destroy(l->pubs[i].cl.m);
         free(l->pubs[i].seen);
     }
+    free(l->loops[1].c);
     free(l->pubs);
     free(l->ph.room_counts);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->cond);
     free(l);
+    mosquitto_lib_cleanup();
+}
+
+/* The loops' thread ids (the subscriber's first). */
+int load_threads(const struct load *l, pid_t *tids, int max) {
+    int n = 0;
+    for (int i = 0; i < LOOPS && n < max; i++) {
+        pid_t t = __atomic_load_n(&l->loops[i].tid, __ATOMIC_ACQUIRE);
+        if (t > 0) tids[n++] = t;
+    }
+    return n;
 }
 
 /* ==================== Phases ==================== */
@@ -471,7 +688,9 @@ static int phase_begin(struct load *l, const struct load_spec *s) {
     pthread_mutex_lock(&l->lock);
     free(ph->room_counts);
     *ph = (struct phase){ .id = ph->id + 1, .active = 1, .spec = s,
-                          .npub = s->publishers, .room_counts = rc };
+                          .npub = s->publishers, .room_counts = rc,
+                          .acked0 = __atomic_load_n(&l->acked, __ATOMIC_ACQUIRE),
+                          .rejected0 = __atomic_load_n(&l->rejected, __ATOMIC_ACQUIRE) };
     hist_reset(&ph->lat);
     ph->ws = now_ns() + s->warmup_ns;
     ph->we = ph->ws + (s->max_messages > 0 ? MESSAGES_DEADLINE_NS : s->duration_ns);
@@ -555,31 +774,24 @@ static void open_result(const struct load_spec *s, const struct phase *ph, long 
     r->reached = r->achieved >= 0.98 * s->rate;
 }
 
-/* Paho 1.3 queues QoS 1 publishes beyond the broker's Receive Maximum and
- * sends them only when another publish is queued or after a second. When
- * the schedule has ended, a QoS 0 publish nobody receives does that, so
- * an overloaded phase's last messages are not held back by the library. */
-static void kick_paho(struct load *l) {
-    MQTTAsync_send(l->pubs[0].client, "bench/kick", 1, "k", 0, 0, NULL);
+/* QoS > 0 publishes the broker has not acknowledged yet. */
+static long long unacked(struct load *l) {
+    return __atomic_load_n(&l->published, __ATOMIC_ACQUIRE) -
+           __atomic_load_n(&l->acked, __ATOMIC_ACQUIRE);
 }
 
-/* Wait for the stragglers while they keep coming (none for 5 s: give up)
- * and at most drain_ns; then close the phase to the subscriber, once no
- * callback is still sending for it. */
+/* Wait for the stragglers and the last PUBACKs while they keep coming
+ * (nothing for 5 s: give up) and at most drain_ns; then close the phase
+ * to the subscriber, once no callback is still sending for it. */
 static void phase_drain(struct load *l, const struct load_spec *s) {
-    long long deadline = now_ns() + s->drain_ns, seen = -1, moved = now_ns(), kicked = 0;
+    long long deadline = now_ns() + s->drain_ns, seen = -1, moved = now_ns();
     pthread_mutex_lock(&l->lock);
-    while (l->ph.received < l->ph.sent && now_ns() < deadline && !bench_interrupted &&
-           now_ns() - moved < 5000000000LL) {
-        if (l->ph.received != seen) {
-            seen = l->ph.received;
+    while ((l->ph.received < l->ph.sent || unacked(l) > 0) && now_ns() < deadline &&
+           !bench_interrupted && now_ns() - moved < 5000000000LL) {
+        long long progress = l->ph.received + __atomic_load_n(&l->acked, __ATOMIC_ACQUIRE);
+        if (progress != seen) {
+            seen = progress;
             moved = now_ns();
-        }
-        if (now_ns() - kicked >= 20000000LL) {          /* every 20 ms */
-            pthread_mutex_unlock(&l->lock);
-            kick_paho(l);
-            pthread_mutex_lock(&l->lock);
-            kicked = now_ns();
         }
         wait_cond(l, now_ns() + 20000000LL, 1);
     }
@@ -589,7 +801,7 @@ static void phase_drain(struct load *l, const struct load_spec *s) {
     pthread_mutex_unlock(&l->lock);
 }
 
-/* The phase's result from what the subscriber counted. */
+/* The phase's result from what the subscriber and the PUBACKs counted. */
 static void phase_result(struct load *l, struct load_result *r) {
     const struct phase *ph = &l->ph;
     pthread_mutex_lock(&l->lock);
@@ -600,6 +812,9 @@ static void phase_result(struct load *l, struct load_result *r) {
     r->duplicates = ph->duplicates;
     r->bad = ph->bad;
     r->missing = r->sent - r->received;
+    r->acked = __atomic_load_n(&l->acked, __ATOMIC_ACQUIRE) - ph->acked0;
+    r->rejected = __atomic_load_n(&l->rejected, __ATOMIC_ACQUIRE) - ph->rejected0;
+    r->unacked = l->qos > 0 ? unacked(l) : 0;
     r->seconds = (double)(ph->we - ph->ws) / 1e9;
     r->rate = r->seconds > 0 ? (double)r->measured / r->seconds : 0;
     hist_summary(&ph->lat, &r->lat);
@@ -637,8 +852,7 @@ int load_probe(struct load *l, int timeout_ms, int (*alive)(void *), void *arg) 
     long long deadline = now_ns() + (long long)timeout_ms * 1000000LL;
     __atomic_store_n(&l->probe_ok, 0, __ATOMIC_RELEASE);
     while (now_ns() < deadline && !bench_interrupted && alive(arg)) {
-        send_request(l->pubs[0].client, "chat/" PROBE "/history", "{\"limit\":1}", PROBE,
-                     1);
+        send_request(l, &l->pubs[0].cl, "chat/" PROBE "/history", "{\"limit\":1}", PROBE, 1);
         long long until = now_ns() + 500000000LL;
         while (now_ns() < until && !__atomic_load_n(&l->probe_ok, __ATOMIC_ACQUIRE))
             sleep_until_ns(now_ns() + 5000000LL);
@@ -647,9 +861,9 @@ int load_probe(struct load *l, int timeout_ms, int (*alive)(void *), void *arg) 
     return -1;
 }
 
-/* The "Version" entry of Paho's version information. */
-void load_paho_version(char *buf, size_t size) {
-    snprintf(buf, size, "?");
-    for (MQTTAsync_nameValue *v = MQTTAsync_getVersionInfo(); v && v->name; v++)
-        if (strcmp(v->name, "Version") == 0) snprintf(buf, size, "%s", v->value);
+/* "libmosquitto 2.0.11", the library's version at run time. */
+void load_client_version(char *buf, size_t size) {
+    int major, minor, rev;
+    mosquitto_lib_version(&major, &minor, &rev);
+    snprintf(buf, size, "libmosquitto %d.%d.%d", major, minor, rev);
 }

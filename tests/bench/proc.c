@@ -7,20 +7,15 @@
  * are stopped by PID only. bench --cluster adds three Redis Cluster
  * primaries and a shared group of bridges, each with its own files. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <dirent.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,16 +51,74 @@ static void spawn_redis(struct procs *p) {
     p->redis_pid = spawn(argv, p->dir, "redis.log");
 }
 
-/* mosquitto with the settings of config/mosquitto.conf, on our port and
- * with its database in the temporary directory. Started as root, mosquitto
- * would switch to its own user and could not write there. 0 or -1. */
+#define SHIPPED_CONF "config/mosquitto.conf"
+
+/* What config/mosquitto.conf said when the benchmark was written: used
+ * only if the file cannot be read. */
+static const char fallback_conf[] =
+    "allow_anonymous true\npersistence true\nautosave_interval 10\n"
+    "max_queued_messages 100000\nset_tcp_nodelay true\n";
+
+/* 1 for a setting of the shipped file that the benchmark must not take:
+ * a listener and what belongs to one (the benchmark has its own), or one
+ * naming a file, directory, user or plugin of the machine the file was
+ * written for. */
+static int conf_skip(const char *key, size_t n) {
+    static const char *const names[] = { "listener", "port", "bind_address", "bind_interface",
+        "protocol", "socket_domain", "mount_point", "http_dir", "max_connections",
+        "accept_protocol_versions", "require_certificate", "use_identity_as_username",
+        "use_subject_as_username", "use_username_as_clientid", "capath", "user", "log_dest",
+        "include_dir", "plugin", "auth_plugin", "persistence_location" };
+    static const char *const prefixes[] = { "plugin_opt_", "auth_opt_", "tls_", "psk_",
+        "ciphers", "websockets_" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == n && memcmp(key, names[i], n) == 0) return 1;
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (n >= strlen(prefixes[i]) && memcmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return n >= 4 && memcmp(key + n - 4, "file", 4) == 0;    /* certfile, pid_file... */
+}
+
+/* The broker-wide settings of config/mosquitto.conf, one a line, into
+ * out: its lines less comments, the settings conf_skip names and bridge
+ * sections (from a `connection` line to the next listener). 0, or -1 when
+ * the file could not be read (out then holds fallback_conf). */
+static int shipped_settings(char *out, size_t size) {
+    char line[512];
+    size_t used = 0;
+    int in_bridge = 0;
+    FILE *f = fopen(SHIPPED_CONF, "r");
+    snprintf(out, size, "%s", fallback_conf);
+    if (f == NULL) return -1;
+    out[0] = '\0';
+    while (fgets(line, sizeof(line), f)) {
+        char *k = line + strspn(line, " \t");
+        size_t n = strcspn(k, " \t\r\n"), len = strcspn(k, "\r\n");
+        if (n == 0 || *k == '#') continue;
+        if (n == 10 && memcmp(k, "connection", 10) == 0) in_bridge = 1;
+        if (n == 8 && memcmp(k, "listener", 8) == 0) in_bridge = 0;
+        while (len > 0 && (k[len - 1] == ' ' || k[len - 1] == '\t')) len--;
+        if (in_bridge || conf_skip(k, n) || used + len + 2 > size) continue;
+        used += (size_t)snprintf(out + used, size - used, "%.*s\n", (int)len, k);
+    }
+    fclose(f);
+    return 0;
+}
+
+/* mosquitto on our port with the settings of config/mosquitto.conf (see
+ * procs_start_servers), then the benchmark's own (BROKER_OWN, see bench.h),
+ * its database in the temporary directory, then --mosquitto-conf's lines
+ * (the last value of a setting wins). Started as root, mosquitto would
+ * switch to its own user and could not write there. 0 or -1. */
 static int spawn_mosquitto(struct procs *p) {
-    char conf[2048], path[300];
-    snprintf(conf, sizeof(conf),
-             "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
-             "persistence_location %s/\nautosave_interval 10\n"
-             "max_queued_messages 100000\n%s%s", p->mqtt_port, p->dir,
-             geteuid() == 0 ? "user root\n" : "", p->broker_extra);
+    char conf[4096], path[300];
+    if (shipped_settings(p->broker_conf, sizeof(p->broker_conf)) < 0)
+        fprintf(stderr, "bench: cannot read %s; using its settings as of the benchmark's "
+                "writing\n", SHIPPED_CONF);
+    snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\n%s%s%spersistence_location %s/\n%s%s",
+             p->mqtt_port, p->broker_conf,
+             strstr(p->broker_conf, "allow_anonymous") ? "" : "allow_anonymous true\n",
+             BROKER_OWN, p->dir, geteuid() == 0 ? "user root\n" : "", p->broker_extra);
     snprintf(path, sizeof(path), "%s/mosquitto.conf", p->dir);
     if (sys_write_file(path, conf) < 0) return -1;
     char *argv[] = { "mosquitto", "-c", path, NULL };
@@ -329,35 +382,9 @@ void procs_watchdog(struct procs *p, int seconds) {
 
 /* ==================== /proc ==================== */
 
-/* 1 when fd is a TCP socket connected to 127.0.0.1:port. */
-static int fd_peer_is(int fd, int port) {
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    if (getpeername(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET)
-        return 0;
-    return ntohs(a.sin_port) == port && a.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
-}
-
-/* Walk /proc/self/fd and set TCP_NODELAY on our sockets to the port. */
-int proc_nodelay_to(int port) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0, one = 1;
-    if (d == NULL) return 0;
-    for (struct dirent *de; (de = readdir(d)) != NULL;) {
-        char *end;
-        long fd = strtol(de->d_name, &end, 10);
-        if (*end != '\0' || end == de->d_name || fd == dirfd(d) || !fd_peer_is((int)fd, port))
-            continue;
-        if (setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0) n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* Fields 14 and 15 of /proc/<pid>/stat, in seconds. */
-double proc_cpu_s(pid_t pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+/* Fields 14 and 15 of a /proc stat file, in seconds. */
+static double stat_cpu_s(const char *path) {
+    char buf[1024];
     FILE *f = fopen(path, "r");
     if (f == NULL) return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -369,6 +396,20 @@ double proc_cpu_s(pid_t pid) {
                             &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* /proc/<pid>/stat: every thread of the process. */
+double proc_cpu_s(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    return stat_cpu_s(path);
+}
+
+/* /proc/self/task/<tid>/stat: one thread of ours. */
+double proc_thread_cpu_s(pid_t tid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    return stat_cpu_s(path);
 }
 
 /* The first line of /proc/stat: user, nice, system, idle, iowait, irq,

@@ -12,7 +12,45 @@ static double ratio(double a, double b) {
     return b > 0 && a >= 0 ? a / b : NAN;
 }
 
+/* The value of the last line "set_tcp_nodelay <v>" of the broker's
+ * settings (the shipped ones, then --mosquitto-conf's): 1 when true. */
+int broker_nodelay(const char *conf, const char *extra) {
+    int on = 0;
+    const char *texts[2] = { conf, extra };
+    for (int t = 0; t < 2; t++)
+        for (const char *l = texts[t]; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+            if (strncmp(l, "set_tcp_nodelay", 15) == 0 && (l[15] == ' ' || l[15] == '\t'))
+                on = strncmp(l + 16 + strspn(l + 16, " \t"), "true", 4) == 0;
+    return on;
+}
+
 /* ==================== Table ==================== */
+
+/* Lines as "[a] [b] [c]". */
+static void print_lines(const char *lines) {
+    for (const char *l = lines; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+        printf(" [%.*s]", (int)strcspn(l, "\n"), l);
+}
+
+/* Which broker settings were used, and TCP_NODELAY everywhere. */
+static void broker_lines(const char *conf, const char *extra) {
+    printf("mosquitto runs with the settings of config/mosquitto.conf:");
+    print_lines(conf);
+    printf("\n");
+    printf("... then the benchmark's own: [%.*s] (%s)\n", (int)strcspn(BROKER_OWN, "\n"),
+           BROKER_OWN, BROKER_OWN_WHY);
+    if (extra[0]) {
+        printf("mosquitto.conf additions:");
+        print_lines(extra);
+        printf("\n");
+    }
+    if (broker_nodelay(conf, extra))
+        printf("TCP_NODELAY on every hop: the broker (set_tcp_nodelay true, as shipped), the "
+               "bridge, the load clients.\n");
+    else
+        printf("WARNING: the broker runs without set_tcp_nodelay: small packets may wait ~40 ms "
+               "for a delayed ACK.\n");
+}
 
 /* "%*.*f" or a dash for an unknown value. */
 static void cell(double v, int width, int prec) {
@@ -22,19 +60,15 @@ static void cell(double v, int width, int prec) {
 
 /* Machine, versions and settings. */
 static void table_header(const struct results *r) {
-    printf("chat-bridge benchmark (%s run): %d cores, mosquitto %s, Redis %s, Paho %s\n",
-           r->quick ? "quick" : "full", r->cores, r->mosquitto, r->redis, r->paho);
+    printf("chat-bridge benchmark (%s run, %s): %d cores, mosquitto %s, Redis %s, load "
+           "clients %s\n", r->quick ? "quick" : "full", r->date, r->cores, r->mosquitto,
+           r->redis, r->client);
     printf("QoS %d, %d-byte texts, %d publishers x %d in flight, %d rooms, %.1f s per "
            "saturation phase\n", r->qos, r->payload, r->publishers, r->window, r->rooms,
            r->duration_s);
     printf("The benchmark's clients, mosquitto, the bridge and Redis (AOF everysec) "
            "share these cores.\n");
-    if (r->broker_extra[0]) {
-        printf("mosquitto.conf additions:");
-        for (const char *l = r->broker_extra; *l; l += strcspn(l, "\n") + 1)
-            printf(" [%.*s]", (int)strcspn(l, "\n"), l);
-        printf("\n");
-    }
+    broker_lines(r->broker_conf, r->broker_extra);
 }
 
 /* Closed-loop throughput, both paths, their ratio and the stored check. */
@@ -50,6 +84,16 @@ static void table_saturation(const struct results *r) {
     printf(" %9lld %8lld\n", s->r.received, s->r.missing);
     printf("  %-44s", "ratio bridge/baseline");
     cell(ratio(b->r.rate, s->r.rate), 10, 3);
+    if (r->sat_plain.rooms) {
+        const struct sat_point *q = &r->sat_plain;
+        printf("\n  %-44s", "baseline, plain libmosquitto clients (ref.)");
+        cell(q->r.rate, 10, 0);
+        printf(" %9lld %8lld", q->r.received, q->r.missing);
+        printf("\n  %-44s", "ratio baseline/reference");
+        cell(ratio(s->r.rate, q->r.rate), 10, 3);
+        printf("  (>= ~1: the load clients do not hold the baseline down;\n  %44s  the "
+               "reference runs one library thread per client, mosquitto_loop_start)", "");
+    }
     printf("\n  stored check: Redis counters %lld, republishes received %lld, %d rooms "
            "differ%s\n", b->check.stored, b->check.republished, b->check.rooms_off,
            b->check.rooms_off || b->check.stored != b->check.republished ? "  MISMATCH" : "");
@@ -68,6 +112,8 @@ static void lat_row(const char *label, const char *path, const struct load_resul
     if (!x->reached) printf("  offered rate not reached (sent %.0f/s)", x->achieved);
     else if (x->rate < 0.95 * x->offered) printf("  overloaded: delivered < offered");
     if (x->missing) printf("  %lld missing", x->missing);
+    if (x->rejected || x->unacked) printf("  %lld refused, %lld unacknowledged", x->rejected,
+                                          x->unacked);
     printf("\n");
 }
 
@@ -76,7 +122,7 @@ static void table_latency(const struct results *r) {
     printf("\nLatency at fixed offered rates (open loop, ms from scheduled send to receipt)\n");
     printf("  %-20s %-9s %8s %8s %8s %8s %10s\n", "offered", "path", "p50", "p99",
            "p99.9", "max", "deliv/s");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < r->nlat; i++) {
         const struct lat_point *p = &r->lat[i];
         if (!p->done) continue;
         lat_row(p->label, "bridge", &p->bridge);
@@ -107,21 +153,50 @@ static void table_encodings(const struct encodings *e) {
                  "zset-max-listpack-entries", e->zset_max_entries);
 }
 
-/* CPU per message of each process, RSS and Redis memory per message. */
+/* CPU s per 100,000 messages at a rate, in cores; NAN if unknown. */
+static double cores(double per_100k, double rate) {
+    return per_100k >= 0 && rate > 0 ? per_100k * rate / 1e5 : NAN;
+}
+
+/* One row of the cost table: the four processes. */
+static void cost_row(const char *label, const struct cost *c, double scale_rate, int prec) {
+    printf("  %-24s", label);
+    cell(scale_rate > 0 ? cores(c->bridge, scale_rate) : c->bridge, 10, prec);
+    cell(scale_rate > 0 ? cores(c->mosquitto, scale_rate) : c->mosquitto, 10, prec);
+    cell(scale_rate > 0 ? cores(c->redis, scale_rate) : c->redis, 12, prec);
+    cell(scale_rate > 0 ? cores(c->bench, scale_rate) : c->bench, 13, prec);
+}
+
+/* Whether the load clients could have limited a saturation point: their
+ * busiest thread near a full core. */
+static const char *load_verdict(double busiest) {
+    if (busiest < 0) return "unknown";
+    return busiest < 0.85 ? "below a core: not the limit" : "NEAR A FULL CORE: may be the limit";
+}
+
+/* CPU per message of each process (the load clients are this process),
+ * the cores each used, RSS and Redis memory per message. */
 static void table_cost(const struct results *r) {
     const struct cost *b = &r->sat_bridge.cpu, *s = &r->sat_base.cpu;
-    printf("\nCost per message (saturation phase; CPU seconds per 100,000 messages)\n");
-    printf("  %-20s %10s %10s %12s %10s\n", "", "bridge", "mosquitto", "redis-server",
-           "bench");
-    printf("  %-20s", "bridge path");
-    cell(b->bridge, 10, 3);
-    cell(b->mosquitto, 10, 3);
-    cell(b->redis, 12, 3);
-    cell(b->bench, 10, 3);
-    printf("\n  %-20s %10s", "baseline", "-");
-    cell(s->mosquitto, 10, 3);
-    printf(" %12s", "-");
-    cell(s->bench, 10, 3);
+    printf("\nCost per message (saturation phase; CPU seconds per 100,000 messages; load "
+           "clients: this\nbenchmark's own process, its libmosquitto publishers and "
+           "subscriber)\n");
+    printf("  %-24s %10s %10s %12s %13s\n", "", "bridge", "mosquitto", "redis-server",
+           "load clients");
+    cost_row("bridge path", b, 0, 3);
+    printf("\n");
+    cost_row("baseline", s, 0, 3);
+    printf("\n");
+    cost_row("cores used, bridge path", b, r->sat_bridge.r.rate, 2);
+    printf("\n");
+    cost_row("cores used, baseline", s, r->sat_base.r.rate, 2);
+    printf("\n  busiest load thread, cores: bridge path");
+    cell(r->sat_bridge.load_busiest, 0, 2);
+    printf(" (%s), baseline", load_verdict(r->sat_bridge.load_busiest));
+    cell(r->sat_base.load_busiest, 0, 2);
+    printf(" (%s)\n", load_verdict(r->sat_base.load_busiest));
+    printf("  load clients / bridge, CPU per message ");
+    cell(ratio(b->bench, b->bridge), 0, 2);
     printf("\n  bridge/mosquitto (bridge path) ");
     cell(ratio(b->bridge, b->mosquitto), 0, 2);
     printf("; bridge / mosquitto of the baseline ");
@@ -228,17 +303,20 @@ void report_table(const struct results *r) {
     if (r->nhist) table_history(r);
     if (r->nscale_rooms + r->nscale_pubs) table_scale(r);
     if (r->ret.done) table_retention(r);
+    if (r->plot[0]) printf("\nPicture: %s\n", r->plot);
     if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
     printf("\nResult: %s\n", r->problems || r->failed[0] ?
-           "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
+           "FAILED (see above and stderr)" :
+           "ok: every message arrived, was acknowledged and was stored");
 }
 
 /* ==================== Table: scaling out ==================== */
 
 /* Machine, versions, settings and the load average before the run. */
 static void group_header(const struct group_results *r) {
-    printf("chat-bridge scale-out benchmark: %d cores, mosquitto %s, Redis %s, Paho %s\n",
-           r->cores, r->mosquitto, r->redis, r->paho);
+    printf("chat-bridge scale-out benchmark: %d cores, mosquitto %s, Redis %s, load clients "
+           "%s\n", r->cores, r->mosquitto, r->redis, r->client);
+    broker_lines(r->broker_conf, "");
     printf("QoS %d, %d-byte texts, %d publishers x %d in flight, %d rooms, %.1f s per point.\n",
            r->qos, r->payload, r->publishers, r->window, r->rooms, r->duration_s);
     printf("Bridges of a point share one mqtt.shared_group; the cluster is %d primaries, no "
@@ -322,7 +400,8 @@ void report_group_table(const struct group_results *r) {
     printf("\nLoad average before the run: %s; after: %s\n", r->load_before, r->load_after);
     if (r->failed[0]) printf("\nRun stopped early: %s\n", r->failed);
     printf("\nResult: %s\n", r->problems || r->failed[0] ?
-           "FAILED (see above and stderr)" : "ok: every message arrived and was stored");
+           "FAILED (see above and stderr)" :
+           "ok: every message arrived, was acknowledged and was stored");
 }
 
 /* ==================== JSON ==================== */
@@ -396,6 +475,9 @@ static void json_run(struct jw *w, const char *key, const struct load_result *x,
     jw_int(w, "duplicates", x->duplicates);
     jw_int(w, "bad", x->bad);
     jw_int(w, "errors", x->errors);
+    jw_int(w, "acked", x->acked);
+    jw_int(w, "rejected", x->rejected);
+    jw_int(w, "unacked", x->unacked);
     jw_num(w, "seconds", x->seconds);
     jw_num(w, "p50_ms", x->lat.p50);
     jw_num(w, "p99_ms", x->lat.p99);
@@ -415,7 +497,7 @@ static void json_cost(struct jw *w, const char *key, const struct cost *c) {
     jw_num(w, "bridge", c->bridge);
     jw_num(w, "mosquitto", c->mosquitto);
     jw_num(w, "redis", c->redis);
-    jw_num(w, "bench", c->bench);
+    jw_num(w, "bench", c->bench);           /* the load clients */
     jw_close(w, '}');
 }
 
@@ -436,6 +518,13 @@ static void json_sat(struct jw *w, const char *key, const struct sat_point *p) {
     jw_int(w, "publishers", p->publishers);
     json_run(w, "run", &p->r, 0);
     json_cost(w, "cpu_s_per_100k", &p->cpu);
+    jw_open(w, "cores", '{');
+    jw_num(w, "bridge", cores(p->cpu.bridge, p->r.rate));
+    jw_num(w, "mosquitto", cores(p->cpu.mosquitto, p->r.rate));
+    jw_num(w, "redis", cores(p->cpu.redis, p->r.rate));
+    jw_num(w, "bench", cores(p->cpu.bench, p->r.rate));
+    jw_close(w, '}');
+    jw_num(w, "load_busiest_thread_cores", p->load_busiest);
     jw_num(w, "other_cores", p->other_cores);
     json_check(w, &p->check);
     jw_close(w, '}');
@@ -445,11 +534,12 @@ static void json_sat(struct jw *w, const char *key, const struct sat_point *p) {
 static void json_head(struct jw *w, const struct results *r) {
     jw_str(w, "bench", "chat-bridge");
     jw_bool(w, "quick", r->quick);
+    jw_str(w, "date", r->date);
     jw_int(w, "cores", r->cores);
     jw_open(w, "versions", '{');
     jw_str(w, "mosquitto", r->mosquitto);
     jw_str(w, "redis", r->redis);
-    jw_str(w, "paho", r->paho);
+    jw_str(w, "load_clients", r->client);
     jw_close(w, '}');
     jw_open(w, "config", '{');
     jw_int(w, "qos", r->qos);
@@ -458,7 +548,10 @@ static void json_head(struct jw *w, const struct results *r) {
     jw_int(w, "rooms", r->rooms);
     jw_int(w, "window", r->window);
     jw_num(w, "duration_s", r->duration_s);
+    jw_str(w, "mosquitto_conf_shipped", r->broker_conf);
+    jw_str(w, "mosquitto_conf_bench", BROKER_OWN);
     jw_str(w, "mosquitto_conf_extra", r->broker_extra);
+    jw_bool(w, "broker_tcp_nodelay", broker_nodelay(r->broker_conf, r->broker_extra));
     jw_close(w, '}');
 }
 
@@ -482,11 +575,16 @@ static void json_saturation(struct jw *w, const struct results *r) {
     json_sat(w, "bridge", &r->sat_bridge);
     json_sat(w, "baseline", &r->sat_base);
     jw_num(w, "ratio", ratio(r->sat_bridge.r.rate, r->sat_base.r.rate));
+    if (r->sat_plain.rooms) {
+        json_sat(w, "baseline_plain_libmosquitto", &r->sat_plain);
+        jw_num(w, "baseline_over_plain", ratio(r->sat_base.r.rate, r->sat_plain.r.rate));
+    }
     jw_close(w, '}');
     jw_open(w, "cost", '{');
     const struct cost *b = &r->sat_bridge.cpu;
     jw_num(w, "bridge_over_mosquitto", ratio(b->bridge, b->mosquitto));
     jw_num(w, "bridge_over_baseline_mosquitto", ratio(b->bridge, r->sat_base.cpu.mosquitto));
+    jw_num(w, "load_clients_over_bridge", ratio(b->bench, b->bridge));
     jw_int(w, "bridge_hwm_kb", r->bridge_hwm_kb);
     jw_num(w, "redis_bytes_per_msg", r->redis_bytes_per_msg);
     json_encodings(w, &r->enc);
@@ -496,7 +594,7 @@ static void json_saturation(struct jw *w, const struct results *r) {
 /* One object per offered rate. */
 static void json_latency(struct jw *w, const struct results *r) {
     jw_open(w, "latency", '[');
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < r->nlat; i++) {
         const struct lat_point *p = &r->lat[i];
         if (!p->done) continue;
         jw_open(w, NULL, '{');
@@ -590,6 +688,12 @@ void report_json(const struct results *r) {
     json_history(&w, r);
     json_scale(&w, r);
     json_retention(&w, r);
+    if (r->plotted) {
+        jw_str(&w, "plot", r->plot);
+    } else {
+        jw_key(&w, "plot");
+        printf("null");
+    }
     jw_int(&w, "problems", r->problems);
     if (r->failed[0]) jw_str(&w, "failed", r->failed);
     jw_bool(&w, "ok", !r->problems && !r->failed[0]);
@@ -624,7 +728,10 @@ void report_group_json(const struct group_results *r) {
     jw_int(&w, "cores", r->cores);
     jw_str(&w, "mosquitto", r->mosquitto);
     jw_str(&w, "redis", r->redis);
-    jw_str(&w, "paho", r->paho);
+    jw_str(&w, "load_clients", r->client);
+    jw_str(&w, "mosquitto_conf_shipped", r->broker_conf);
+    jw_str(&w, "mosquitto_conf_bench", BROKER_OWN);
+    jw_bool(&w, "broker_tcp_nodelay", broker_nodelay(r->broker_conf, ""));
     jw_int(&w, "qos", r->qos);
     jw_int(&w, "payload", r->payload);
     jw_int(&w, "publishers", r->publishers);
