@@ -216,7 +216,10 @@ $(DISKFULL_BIN): $(DISKFULL_OBJS)
 #                    Redis, then 1, 2 and 3 bridges in one shared group on a
 #                    3-primary Redis Cluster; throughput, CPU of every
 #                    process, messages per bridge CPU second, shares.
-# BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--json-only".
+# BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--json-only"; a quick
+#                    profiling loop: BENCH_ARGS="--only saturation --duration 5";
+#                    A/B against an older binary (medians over --rounds):
+#                    make bench BENCH_ARGS="--compare /tmp/chat-bridge.old".
 BENCH_BIN := $(B)/bench/bench
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_OBJS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%.o) $(TEST_LIB)

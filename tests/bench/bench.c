@@ -27,8 +27,12 @@
  * message is reported beside the others', and its busiest load thread,
  * to show they are not what limits a measurement. Exits 1 if any message
  * or reply went missing, was malformed, or was not stored, or a publish
- * was not acknowledged; 2 on a usage error. Timing never fails a run. With --cluster it measures scaling out instead
- * (cluster.c): 1..n bridges in one shared group on a Redis Cluster. */
+ * was not acknowledged; 2 on a usage error. Timing never fails a run.
+ * --only runs some of the phases (setup always runs; the report shows
+ * only what ran). With --cluster it measures scaling out instead
+ * (cluster.c): 1..n bridges in one shared group on a Redis Cluster; with
+ * --compare, two bridge binaries alternated on the same servers
+ * (compare.c). */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,36 +46,9 @@
 
 #define S_NS 1000000000LL
 
-struct opts {
-    double duration;              /* saturation window, s */
-    long long messages;           /* saturation: measure this many instead */
-    int rooms, publishers, payload, qos, window, quick, json_only, keep;
-    int cluster, bridges;         /* --cluster: up to `bridges` in a group */
-    char broker_extra[1024];      /* --mosquitto-conf lines */
-    const char *bridge;
-    const char *plot;             /* --plot: the PNG to write, or NULL */
-};
-
-/* Phase lengths (and the retention phase's cap), set from --quick. */
-struct timing {
-    long long warmup, latency, lat_warmup, history, hist_warmup, scale, scale_warmup,
-              drain, ret_round;   /* ret_round: a retention round's deadline */
-    long ret_cap;                 /* retention.max_messages_per_room */
-};
-
-struct ctx {
-    struct opts o;
-    struct timing t;
-    struct procs pr;
-    struct load *load;
-    int maxpub;                   /* the load's publishers */
-    struct redisContext *kv;
-    struct results res;
-    double cpu[2][5];             /* mark(): bridge, mosquitto, redis, bench,
-                                     and the whole machine */
-    double tcpu[2][LOAD_THREADS]; /* ... the load's threads */
-    long long mark_ns[2];         /* ... and when */
-};
+const char *const phase_names[PH_COUNT] = {
+    [PH_SATURATION] = "saturation", [PH_LATENCY] = "latency", [PH_SCALE] = "scale",
+    [PH_HISTORY] = "history", [PH_RETENTION] = "retention", [PH_HIGH] = "high" };
 
 /* ==================== Options ==================== */
 
@@ -98,7 +75,35 @@ static void usage(FILE *f) {
         "  --cluster         scaling out instead (make bench-cluster): the broker alone,\n"
         "                    1 bridge on one Redis, then 1..N bridges in one shared group\n"
         "                    on a 3-primary Redis Cluster, each --duration (default 20)\n"
-        "  --bridges N       --cluster: the largest group (3, at most %d)\n", PROCS_GROUP);
+        "  --bridges N       --cluster: the largest group (3, at most %d)\n"
+        "  --only PHASES     run only these phases, comma-separated: saturation, latency,\n"
+        "                    scale, history, retention, high (latency at 10000/s)\n"
+        "  --compare OLD     A/B instead: the bridge binary OLD (\"old\") and --bridge\n"
+        "                    (\"new\") take turns on the same mosquitto and Redis: per round\n"
+        "                    each runs saturation (--duration) and %.0f/s open loop; medians\n"
+        "  --rounds N        --compare: rounds (3, quick 2, at most %d)\n", PROCS_GROUP,
+        CMP_RATE, CMP_ROUNDS_MAX);
+}
+
+/* --only's list: a mask of phase_names, or exit 2 on an unknown name. */
+static unsigned parse_only(const char *arg) {
+    unsigned mask = 0;
+    for (const char *p = arg; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        size_t n = strcspn(p, ","), i;
+        for (i = 0; i < PH_COUNT; i++)
+            if (strlen(phase_names[i]) == n && strncmp(p, phase_names[i], n) == 0) break;
+        if (i == PH_COUNT) {
+            fprintf(stderr, "bench: --only: unknown phase '%.*s' (saturation, latency, "
+                    "scale, history, retention, high)\n", (int)n, p);
+            exit(2);
+        }
+        mask |= PH_BIT(i);
+    }
+    if (mask == 0) {
+        fprintf(stderr, "bench: --only: no phase named\n");
+        exit(2);
+    }
+    return mask;
 }
 
 /* A whole number in lo..hi from an option argument, or exit 2. */
@@ -128,12 +133,32 @@ static const struct option longopts[] = {
     { "window", 1, 0, 'w' }, { "quick", 0, 0, 'Q' }, { "bridge", 1, 0, 'b' },
     { "json-only", 0, 0, 'j' }, { "keep", 0, 0, 'k' }, { "mosquitto-conf", 1, 0, 'c' },
     { "cluster", 0, 0, 'C' }, { "bridges", 1, 0, 'n' }, { "plot", 1, 0, 'P' },
+    { "only", 1, 0, 'o' }, { "compare", 1, 0, 'A' }, { "rounds", 1, 0, 'R' },
     { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+
+/* Options that do not go together, and a --compare binary that cannot
+ * run: a message, usage, exit 2. */
+static void check_opts(const struct opts *o) {
+    const char *why = NULL;
+    if (o->cluster && o->messages) why = "--messages: not with --cluster";
+    else if (o->cluster && o->compare) why = "--compare: not with --cluster";
+    else if (o->only != PH_ALL && (o->cluster || o->compare))
+        why = "--only: not with --cluster or --compare";
+    else if (o->compare && access(o->compare, X_OK) != 0)
+        why = "--compare: not an executable file";
+    else if (o->compare && access(o->bridge, X_OK) != 0)
+        why = "--bridge: not an executable file";
+    if (why == NULL) return;
+    fprintf(stderr, "bench: %s\n", why);
+    usage(stderr);
+    exit(2);
+}
 
 /* Parse the command line into o; exits 2 on a bad option. */
 static void parse_opts(int argc, char **argv, struct opts *o) {
     *o = (struct opts){ .duration = -1, .rooms = 0, .publishers = 10, .payload = 100,
-                        .qos = 1, .window = 20, .bridges = 3, .bridge = "build/chat-bridge" };
+                        .qos = 1, .window = 20, .bridges = 3, .bridge = "build/chat-bridge",
+                        .only = PH_ALL };
     for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         switch (c) {
         case 'd': o->duration = (double)opt_num("duration", optarg, 1, 3600); break;
@@ -151,15 +176,19 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         case 'C': o->cluster = 1; break;
         case 'n': o->bridges = (int)opt_num("bridges", optarg, 1, PROCS_GROUP); break;
         case 'P': o->plot = optarg; break;
+        case 'o': o->only = parse_only(optarg); break;
+        case 'A': o->compare = optarg; break;
+        case 'R': o->rounds = (int)opt_num("rounds", optarg, 1, CMP_ROUNDS_MAX); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
-    if (optind < argc || (o->cluster && o->messages)) {
-        if (o->cluster && o->messages) fprintf(stderr, "bench: --messages: not with --cluster\n");
+    if (optind < argc) {
         usage(stderr);
         exit(2);
     }
+    check_opts(o);
+    if (o->rounds == 0) o->rounds = o->quick ? 2 : 3;
     if (o->duration < 0) o->duration = o->quick ? 3 : o->cluster ? 20 : 10;
     if (o->rooms == 0) o->rooms = o->cluster ? 200 : 100;
 }
@@ -178,13 +207,15 @@ static void set_timing(struct ctx *c) {
 
 /* ==================== Measuring ==================== */
 
-/* load_spec.mark: CPU of every process and of the load's threads at the
- * window's start and end. */
+/* load_spec.mark: CPU of every process and of the load's threads, and
+ * the context switches of the bridge and mosquitto, at the window's start
+ * and end. */
 static void mark_cpu(void *arg, int end) {
     struct ctx *c = arg;
     pid_t pids[4] = { c->pr.bridge_pid, c->pr.mqtt_pid, c->pr.redis_pid, getpid() };
     pid_t tids[LOAD_THREADS];
     int n = load_threads(c->load, tids, LOAD_THREADS);
+    for (int i = 0; i < 2; i++) c->csw[end][i] = pids[i] > 0 ? proc_ctxsw(pids[i]) : -1;
     for (int i = 0; i < 4; i++) c->cpu[end][i] = pids[i] > 0 ? proc_cpu_s(pids[i]) : -1;
     for (int i = 0; i < LOAD_THREADS; i++) c->tcpu[end][i] = i < n ? proc_thread_cpu_s(tids[i]) : -1;
     c->cpu[end][4] = proc_machine_busy_s();
@@ -217,6 +248,25 @@ static double other_cores(const struct ctx *c) {
 static double per_100k(const struct ctx *c, int i, long long msgs) {
     if (msgs <= 0 || c->cpu[0][i] < 0 || c->cpu[1][i] < 0) return -1;
     return (c->cpu[1][i] - c->cpu[0][i]) * 1e5 / (double)msgs;
+}
+
+/* Context switches per message of the bridge (i 0) or mosquitto (1)
+ * over the window, or -1. */
+static double per_msg_csw(const struct ctx *c, int i, long long msgs) {
+    if (msgs <= 0 || c->csw[0][i] < 0 || c->csw[1][i] < c->csw[0][i]) return -1;
+    return (double)(c->csw[1][i] - c->csw[0][i]) / (double)msgs;
+}
+
+/* The last window's CPU and context switches per message; the broker
+ * alone's (target TARGET_BASELINE) without the bridge and Redis, which
+ * are not on its path. */
+static void window_cost(const struct ctx *c, enum load_target target, long long msgs,
+                        struct cost *cpu, struct ctxsw *csw) {
+    *cpu = (struct cost){ per_100k(c, 0, msgs), per_100k(c, 1, msgs), per_100k(c, 2, msgs),
+                          per_100k(c, 3, msgs) };
+    *csw = (struct ctxsw){ per_msg_csw(c, 0, msgs), per_msg_csw(c, 1, msgs) };
+    if (target != TARGET_BASELINE) return;
+    cpu->bridge = cpu->redis = csw->bridge = -1;
 }
 
 /* Count what went wrong in a phase (missing, malformed, send errors,
@@ -264,21 +314,18 @@ static struct load_spec spec_for(struct ctx *c, enum load_target target, const c
         .drain_ns = c->t.drain, .mark = mark_cpu, .mark_arg = c };
 }
 
-/* One closed-loop saturation point; on the bridge path, also the store
- * check. 0, or -1 if it could not run. */
-static int run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
-                   const char *prefix, long long warmup, long long duration,
-                   long long max_messages) {
+/* One closed-loop saturation point (see bench.h). */
+int bench_run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
+                  const char *prefix, long long warmup, long long duration,
+                  long long max_messages) {
     struct load_spec s = spec_for(c, target, prefix, pt->rooms, pt->publishers);
     s.warmup_ns = warmup;
     s.duration_ns = duration;
     s.max_messages = max_messages;
     if (load_run(c->load, &s, &pt->r) < 0) return -1;
-    pt->cpu = (struct cost){ per_100k(c, 0, pt->r.measured), per_100k(c, 1, pt->r.measured),
-                             per_100k(c, 2, pt->r.measured), per_100k(c, 3, pt->r.measured) };
+    window_cost(c, target, pt->r.measured, &pt->cpu, &pt->csw);
     pt->other_cores = other_cores(c);
     pt->load_busiest = load_busiest(c);
-    if (target == TARGET_BASELINE) pt->cpu.bridge = pt->cpu.redis = -1;
     note_run(c, prefix, &pt->r);
     if (target == TARGET_BRIDGE) check_store(c, prefix, pt->rooms, &pt->check);
     return 0;
@@ -298,6 +345,18 @@ static int start_bridge(struct ctx *c, const char *extra_yaml) {
         load_probe(c->load, 30000, bridge_alive, &c->pr) == 0)
         return 0;
     fprintf(stderr, "bench: the bridge did not answer\n");
+    return -1;
+}
+
+/* Another binary in the bridge's place (see bench.h); its log goes on in
+ * bridge.log. */
+int bench_switch_bridge(struct ctx *c, const char *bridge_path, const char *journal) {
+    if (c->pr.bridge_pid > 0) procs_stop_bridge(&c->pr);
+    if (procs_start_bridge_journal(&c->pr, bridge_path, journal, "") == 0 &&
+        load_probe(c->load, 30000, bridge_alive, &c->pr) == 0)
+        return 0;
+    fprintf(stderr, "bench: %s did not answer\n", bridge_path);
+    procs_dump_log(&c->pr, "bridge.log");
     return -1;
 }
 
@@ -328,7 +387,7 @@ static int saturation_plain(struct ctx *c, long long dur) {
     PROGRESS("saturation, baseline through plain libmosquitto clients (%.0f s)", c->o.duration);
     load_free(c->load);
     c->load = plain = load_new_plain(c->pr.mqtt_port, c->o.publishers, c->o.qos);
-    int rc = plain ? run_sat(c, p, TARGET_BASELINE, "satplain", c->t.warmup, dur,
+    int rc = plain ? bench_run_sat(c, p, TARGET_BASELINE, "satplain", c->t.warmup, dur,
                              c->o.messages) : -1;
     load_free(plain);
     c->load = load_new(c->pr.mqtt_port, c->maxpub, c->o.qos);
@@ -344,7 +403,8 @@ static int phase_saturation(struct ctx *c) {
     r->sat_bridge.publishers = r->sat_base.publishers = c->o.publishers;
     PROGRESS("saturation, bridge path (%.0f s)", c->o.duration);
     long long mem0 = kv_used_memory(c->kv);
-    if (run_sat(c, &r->sat_bridge, TARGET_BRIDGE, "sat", c->t.warmup, dur, c->o.messages) < 0)
+    if (bench_run_sat(c, &r->sat_bridge, TARGET_BRIDGE, "sat", c->t.warmup, dur,
+                      c->o.messages) < 0)
         return -1;
     long long mem1 = kv_used_memory(c->kv);
     if (mem0 >= 0 && mem1 >= 0 && r->sat_bridge.check.stored > 0)
@@ -353,21 +413,24 @@ static int phase_saturation(struct ctx *c) {
         r->redis_bytes_per_msg = -1;
     kv_encodings(c->kv, "sat0", 1, &r->enc);
     PROGRESS("saturation, baseline (%.0f s)", c->o.duration);
-    if (run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur, c->o.messages) < 0)
+    if (bench_run_sat(c, &r->sat_base, TARGET_BASELINE, "sat", c->t.warmup, dur,
+                      c->o.messages) < 0)
         return -1;
     return saturation_plain(c, dur);
 }
 
-/* One open-loop run at a rate on one path; on the bridge path (check not
- * NULL), also the store check. */
-static int run_open(struct ctx *c, enum load_target target, const char *prefix, double rate,
-                    struct load_result *r, struct store_check *check) {
+/* One open-loop run at a rate on one path (see bench.h). mark_cpu runs
+ * at the window's first send, before it: the /proc reads delay that one
+ * message by well under a millisecond. */
+int bench_run_open(struct ctx *c, enum load_target target, const char *prefix, double rate,
+                   struct load_result *r, struct store_check *check, struct cost *cpu,
+                   struct ctxsw *csw) {
     struct load_spec s = spec_for(c, target, prefix, c->o.rooms, c->o.publishers);
     s.rate = rate;
     s.warmup_ns = c->t.lat_warmup;
     s.duration_ns = c->t.latency;
-    s.mark = NULL;
     if (load_run(c->load, &s, r) < 0) return -1;
+    window_cost(c, target, r->measured, cpu, csw);
     note_run(c, prefix, r);
     if (check) check_store(c, prefix, c->o.rooms, check);
     return 0;
@@ -399,8 +462,10 @@ static int latency_point(struct ctx *c, double rate, double frac) {
     else snprintf(p->label, sizeof(p->label), "%.0f/s", rate);
     snprintf(prefix, sizeof(prefix), "lat%d-", seq++);
     PROGRESS("latency at %.0f msg/s, bridge and baseline", rate);
-    if (run_open(c, TARGET_BRIDGE, prefix, rate, &p->bridge, &p->check) < 0 ||
-        run_open(c, TARGET_BASELINE, prefix, rate, &p->baseline, NULL) < 0)
+    if (bench_run_open(c, TARGET_BRIDGE, prefix, rate, &p->bridge, &p->check, &p->cpu[0],
+                       &p->csw[0]) < 0 ||
+        bench_run_open(c, TARGET_BASELINE, prefix, rate, &p->baseline, NULL, &p->cpu[1],
+                       &p->csw[1]) < 0)
         return -1;
     p->done = 1;
     for (int i = r->nlat++; i > 0 && r->lat[i - 1].offered > r->lat[i].offered; i--) {
@@ -411,8 +476,11 @@ static int latency_point(struct ctx *c, double rate, double frac) {
     return 0;
 }
 
-/* 2. Latency along the ladder, below the bridge's saturation. */
+/* 2. Latency along the ladder, below the bridge's saturation (whose
+ * fractions need the saturation phase). */
 static int phase_latency(struct ctx *c) {
+    if (!(c->res.ran & PH_BIT(PH_SATURATION)))
+        PROGRESS("latency: no saturation phase, so only the fixed rates of the ladder");
     for (size_t i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++) {
         const struct rung *g = &ladder[i];
         if (c->o.quick && !g->quick) continue;
@@ -556,7 +624,7 @@ static int scale_point(struct ctx *c, struct sat_point *p, int rooms, int pubs) 
     p->rooms = rooms;
     p->publishers = pubs;
     PROGRESS("scale: %d rooms, %d publishers", rooms, pubs);
-    return run_sat(c, p, TARGET_BRIDGE, prefix, c->t.scale_warmup, c->t.scale, 0);
+    return bench_run_sat(c, p, TARGET_BRIDGE, prefix, c->t.scale_warmup, c->t.scale, 0);
 }
 
 /* 3. The scale curve: rooms at the default publishers, publishers at the
@@ -665,17 +733,25 @@ static int setup(struct ctx *c) {
     return 0;
 }
 
-/* Every phase in order; stops at the first that cannot run. */
+/* Every phase asked for (--only), in order; stops at the first that
+ * cannot run. */
 static void run_phases(struct ctx *c) {
-    static const struct { const char *name; int (*fn)(struct ctx *); } phases[] = {
-        { "saturation", phase_saturation }, { "latency", phase_latency },
-        { "scale", phase_scale }, { "history", phase_history },
-        { "retention", phase_retention }, { "latency at 10000/s", phase_latency_high } };
+    static const struct {
+        enum bench_phase ph;
+        const char *name;
+        int (*fn)(struct ctx *);
+    } phases[] = {
+        { PH_SATURATION, "saturation", phase_saturation },
+        { PH_LATENCY, "latency", phase_latency }, { PH_SCALE, "scale", phase_scale },
+        { PH_HISTORY, "history", phase_history }, { PH_RETENTION, "retention", phase_retention },
+        { PH_HIGH, "latency at 10000/s", phase_latency_high } };
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+        if (!(c->o.only & PH_BIT(phases[i].ph))) continue;
         if (bench_interrupted) {
             snprintf(c->res.failed, sizeof(c->res.failed), "interrupted");
             return;
         }
+        c->res.ran |= PH_BIT(phases[i].ph);
         if (phases[i].fn(c) < 0 || !procs_bridge_alive(&c->pr)) {
             snprintf(c->res.failed, sizeof(c->res.failed), "%s phase failed%s", phases[i].name,
                      procs_bridge_alive(&c->pr) ? "" : " (the bridge exited)");
@@ -700,6 +776,7 @@ static void init_results(struct ctx *c) {
     struct tm tm;
     r->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     strftime(r->date, sizeof(r->date), "%Y-%m-%d %H:%M UTC", gmtime_r(&now, &tm));
+    r->only = c->o.only;
     r->quick = c->o.quick;
     r->qos = c->o.qos;
     r->payload = c->o.payload;
@@ -730,6 +807,38 @@ static int main_cluster(const struct opts *o) {
     return r.problems || r.failed[0] ? 1 : 0;
 }
 
+/* The watchdog's limit: the longest a run may take. */
+static int watchdog_s(const struct opts *o) {
+    if (o->compare)
+        return 600 + o->rounds * (3 * ((int)o->duration + 10) + 60);
+    return o->quick ? 300 : 3600;
+}
+
+/* The servers and clients of the run, and the bridge, stopped by PID. */
+static void teardown(struct ctx *c) {
+    load_free(c->load);
+    c->load = NULL;
+    kv_free(c->kv);
+    c->kv = NULL;
+    procs_stop_all(&c->pr);
+}
+
+/* --compare: set up, compare.c's rounds, clean up, report. Exit status
+ * as main's. */
+static int main_compare(struct ctx *c) {
+    static struct cmp_results r;
+    if (c->o.plot) PROGRESS("--plot: no picture with --compare");
+    if (setup(c) < 0) snprintf(c->res.failed, sizeof(c->res.failed), "setup failed");
+    else compare_bench(c, &r);
+    teardown(c);
+    if (!c->o.json_only) {
+        report_compare_table(&c->res, &r);
+        printf("\n");
+    }
+    report_compare_json(&c->res, &r);
+    return c->res.problems || c->res.failed[0] ? 1 : 0;
+}
+
 /* Set up, run the phases, clean up, report; see the top of this file. */
 int main(int argc, char **argv) {
     static struct ctx c;
@@ -742,12 +851,11 @@ int main(int argc, char **argv) {
     if (c.o.cluster) return main_cluster(&c.o);
     c.pr.keep = c.o.keep;
     snprintf(c.pr.broker_extra, sizeof(c.pr.broker_extra), "%s", c.o.broker_extra);
-    procs_watchdog(&c.pr, c.o.quick ? 300 : 3600);
+    procs_watchdog(&c.pr, watchdog_s(&c.o));
+    if (c.o.compare) return main_compare(&c);
     if (setup(&c) < 0) snprintf(c.res.failed, sizeof(c.res.failed), "setup failed");
     else run_phases(&c);
-    load_free(c.load);
-    kv_free(c.kv);
-    procs_stop_all(&c.pr);
+    teardown(&c);
     if (c.o.plot) plot_results(&c.res, c.o.plot);
     if (!c.o.json_only) {
         report_table(&c.res);

@@ -13,7 +13,9 @@
  *   plot.c    the picture: latency against offered rate, CPU per message
  *             by process (gnuplot, PNG)
  *   cluster.c bench --cluster: 1..n bridges in one shared group against a
- *             3-primary Redis Cluster (make bench-cluster) */
+ *             3-primary Redis Cluster (make bench-cluster)
+ *   compare.c bench --compare: two bridge binaries alternated on the same
+ *             mosquitto and Redis, medians over rounds (A/B) */
 #ifndef CB_BENCH_H
 #define CB_BENCH_H
 
@@ -104,6 +106,11 @@ int procs_start_servers(struct procs *p);
  * everything else default, then the YAML lines extra_yaml) and start the
  * bridge. 0 or -1. */
 int procs_start_bridge(struct procs *p, const char *bridge_path, const char *extra_yaml);
+/* The same with the journal in the directory `journal` of the temporary
+ * one (procs_start_bridge: "journal"), e.g. one per binary with
+ * --compare. 0 or -1. */
+int procs_start_bridge_journal(struct procs *p, const char *bridge_path, const char *journal,
+                               const char *extra_yaml);
 /* Stop the bridge by PID (SIGTERM: it stores what it holds; SIGKILL after
  * a deadline). */
 void procs_stop_bridge(struct procs *p);
@@ -138,6 +145,10 @@ void procs_watchdog(struct procs *p, int seconds);
 
 /* utime+stime of a process (all threads), in seconds; -1 if unknown. */
 double proc_cpu_s(pid_t pid);
+/* Context switches of a process: voluntary_ctxt_switches plus
+ * nonvoluntary_ctxt_switches summed over every thread it has now
+ * (/proc/<pid>/task/<tid>/status); -1 if unknown. */
+long long proc_ctxsw(pid_t pid);
 /* The same for one thread of this process; -1 if unknown. */
 double proc_thread_cpu_s(pid_t tid);
 /* CPU seconds all processes of the machine have used since boot; -1 on
@@ -310,6 +321,13 @@ struct cost {
     double bridge, mosquitto, redis, bench;
 };
 
+/* Context switches per message (all threads) of the bridge and of
+ * mosquitto over a measurement window; -1 where unknown or not on the
+ * path. */
+struct ctxsw {
+    double bridge, mosquitto;
+};
+
 /* The bridge's Redis counters against what the subscriber received. */
 struct store_check {
     int done;
@@ -325,6 +343,7 @@ struct sat_point {
     double other_cores;           /* CPU used meanwhile by every other process
                                      of the machine, in cores (-1: unknown) */
     double load_busiest;          /* the busiest load thread, in cores (-1) */
+    struct ctxsw csw;
     struct store_check check;
 };
 
@@ -333,6 +352,9 @@ struct lat_point {
     double offered;               /* msg/s */
     char label[48];               /* "1000/s", "1234/s (50% of sat.)" */
     struct load_result bridge, baseline;
+    struct cost cpu[2];           /* CPU s per 100k: [0] bridge path, [1]
+                                     baseline (its bridge and redis -1) */
+    struct ctxsw csw[2];          /* ... context switches per message */
     struct store_check check;     /* of the bridge path */
 };
 
@@ -375,7 +397,20 @@ struct ret_point {
     int rooms_off;                /* rooms whose index or counter is wrong */
 };
 
+/* The phases of a normal run, in order (bench --only picks some). */
+enum bench_phase {
+    PH_SATURATION, PH_LATENCY, PH_SCALE, PH_HISTORY, PH_RETENTION, PH_HIGH, PH_COUNT
+};
+#define PH_ALL ((1u << PH_COUNT) - 1)
+#define PH_BIT(ph) (1u << (ph))
+/* Their --only names: saturation, latency, scale, history, retention,
+ * high (latency at 10000/s). */
+extern const char *const phase_names[PH_COUNT];
+
 struct results {
+    unsigned only;                /* the phases asked for (PH_ALL: all) */
+    unsigned ran;                 /* ... those started (a phase that did
+                                     not run prints nothing) */
     int cores, quick, qos, payload, window, rooms, publishers;
     char date[32];                /* when the run started, UTC */
     char broker_extra[1024];      /* --mosquitto-conf lines, if any */
@@ -468,5 +503,99 @@ int cluster_bench(const struct group_opts *o, struct group_results *r);
 /* Its table and JSON line, to stdout. */
 void report_group_table(const struct group_results *r);
 void report_group_json(const struct group_results *r);
+
+/* ==================== The run (bench.c, compare.c) ==================== */
+
+struct opts {
+    double duration;              /* saturation window, s */
+    long long messages;           /* saturation: measure this many instead */
+    int rooms, publishers, payload, qos, window, quick, json_only, keep;
+    int cluster, bridges;         /* --cluster: up to `bridges` in a group */
+    unsigned only;                /* --only: the phases to run (PH_ALL) */
+    const char *compare;          /* --compare: the old bridge binary */
+    int rounds;                   /* --compare: rounds */
+    char broker_extra[1024];      /* --mosquitto-conf lines */
+    const char *bridge;
+    const char *plot;             /* --plot: the PNG to write, or NULL */
+};
+
+/* Phase lengths (and the retention phase's cap), set from --quick. */
+struct timing {
+    long long warmup, latency, lat_warmup, history, hist_warmup, scale, scale_warmup,
+              drain, ret_round;   /* ret_round: a retention round's deadline */
+    long ret_cap;                 /* retention.max_messages_per_room */
+};
+
+/* Everything a run holds: options, processes, clients, results, and the
+ * counters mark_cpu() samples at a window's start [0] and end [1]. */
+struct ctx {
+    struct opts o;
+    struct timing t;
+    struct procs pr;
+    struct load *load;
+    int maxpub;                   /* the load's publishers */
+    struct redisContext *kv;
+    struct results res;
+    double cpu[2][5];             /* mark(): bridge, mosquitto, redis, bench,
+                                     and the whole machine */
+    double tcpu[2][LOAD_THREADS]; /* ... the load's threads */
+    long long csw[2][2];          /* ... context switches: bridge, mosquitto */
+    long long mark_ns[2];         /* ... and when */
+};
+
+/* One closed-loop saturation point into pt (rooms and publishers set):
+ * its CPU and context switches per message, and on the bridge path the
+ * store check. 0, or -1 if it could not run. */
+int bench_run_sat(struct ctx *c, struct sat_point *pt, enum load_target target,
+                  const char *prefix, long long warmup, long long duration,
+                  long long max_messages);
+/* One open-loop run at rate on one path (the latency phase's timing):
+ * the result, CPU s per 100k and context switches per message; on the
+ * bridge path (check not NULL) the store check. 0 or -1. */
+int bench_run_open(struct ctx *c, enum load_target target, const char *prefix, double rate,
+                   struct load_result *r, struct store_check *check, struct cost *cpu,
+                   struct ctxsw *csw);
+/* Stop the running bridge, if any, and start bridge_path on the default
+ * configuration, its journal in the directory `journal`; waits until it
+ * answers. 0 or -1. */
+int bench_switch_bridge(struct ctx *c, const char *bridge_path, const char *journal);
+
+/* ==================== A/B (compare.c, report.c) ==================== */
+
+#define CMP_ROUNDS_MAX 15
+#define CMP_RATE 1000.0           /* the open-loop point: the latency phase's */
+enum { CMP_OLD, CMP_NEW, CMP_BASE, CMP_SIDES };   /* --compare, --bridge, broker alone */
+
+/* One binary's (or the broker alone's) figures in one round; -1 or NAN
+ * where unknown or not on the path. */
+struct cmp_run {
+    int done;
+    double sat_rate;              /* closed loop, msg/s */
+    struct cost cpu;              /* ... CPU s per 100,000 messages */
+    double cpu_ratio;             /* ... bridge / mosquitto CPU */
+    struct ctxsw csw;             /* ... context switches per message */
+    double p50, p99;              /* open loop at CMP_RATE, ms */
+    double open_rate;             /* ... delivered msg/s */
+    double open_ratio;            /* ... bridge / mosquitto CPU */
+    struct ctxsw open_csw;        /* ... context switches per message */
+    double hwm_mb;                /* the bridge's peak RSS, MB */
+    double other_cores;           /* other processes during the saturation
+                                     run, cores: a disturbed run shows */
+};
+
+struct cmp_results {
+    char path[2][256];            /* CMP_OLD, CMP_NEW binaries */
+    int rounds;                   /* asked for */
+    int done;                     /* completed */
+    int new_first[CMP_ROUNDS_MAX];/* the round's order: new,old */
+    struct cmp_run run[CMP_ROUNDS_MAX][CMP_SIDES];
+};
+
+/* Run bench --compare's rounds on c's servers (set up, the --bridge
+ * binary running). 0, or -1 when it stopped early (c->res.failed). */
+int compare_bench(struct ctx *c, struct cmp_results *r);
+/* Its table and JSON line (the run's settings from head), to stdout. */
+void report_compare_table(const struct results *head, const struct cmp_results *r);
+void report_compare_json(const struct results *head, const struct cmp_results *r);
 
 #endif

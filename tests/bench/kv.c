@@ -130,12 +130,14 @@ static int seed_chunk(struct seed *s, long first, int n) {
     return read_replies(s->c, pending);
 }
 
-/* The room counter and each user's last id. */
+/* The room counter and each user's last id. The counter moves by INCRBY,
+ * as a writer's INCR would: the bridge hears of that (a SET of it is
+ * found only by its reconcile at a (re)connect) and adopts the room. */
 static int seed_finish(struct seed *s, long n) {
     char key[KEY_MAX], val[24], user[16], last[24];
     snprintf(key, sizeof(key), PREFIX ":%s:messages", s->room);
     snprintf(val, sizeof(val), "%ld", n);
-    const char *set[3] = { "SET", key, val };
+    const char *set[3] = { "INCRBY", key, val };
     memcpy(s->argv, set, sizeof(set));
     seed_append(s, 3);
     snprintf(key, sizeof(key), PREFIX ":%s", s->room);

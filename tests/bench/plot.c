@@ -58,6 +58,19 @@ static double all_of(const struct cost *c) {
     return known ? sum : NAN;
 }
 
+/* 1 when the saturation phase ran and measured the bridge path (bench
+ * --only may have left it out). */
+static int have_cost(const struct results *r) {
+    return (r->ran & PH_BIT(PH_SATURATION)) && r->sat_bridge.r.rate > 0;
+}
+
+/* Latency points measured (bench --only may have run none). */
+static int lat_points(const struct results *r) {
+    int n = 0;
+    for (int i = 0; i < r->nlat; i++) n += r->lat[i].done;
+    return n;
+}
+
 /* The data: block 0 the latency ladder (rate, bridge p50, p99, broker
  * alone p50, p99, in ms), block 1 CPU per message by process (label,
  * bridge path, broker alone, in microseconds). 0 or -1. */
@@ -76,6 +89,8 @@ static int write_data(const struct results *r, const char *path) {
         val(f, p->baseline.lat.p99);
         fprintf(f, "\n");
     }
+    if (lat_points(r) == 0)                     /* keeps block 1 "index 1" */
+        fprintf(f, "# no latency phase in this run (bench --only)\n0 ? ? ? ?\n");
     const struct cost *b = &r->sat_bridge.cpu, *s = &r->sat_base.cpu;
     const struct { const char *name; double bridge, base; } rows[] = {
         { "bridge", b->bridge, s->bridge }, { "mosquitto", b->mosquitto, s->mosquitto },
@@ -92,25 +107,9 @@ static int write_data(const struct results *r, const char *path) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
-/* The gnuplot script drawing png from dat. 0 or -1. */
-static int write_script(const struct results *r, const char *path, const char *dat,
-                        const char *png) {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) return -1;
-    fprintf(f, "# Draws %s from %s (bench --plot); gnuplot %s\n", png, dat, path);
-    fprintf(f, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-               "  set terminal pngcairo size 1500,600 font 'DejaVu Sans,10'\n"
-               "} else {\n  set terminal png size 1500,600\n}\n");
-    fprintf(f, "set output '%s'\nset datafile missing '?'\n", png);
-    fprintf(f, "set multiplot layout 1,2 title \"chat-bridge benchmark, %s (%s run, %s): %d "
-               "cores shared by all processes; QoS %d, %d-byte texts, %d rooms\\n"
-               "mosquitto %s (set\\\\_tcp\\\\_nodelay %s), Redis %s (AOF everysec), load "
-               "clients %s%s\" font ',11'\n",
-            r->date, r->quick ? "quick" : "full", r->failed[0] || r->problems ? "FAILED" : "ok",
-            r->cores, r->qos, r->payload, r->rooms, r->mosquitto,
-            broker_nodelay(r->broker_conf, r->broker_extra) ? "true" : "NOT SET", r->redis,
-            r->client, r->quick ? " - a quick run's short phases: rough figures" : "");
-    /* Left: latency against offered rate. */
+/* Left: latency against offered rate (bench --only may have left the
+ * latency phases out: then the panel stays empty). */
+static void plot_latency(FILE *f, const struct results *r, const char *dat) {
     fprintf(f, "set title 'Latency against offered rate (open loop, ms from scheduled send "
                "to receipt)'\n"
                "set logscale xy\nset grid xtics ytics mxtics mytics lw 0.5\n"
@@ -145,7 +144,11 @@ static int write_script(const struct results *r, const char *path, const char *d
                "title 'broker alone p50', \\\n"
                "  '' index 0 using 1:5 with linespoints lw 2 pt 5 dt 2 lc rgb '#2471a3' "
                "title 'broker alone p99'\n", dat);
-    /* Right: CPU per message by process. */
+}
+
+/* Right: CPU per message by process (without the saturation phase the
+ * panel stays empty). */
+static void plot_cost(FILE *f, const struct results *r, const char *dat) {
     fprintf(f, "unset logscale\nunset arrow\nunset label\nunset mxtics\nunset mytics\n"
                "set autoscale x\n"
                "set grid noxtics ytics\nset title 'CPU per message by process (saturation, "
@@ -161,6 +164,29 @@ static int write_script(const struct results *r, const char *path, const char *d
                "  '' index 1 using 3 lc rgb '#2471a3' title 'broker alone (%.0f msg/s)', \\\n"
                "  '' index 1 using 0:3:(sprintf('%%.0f', $3)) with labels offset 1.6,0.7 "
                "notitle\n", dat, r->sat_bridge.r.rate, r->sat_base.r.rate);
+}
+
+/* The gnuplot script drawing png from dat. 0 or -1. */
+static int write_script(const struct results *r, const char *path, const char *dat,
+                        const char *png) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    fprintf(f, "# Draws %s from %s (bench --plot); gnuplot %s\n", png, dat, path);
+    fprintf(f, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+               "  set terminal pngcairo size 1500,600 font 'DejaVu Sans,10'\n"
+               "} else {\n  set terminal png size 1500,600\n}\n");
+    fprintf(f, "set output '%s'\nset datafile missing '?'\n", png);
+    fprintf(f, "set multiplot layout 1,2 title \"chat-bridge benchmark, %s (%s run, %s): %d "
+               "cores shared by all processes; QoS %d, %d-byte texts, %d rooms\\n"
+               "mosquitto %s (set\\\\_tcp\\\\_nodelay %s), Redis %s (AOF everysec), load "
+               "clients %s%s\" font ',11'\n",
+            r->date, r->quick ? "quick" : "full", r->failed[0] || r->problems ? "FAILED" : "ok",
+            r->cores, r->qos, r->payload, r->rooms, r->mosquitto,
+            broker_nodelay(r->broker_conf, r->broker_extra) ? "true" : "NOT SET", r->redis,
+            r->client, r->quick ? " - a quick run's short phases: rough figures" : "");
+    if (lat_points(r) > 0) plot_latency(f, r, dat);
+    else fprintf(f, "set multiplot next\n");          /* the left panel left empty */
+    if (have_cost(r)) plot_cost(f, r, dat);
     fprintf(f, "unset multiplot\n");
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -179,7 +205,7 @@ void plot_results(struct results *r, const char *path) {
     snprintf(dat, sizeof(dat), "%s.dat", base);
     snprintf(gp, sizeof(gp), "%s.gp", base);
     snprintf(log, sizeof(log), "%s.log", base);
-    if (r->nlat == 0 && r->sat_bridge.r.rate <= 0) {
+    if (lat_points(r) == 0 && !have_cost(r)) {
         snprintf(r->plot, sizeof(r->plot), "not drawn: no figures (the run stopped early)");
         return;
     }

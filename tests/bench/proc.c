@@ -7,6 +7,7 @@
  * are stopped by PID only. bench --cluster adds three Redis Cluster
  * primaries and a shared group of bridges, each with its own files. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -230,13 +231,21 @@ int procs_start_cluster(struct procs *p) {
  * every other option default unless extra_yaml sets it) and start the
  * bridge on it. */
 int procs_start_bridge(struct procs *p, const char *bridge_path, const char *extra_yaml) {
+    return procs_start_bridge_journal(p, bridge_path, "journal", extra_yaml);
+}
+
+/* procs_start_bridge with the journal in dir/<journal>: two binaries
+ * taking turns (bench --compare) each keep their own, so that neither
+ * reads a journal the other wrote. */
+int procs_start_bridge_journal(struct procs *p, const char *bridge_path, const char *journal,
+                               const char *extra_yaml) {
     char conf[300], yaml[1024];
     snprintf(conf, sizeof(conf), "%s/bridge.yaml", p->dir);
     if (snprintf(yaml, sizeof(yaml),
                  "mqtt:\n  uri: tcp://127.0.0.1:%d\n"
                  "redis:\n  port: %d\n"
-                 "journal:\n  dir: %s/journal\n%s", p->mqtt_port, p->redis_port, p->dir,
-                 extra_yaml) >= (int)sizeof(yaml) ||
+                 "journal:\n  dir: %s/%s\n%s", p->mqtt_port, p->redis_port, p->dir,
+                 journal, extra_yaml) >= (int)sizeof(yaml) ||
         sys_write_file(conf, yaml) < 0)
         return -1;
     char *argv[] = { (char *)bridge_path, "-c", conf, NULL };
@@ -403,6 +412,46 @@ double proc_cpu_s(pid_t pid) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     return stat_cpu_s(path);
+}
+
+/* voluntary_ctxt_switches + nonvoluntary_ctxt_switches of one thread's
+ * status file; -1 unless both were read. */
+static long long task_ctxsw(const char *path) {
+    char line[256];
+    long long sum = 0, v;
+    int seen = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
+            sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1) {
+            sum += v;
+            seen++;
+        }
+    fclose(f);
+    return seen == 2 ? sum : -1;
+}
+
+/* /proc/<pid>/status counts the main thread only: every task's instead.
+ * A thread gone since the last call takes its count with it (the bridge
+ * and mosquitto keep their threads for their whole life). */
+long long proc_ctxsw(pid_t pid) {
+    char dir[64], path[128];
+    long long sum = 0;
+    int n = 0;
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof(path), "%s/%.20s/status", dir, e->d_name);
+        long long v = task_ctxsw(path);
+        if (v < 0) continue;               /* the thread just exited */
+        sum += v;
+        n++;
+    }
+    closedir(d);
+    return n > 0 ? sum : -1;
 }
 
 /* /proc/self/task/<tid>/stat: one thread of ours. */

@@ -2,7 +2,9 @@
  * for scripts, both from struct results (see bench.h); the same two for
  * bench --cluster from struct group_results. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -136,6 +138,36 @@ static void table_latency(const struct results *r) {
     }
 }
 
+/* One row of the fixed-rate cost table: CPU of each process, the
+ * bridge/mosquitto ratio, context switches per message. */
+static void fixed_row(const char *label, const char *path, const struct cost *c,
+                      const struct ctxsw *k) {
+    printf("  %-20s %-9s", label, path);
+    cell(c->bridge, 8, 3);
+    cell(c->mosquitto, 9, 3);
+    cell(c->redis, 8, 3);
+    cell(c->bench, 8, 3);
+    cell(ratio(c->bridge, c->mosquitto), 8, 2);
+    cell(k->bridge, 8, 2);
+    cell(k->mosquitto, 8, 2);
+    printf("\n");
+}
+
+/* CPU and context switches per message at each offered rate: the
+ * bridge/mosquitto CPU ratio at a fixed rate, beside the saturation's. */
+static void table_fixed_cost(const struct results *r) {
+    printf("\nCost per message at fixed offered rates (open loop; CPU s per 100,000 messages "
+           "over the window;\nctx sw: context switches per message, all threads)\n");
+    printf("  %-20s %-9s %8s %9s %8s %8s %8s %8s %8s\n", "offered", "path", "bridge",
+           "mosquitto", "redis", "load", "br/mosq", "ctxsw br", "ctxsw mq");
+    for (int i = 0; i < r->nlat; i++) {
+        const struct lat_point *p = &r->lat[i];
+        if (!p->done) continue;
+        fixed_row(p->label, "bridge", &p->cpu[0], &p->csw[0]);
+        fixed_row("", "baseline", &p->cpu[1], &p->csw[1]);
+    }
+}
+
 /* One encoding: the key, its encoding, and the size that decides it
  * against Redis's listpack threshold. */
 static void encoding_row(const char *what, const char *key, const char *enc, long long size,
@@ -201,6 +233,12 @@ static void table_cost(const struct results *r) {
     cell(ratio(b->bridge, b->mosquitto), 0, 2);
     printf("; bridge / mosquitto of the baseline ");
     cell(ratio(b->bridge, s->mosquitto), 0, 2);
+    printf("\n  context switches per message (all threads): bridge path: bridge");
+    cell(r->sat_bridge.csw.bridge, 0, 2);
+    printf(", mosquitto");
+    cell(r->sat_bridge.csw.mosquitto, 0, 2);
+    printf("; baseline: mosquitto");
+    cell(r->sat_base.csw.mosquitto, 0, 2);
     printf("\n  bridge peak RSS (VmHWM, whole run) %.1f MB\n", (double)r->bridge_hwm_kb / 1024);
     printf("  Redis used_memory per stored message ");
     cell(r->redis_bytes_per_msg, 0, 0);
@@ -294,12 +332,30 @@ static void table_retention(const struct results *r) {
     printf("%s\n", t->rooms_off ? "  MISMATCH" : "");
 }
 
-/* Every section, then the verdict. */
+/* With --only: the phases asked for, and those left out. */
+static void table_only(const struct results *r) {
+    if (r->only == PH_ALL) return;
+    printf("Phases (--only):");
+    for (int i = 0; i < PH_COUNT; i++)
+        if (r->only & PH_BIT(i)) printf(" %s", phase_names[i]);
+    printf("; skipped:");
+    for (int i = 0; i < PH_COUNT; i++)
+        if (!(r->only & PH_BIT(i))) printf(" %s", phase_names[i]);
+    printf("\n");
+}
+
+/* Every section of the phases that ran, then the verdict. */
 void report_table(const struct results *r) {
+    int sat = (r->ran & PH_BIT(PH_SATURATION)) != 0;
+    int lat = (r->ran & (PH_BIT(PH_LATENCY) | PH_BIT(PH_HIGH))) != 0;
     table_header(r);
-    table_saturation(r);
-    table_latency(r);
-    table_cost(r);
+    table_only(r);
+    if (sat) table_saturation(r);
+    if (lat) table_latency(r);
+    if (sat) table_cost(r);
+    else if (r->ran) printf("\nBridge peak RSS (VmHWM, whole run) %.1f MB\n",
+                            (double)r->bridge_hwm_kb / 1024);
+    if (lat) table_fixed_cost(r);
     if (r->nhist) table_history(r);
     if (r->nscale_rooms + r->nscale_pubs) table_scale(r);
     if (r->ret.done) table_retention(r);
@@ -511,6 +567,14 @@ static void json_check(struct jw *w, const struct store_check *k) {
     jw_close(w, '}');
 }
 
+/* Context switches per message of the bridge and mosquitto. */
+static void json_ctxsw(struct jw *w, const char *key, const struct ctxsw *k) {
+    jw_open(w, key, '{');
+    jw_num(w, "bridge", k->bridge >= 0 ? k->bridge : NAN);
+    jw_num(w, "mosquitto", k->mosquitto >= 0 ? k->mosquitto : NAN);
+    jw_close(w, '}');
+}
+
 /* A saturation point: its run, CPU cost and (bridge path) stored check. */
 static void json_sat(struct jw *w, const char *key, const struct sat_point *p) {
     jw_open(w, key, '{');
@@ -524,6 +588,7 @@ static void json_sat(struct jw *w, const char *key, const struct sat_point *p) {
     jw_num(w, "redis", cores(p->cpu.redis, p->r.rate));
     jw_num(w, "bench", cores(p->cpu.bench, p->r.rate));
     jw_close(w, '}');
+    json_ctxsw(w, "ctxsw_per_msg", &p->csw);
     jw_num(w, "load_busiest_thread_cores", p->load_busiest);
     jw_num(w, "other_cores", p->other_cores);
     json_check(w, &p->check);
@@ -569,8 +634,15 @@ static void json_encodings(struct jw *w, const struct encodings *e) {
     jw_close(w, '}');
 }
 
-/* Saturation of both paths and the cost figures. */
+/* Saturation of both paths and the cost figures; without the saturation
+ * phase, only the bridge's peak RSS. */
 static void json_saturation(struct jw *w, const struct results *r) {
+    if (!(r->ran & PH_BIT(PH_SATURATION))) {
+        jw_open(w, "cost", '{');
+        jw_int(w, "bridge_hwm_kb", r->bridge_hwm_kb);
+        jw_close(w, '}');
+        return;
+    }
     jw_open(w, "saturation", '{');
     json_sat(w, "bridge", &r->sat_bridge);
     json_sat(w, "baseline", &r->sat_base);
@@ -585,6 +657,9 @@ static void json_saturation(struct jw *w, const struct results *r) {
     jw_num(w, "bridge_over_mosquitto", ratio(b->bridge, b->mosquitto));
     jw_num(w, "bridge_over_baseline_mosquitto", ratio(b->bridge, r->sat_base.cpu.mosquitto));
     jw_num(w, "load_clients_over_bridge", ratio(b->bench, b->bridge));
+    json_ctxsw(w, "ctxsw_per_msg", &r->sat_bridge.csw);
+    jw_num(w, "baseline_mosquitto_ctxsw_per_msg",
+           r->sat_base.csw.mosquitto >= 0 ? r->sat_base.csw.mosquitto : NAN);
     jw_int(w, "bridge_hwm_kb", r->bridge_hwm_kb);
     jw_num(w, "redis_bytes_per_msg", r->redis_bytes_per_msg);
     json_encodings(w, &r->enc);
@@ -603,6 +678,11 @@ static void json_latency(struct jw *w, const struct results *r) {
         json_run(w, "bridge", &p->bridge, 1);
         json_run(w, "baseline", &p->baseline, 1);
         json_check(w, &p->check);
+        json_cost(w, "cpu_s_per_100k", &p->cpu[0]);
+        json_cost(w, "baseline_cpu_s_per_100k", &p->cpu[1]);
+        jw_num(w, "bridge_over_mosquitto", ratio(p->cpu[0].bridge, p->cpu[0].mosquitto));
+        json_ctxsw(w, "ctxsw_per_msg", &p->csw[0]);
+        json_ctxsw(w, "baseline_ctxsw_per_msg", &p->csw[1]);
         jw_open(w, "ratio", '{');
         jw_num(w, "p50", ratio(p->bridge.lat.p50, p->baseline.lat.p50));
         jw_num(w, "p99", ratio(p->bridge.lat.p99, p->baseline.lat.p99));
@@ -678,15 +758,27 @@ static void json_retention(struct jw *w, const struct results *r) {
     jw_close(w, '}');
 }
 
-/* Everything on one line. */
+/* With --only: the phases asked for and those skipped (absent above). */
+static void json_only(struct jw *w, const struct results *r) {
+    if (r->only == PH_ALL) return;
+    for (int skipped = 0; skipped < 2; skipped++) {
+        jw_open(w, skipped ? "skipped" : "only", '[');
+        for (int i = 0; i < PH_COUNT; i++)
+            if (((r->only & PH_BIT(i)) == 0) == skipped) jw_str(w, NULL, phase_names[i]);
+        jw_close(w, ']');
+    }
+}
+
+/* Everything that ran on one line; a phase that did not is absent. */
 void report_json(const struct results *r) {
     struct jw w = { 0 };
     jw_open(&w, NULL, '{');
     json_head(&w, r);
+    json_only(&w, r);
     json_saturation(&w, r);
-    json_latency(&w, r);
-    json_history(&w, r);
-    json_scale(&w, r);
+    if (r->ran & (PH_BIT(PH_LATENCY) | PH_BIT(PH_HIGH))) json_latency(&w, r);
+    if (r->ran & PH_BIT(PH_HISTORY)) json_history(&w, r);
+    if (r->ran & PH_BIT(PH_SCALE)) json_scale(&w, r);
     json_retention(&w, r);
     if (r->plotted) {
         jw_str(&w, "plot", r->plot);
@@ -747,6 +839,222 @@ void report_group_json(const struct group_results *r) {
     jw_int(&w, "problems", r->problems);
     if (r->failed[0]) jw_str(&w, "failed", r->failed);
     jw_bool(&w, "ok", !r->problems && !r->failed[0]);
+    jw_close(&w, '}');
+    putchar('\n');
+    fflush(stdout);
+}
+
+/* ==================== A/B: bench --compare ==================== */
+
+/* One figure of struct cmp_run: where it is, how it is shown, whether
+ * the broker alone has it (for the ratios against it), and whether it is
+ * only context, no figure of the binaries (no ratios). */
+struct cmp_metric {
+    const char *label, *key;
+    size_t off;
+    int prec, base, context;
+};
+
+/* The rows of the comparison, in order ("1000/s": CMP_RATE). */
+static const struct cmp_metric cmp_metrics[] = {
+    { "saturation, msg/s", "sat_msgs_per_s", offsetof(struct cmp_run, sat_rate), 0, 1, 0 },
+    { "bridge CPU s per 100k msgs", "bridge_cpu_s_per_100k",
+      offsetof(struct cmp_run, cpu.bridge), 3, 0, 0 },
+    { "mosquitto CPU s per 100k", "mosquitto_cpu_s_per_100k",
+      offsetof(struct cmp_run, cpu.mosquitto), 3, 1, 0 },
+    { "redis-server CPU s per 100k", "redis_cpu_s_per_100k",
+      offsetof(struct cmp_run, cpu.redis), 3, 0, 0 },
+    { "load clients CPU s per 100k", "load_clients_cpu_s_per_100k",
+      offsetof(struct cmp_run, cpu.bench), 3, 1, 0 },
+    { "bridge / mosquitto CPU", "bridge_over_mosquitto_cpu",
+      offsetof(struct cmp_run, cpu_ratio), 3, 0, 0 },
+    { "ctx switches per msg, bridge", "ctxsw_per_msg_bridge",
+      offsetof(struct cmp_run, csw.bridge), 3, 0, 0 },
+    { "ctx switches per msg, mosquitto", "ctxsw_per_msg_mosquitto",
+      offsetof(struct cmp_run, csw.mosquitto), 3, 1, 0 },
+    { "1000/s: p50, ms", "p50_ms_at_rate", offsetof(struct cmp_run, p50), 3, 1, 0 },
+    { "1000/s: p99, ms", "p99_ms_at_rate", offsetof(struct cmp_run, p99), 3, 1, 0 },
+    { "1000/s: bridge / mosquitto CPU", "bridge_over_mosquitto_cpu_at_rate",
+      offsetof(struct cmp_run, open_ratio), 3, 0, 0 },
+    { "1000/s: ctx sw per msg, bridge", "ctxsw_per_msg_bridge_at_rate",
+      offsetof(struct cmp_run, open_csw.bridge), 3, 0, 0 },
+    { "1000/s: ctx sw per msg, mosquitto", "ctxsw_per_msg_mosquitto_at_rate",
+      offsetof(struct cmp_run, open_csw.mosquitto), 3, 1, 0 },
+    { "bridge peak RSS, MB", "bridge_hwm_mb", offsetof(struct cmp_run, hwm_mb), 1, 0, 0 },
+    { "other processes, cores (saturation)", "other_cores",
+      offsetof(struct cmp_run, other_cores), 2, 1, 1 },
+};
+#define CMP_METRICS (sizeof(cmp_metrics) / sizeof(cmp_metrics[0]))
+
+/* The figure m of a run; NAN where unknown (negative or NAN). */
+static double cmp_value(const struct cmp_run *run, const struct cmp_metric *m) {
+    double v;
+    memcpy(&v, (const char *)run + m->off, sizeof(v));
+    return run->done && v >= 0 ? v : NAN;
+}
+
+/* qsort: doubles in ascending order. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median over the completed rounds of figure m of one side (the mean
+ * of the middle two for an even count); NAN when no round has it. */
+static double cmp_median(const struct cmp_results *r, int side, const struct cmp_metric *m) {
+    double v[CMP_ROUNDS_MAX];
+    int n = 0;
+    for (int i = 0; i < r->done && i < CMP_ROUNDS_MAX; i++) {
+        double x = cmp_value(&r->run[i][side], m);
+        if (!isnan(x)) v[n++] = x;
+    }
+    if (n == 0) return NAN;
+    qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* What was compared, and how. */
+static void compare_header(const struct results *head, const struct cmp_results *r) {
+    table_header(head);
+    printf("\nA/B: old = %s (--compare), new = %s (--bridge), on the same mosquitto and "
+           "Redis.\n", r->path[CMP_OLD], r->path[CMP_NEW]);
+    printf("%d of %d rounds; each: the broker alone, then each binary (bridge restarted on "
+           "it): a closed-loop\nsaturation run (%.1f s) and an open-loop run at %.0f/s. "
+           "Order per round:", r->done, r->rounds, head->duration_s, CMP_RATE);
+    for (int i = 0; i < r->done; i++)
+        printf("%s %s", i ? ";" : "", r->new_first[i] ? "new,old" : "old,new");
+    printf("\n");
+}
+
+/* One row of the medians: old, new, new/old, the broker alone, and each
+ * binary over it. */
+static void compare_row(const struct cmp_results *r, const struct cmp_metric *m) {
+    double old = cmp_median(r, CMP_OLD, m), new = cmp_median(r, CMP_NEW, m);
+    double base = m->base ? cmp_median(r, CMP_BASE, m) : NAN;
+    printf("  %-34s", m->label);
+    cell(old, 9, m->prec);
+    cell(new, 9, m->prec);
+    cell(m->context ? NAN : ratio(new, old), 8, 3);
+    cell(base, 9, m->prec);
+    cell(m->context ? NAN : ratio(old, base), 8, 3);
+    cell(m->context ? NAN : ratio(new, base), 8, 3);
+    printf("\n");
+}
+
+/* The key figures of every round, to judge the spread. */
+static void compare_rounds(const struct cmp_results *r) {
+    printf("\nPer round: saturation msg/s, bridge CPU s per 100k, p50 / p99 ms at %.0f/s, "
+           "other processes' cores\n", CMP_RATE);
+    for (int i = 0; i < r->done; i++) {
+        printf("  round %d (%s):", i + 1, r->new_first[i] ? "new,old" : "old,new");
+        for (int side = 0; side < CMP_SIDES; side++) {
+            const struct cmp_run *x = &r->run[i][side];
+            printf("  %s", side == CMP_OLD ? "old" : side == CMP_NEW ? "new" : "broker alone");
+            cell(x->sat_rate, 0, 0);
+            if (side != CMP_BASE) cell(x->cpu.bridge, 0, 2);
+            cell(x->p50, 0, 3);
+            printf(" /");
+            cell(x->p99, 0, 3);
+            printf(" (others");
+            cell(x->other_cores, 0, 2);
+            printf(")");
+        }
+        printf("\n");
+    }
+}
+
+/* The most other processes used during any saturation run, in cores. */
+static double cmp_disturbance(const struct cmp_results *r) {
+    double most = 0;
+    for (int i = 0; i < r->done; i++)
+        for (int side = 0; side < CMP_SIDES; side++)
+            if (r->run[i][side].other_cores > most) most = r->run[i][side].other_cores;
+    return most;
+}
+
+/* The medians, new/old and the ratios to the broker alone; the rounds;
+ * the verdict. */
+void report_compare_table(const struct results *head, const struct cmp_results *r) {
+    compare_header(head, r);
+    printf("\nMedians over %d rounds%s\n", r->done,
+           r->done < 3 ? " (fewer than 3: read the per-round figures too)" : "");
+    printf("  %-34s %9s %9s %8s %9s %8s %8s\n", "", "old", "new", "new/old", "broker",
+           "old/", "new/");
+    printf("  %-34s %9s %9s %8s %9s %8s %8s\n", "", "", "", "", "alone", "broker", "broker");
+    for (size_t i = 0; i < CMP_METRICS; i++) compare_row(r, &cmp_metrics[i]);
+    compare_rounds(r);
+    if (cmp_disturbance(r) > 0.2)
+        printf("\nWARNING: other processes used up to %.2f cores during a saturation run: "
+               "the figures may be\ndisturbed (see the per-round spread); rerun on a quiet "
+               "machine.\n", cmp_disturbance(r));
+    if (head->failed[0]) printf("\nRun stopped early: %s\n", head->failed);
+    printf("\nResult: %s\n", head->problems || head->failed[0] ?
+           "FAILED (see above and stderr)" :
+           "ok: every message arrived, was acknowledged and was stored");
+}
+
+/* The figures of one side: medians (round < 0) or one round's. */
+static void json_cmp_side(struct jw *w, const char *key, const struct cmp_results *r, int side,
+                          int round) {
+    jw_open(w, key, '{');
+    for (size_t i = 0; i < CMP_METRICS; i++) {
+        const struct cmp_metric *m = &cmp_metrics[i];
+        if (side == CMP_BASE && !m->base) continue;
+        jw_num(w, m->key, round < 0 ? cmp_median(r, side, m) : cmp_value(&r->run[round][side], m));
+    }
+    jw_close(w, '}');
+}
+
+/* new/old of each median, and each binary's over the broker alone's. */
+static void json_cmp_ratios(struct jw *w, const struct cmp_results *r) {
+    jw_open(w, "new_over_old", '{');
+    for (size_t i = 0; i < CMP_METRICS; i++)
+        if (!cmp_metrics[i].context)
+            jw_num(w, cmp_metrics[i].key, ratio(cmp_median(r, CMP_NEW, &cmp_metrics[i]),
+                                                cmp_median(r, CMP_OLD, &cmp_metrics[i])));
+    jw_close(w, '}');
+    jw_open(w, "over_broker_alone", '{');
+    for (int side = CMP_OLD; side <= CMP_NEW; side++) {
+        jw_open(w, side == CMP_OLD ? "old" : "new", '{');
+        for (size_t i = 0; i < CMP_METRICS; i++)
+            if (cmp_metrics[i].base && !cmp_metrics[i].context)
+                jw_num(w, cmp_metrics[i].key, ratio(cmp_median(r, side, &cmp_metrics[i]),
+                                                    cmp_median(r, CMP_BASE, &cmp_metrics[i])));
+        jw_close(w, '}');
+    }
+    jw_close(w, '}');
+}
+
+/* bench --compare on one line. */
+void report_compare_json(const struct results *head, const struct cmp_results *r) {
+    struct jw w = { 0 };
+    jw_open(&w, NULL, '{');
+    jw_str(&w, "mode", "compare");
+    json_head(&w, head);
+    jw_str(&w, "old", r->path[CMP_OLD]);
+    jw_str(&w, "new", r->path[CMP_NEW]);
+    jw_int(&w, "rounds", r->rounds);
+    jw_int(&w, "rounds_done", r->done);
+    jw_num(&w, "open_loop_rate", CMP_RATE);
+    jw_open(&w, "median", '{');
+    json_cmp_side(&w, "old", r, CMP_OLD, -1);
+    json_cmp_side(&w, "new", r, CMP_NEW, -1);
+    json_cmp_side(&w, "broker_alone", r, CMP_BASE, -1);
+    jw_close(&w, '}');
+    json_cmp_ratios(&w, r);
+    jw_open(&w, "per_round", '[');
+    for (int i = 0; i < r->done; i++) {
+        jw_open(&w, NULL, '{');
+        jw_str(&w, "order", r->new_first[i] ? "new,old" : "old,new");
+        json_cmp_side(&w, "old", r, CMP_OLD, i);
+        json_cmp_side(&w, "new", r, CMP_NEW, i);
+        json_cmp_side(&w, "broker_alone", r, CMP_BASE, i);
+        jw_close(&w, '}');
+    }
+    jw_close(&w, ']');
+    jw_int(&w, "problems", head->problems);
+    if (head->failed[0]) jw_str(&w, "failed", head->failed);
+    jw_bool(&w, "ok", !head->problems && !head->failed[0]);
     jw_close(&w, '}');
     putchar('\n');
     fflush(stdout);
