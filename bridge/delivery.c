@@ -35,6 +35,10 @@ struct delivery {
     struct slot *slots;
     struct slot **free_slots;
     int nfree;
+    int want_slots;               /* the thread waits for this many free
+                                     slots (0: it does not) */
+    int want_work;                /* the thread waits for something to do */
+    int deferred;                 /* delivery_defer: puts do not wake it */
     int closing, gave_up, started;
     struct timespec close_by;     /* closing: the deadline of it all */
     pthread_t thread;
@@ -43,6 +47,9 @@ struct delivery {
     pthread_mutex_t checkpoint_lock; /* one checkpoint call at a time */
     struct delivery_stats st;     /* counters: atomic */
 };
+
+/* slot_take: the longest wait for more than one free slot. */
+#define WANT_WAIT_MS 2
 
 #define STAT_ADD(d, field, n) __atomic_add_fetch(&(d)->st.field, (n), __ATOMIC_RELAXED)
 
@@ -161,9 +168,16 @@ int delivery_put(struct delivery *d, struct delivery_ticket *t, const char *topi
     if (t) __atomic_add_fetch(&t->pending, 1, __ATOMIC_ACQ_REL);
     list_push(&d->head, &d->tail, m);
     d->queued++;
-    pthread_cond_signal(&d->work);
+    if (d->want_work && !d->deferred) pthread_cond_signal(&d->work);
     pthread_mutex_unlock(&d->lock);
     return CB_OK;
+}
+
+void delivery_defer(struct delivery *d, int on) {
+    pthread_mutex_lock(&d->lock);
+    d->deferred = on;
+    if (!on && d->want_work && (d->head || d->retry)) pthread_cond_signal(&d->work);
+    pthread_mutex_unlock(&d->lock);
 }
 
 void delivery_wait_room(struct delivery *d, int (*hold)(void *), void *arg) {
@@ -180,11 +194,16 @@ void delivery_wake(struct delivery *d) {
 }
 
 /* Everything to publish now, retries first; NULL once closing with
- * nothing left. Waits for work otherwise. */
+ * nothing left. Waits for work otherwise: want_work tells the putters
+ * (and a failed publish) that a wake is needed, so nobody signals a
+ * thread that is busy. */
 static struct delivery_msg *take_all(struct delivery *d) {
     pthread_mutex_lock(&d->lock);
-    while (d->head == NULL && d->retry == NULL && !d->closing)
+    while (d->head == NULL && d->retry == NULL && !d->closing) {
+        d->want_work = 1;
         pthread_cond_wait(&d->work, &d->lock);
+    }
+    d->want_work = 0;
     struct delivery_msg *all = d->retry ? d->retry : d->head;
     if (d->retry) d->retry_tail->next = d->head;
     d->retry = d->retry_tail = d->head = d->tail = NULL;
@@ -197,7 +216,11 @@ static struct delivery_msg *take_all(struct delivery *d) {
 /* ==================== Window ==================== */
 
 /* The client completed a publish. A failure is handed over again unless
- * closing; then its ticket stays open (the next start publishes it). */
+ * closing; then its ticket stays open (the next start publishes it).
+ * The thread is woken only when it waits and this completion gives it
+ * what it waits for: a retry to hand over, or the free slots it asked
+ * for (slot_take); closing, always. One wake thus hands over several
+ * publishes when the window is the limit. */
 static void slot_done(struct cb_done *done, int ok) {
     struct slot *s = (struct slot *)done;
     struct delivery *d = s->d;
@@ -216,24 +239,41 @@ static void slot_done(struct cb_done *done, int ok) {
         STAT_ADD(d, left, 1);
     }
     d->free_slots[d->nfree++] = s;
-    pthread_cond_broadcast(&d->work);
-    pthread_cond_broadcast(&d->idle);
+    if (d->closing) {
+        pthread_cond_broadcast(&d->work);
+        pthread_cond_broadcast(&d->idle);
+    } else if ((m == NULL && !ok && d->want_work) ||
+               (d->want_slots && d->nfree >= d->want_slots)) {
+        pthread_cond_signal(&d->work);
+    }
     pthread_mutex_unlock(&d->lock);
     msg_free(m);
 }
 
-/* A free slot, waiting for one. NULL only when closing and no slot came
- * free by the close's deadline (the broker is gone); later calls then give
- * up at once. */
-static struct slot *slot_take(struct delivery *d) {
+/* A free slot, waiting for one. With none free, it asks to be woken when
+ * `want` are (the publishes it has in hand, at most a quarter of the
+ * window), so that one wake hands over several; it never waits more than
+ * WANT_WAIT_MS for more than one. NULL only when closing and no slot
+ * came free by the close's deadline (the broker is gone); later calls
+ * then give up at once. */
+static struct slot *slot_take(struct delivery *d, size_t want) {
     struct slot *s = NULL;
+    int max = d->o.window / 4 > 1 ? d->o.window / 4 : 1;
     pthread_mutex_lock(&d->lock);
+    if (d->nfree == 0) d->want_slots = want > (size_t)max ? max : want > 0 ? (int)want : 1;
     while (d->nfree == 0 && !d->gave_up) {
         if (!d->closing)
             pthread_cond_wait(&d->work, &d->lock);
         else if (clock_cond_wait(&d->work, &d->lock, &d->close_by))
             d->gave_up = d->nfree == 0;
     }
+    if (d->nfree > 0 && d->nfree < d->want_slots && !d->closing) {
+        struct timespec until = clock_deadline(WANT_WAIT_MS);
+        while (d->nfree < d->want_slots && !d->closing &&
+               !clock_cond_wait(&d->work, &d->lock, &until))
+            ;
+    }
+    d->want_slots = 0;
     if (d->nfree > 0) s = d->free_slots[--d->nfree];
     pthread_mutex_unlock(&d->lock);
     return s;
@@ -261,8 +301,8 @@ static int pause_retry(struct delivery *d) {
 /* Hand one message over in a slot of the window, trying again while the
  * client cannot take it now. When closing and it cannot go, it is left
  * for the next start (its ticket stays open). */
-static void deliver_one(struct delivery *d, struct delivery_msg *m) {
-    struct slot *s = slot_take(d);
+static void deliver_one(struct delivery *d, struct delivery_msg *m, size_t left) {
+    struct slot *s = slot_take(d, left);
     int rc = CB_ERR_FULL;
     if (s == NULL) {
         STAT_ADD(d, left, 1);
@@ -293,9 +333,11 @@ static void *delivery_thread(void *arg) {
     struct delivery *d = arg;
     struct delivery_msg *m;
     while ((m = take_all(d)) != NULL) {
+        size_t left = 0;
+        for (struct delivery_msg *c = m; c; c = c->next) left++;
         while (m) {
             struct delivery_msg *next = m->next;
-            deliver_one(d, m);
+            deliver_one(d, m, left--);
             m = next;
         }
     }

@@ -97,6 +97,11 @@ int delivery_put(struct delivery *d, struct delivery_ticket *t, const char *topi
                  char *payload, size_t len, const char *corr, size_t corr_len,
                  int retain);
 
+/* While on, puts queue without waking the delivery thread; turning it
+ * off wakes it once for all of them. The worker brackets a batch's
+ * publishes with it: one wake a batch instead of one a publish. */
+void delivery_defer(struct delivery *d, int on);
+
 /* A ticket for the batch of journal records ending at seq, held by the
  * caller until delivery_ticket_release. Tickets must be made in seq
  * order. NULL when out of memory: try again (publishing the batch without

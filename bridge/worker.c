@@ -367,10 +367,12 @@ static int worker_batch(struct bridge *b, size_t n) {
         return -1;
     }
     struct delivery_ticket *t = worker_ticket(b, b->entries[n - 1].seq);
+    delivery_defer(b->delivery, 1);
     for (size_t i = 0; i < k; i++) {
         worker_respond(b, &b->recs[i], &b->ops[i], t);
         store_op_clear(&b->ops[i]);
     }
+    delivery_defer(b->delivery, 0);
     journal_stored(b->journal, b->entries[n - 1].pos);
     delivery_ticket_release(b->delivery, t);     /* the worker's own hold */
     __atomic_store_n(&b->last_seq, b->entries[n - 1].seq, __ATOMIC_RELAXED);
