@@ -208,6 +208,13 @@ static int bridge_primary(void *arg, char *addr, size_t len) {
     return 0;
 }
 
+/* watch_opts.on_event: other writers did something; the store worker
+ * waits on the journal, so end that wait. */
+static void bridge_watch_event(void *arg) {
+    struct bridge *b = arg;
+    if (b->journal) journal_poke(b->journal);
+}
+
 /* The keyspace listener (watch.h), on the same Redis as the store. */
 static struct watch *bridge_watch_new(struct bridge *b) {
     const struct config *c = b->cfg;
@@ -218,6 +225,7 @@ static struct watch *bridge_watch_new(struct bridge *b) {
         .password = c->redis_password, .timeout_ms = c->redis_timeout_ms,
         .key_prefix = c->key_prefix, .notify = bridge_redis_note,
         .locate = c->redis_sentinels ? bridge_primary : NULL, .locate_arg = b,
+        .on_event = bridge_watch_event, .on_event_arg = b,
     };
     return watch_new(&o);
 }

@@ -24,7 +24,8 @@
 #define FOREIGN_TAKE 256        /* events taken per step */
 #define FOREIGN_ROUND 64        /* rooms adopted per pipeline */
 #define FOREIGN_BUDGET_US 50000 /* adoption time per step, then the journal */
-#define FOREIGN_WAIT_RETRY_MS 100
+#define FOREIGN_WAIT_RETRY_MS 25  /* a half-written message: no event tells
+                                   when it is complete (watch.h) */
 #define FOREIGN_FAIL_RETRY_MS 1000
 #define FOREIGN_OUTSTANDING 512 /* republishes not yet confirmed, at most:
                                    what a crash can make republish twice */

@@ -58,6 +58,7 @@ struct journal {
     uint64_t space_gen, fail_gen;       /* space events; the count at the
                                            last failed append */
     int closed, waiting, dirty, unbounded;
+    int poked;                          /* journal_poke: end the reader's wait */
     int failing;                        /* the last append failed */
     int full;                           /* ... for want of space */
     int roll;                           /* next append starts a new segment */
@@ -823,11 +824,19 @@ static int reader_wait(struct journal *j, int timeout_ms, uint64_t *avail, uint6
             reader_next(j, s);
             continue;
         }
-        if (j->closed || clock_cond_wait(&j->data, &j->lock, &until))
+        if (j->closed || j->poked || clock_cond_wait(&j->data, &j->lock, &until))
             break;
     }
+    j->poked = 0;
     pthread_mutex_unlock(&j->lock);
     return rc;
+}
+
+void journal_poke(struct journal *j) {
+    pthread_mutex_lock(&j->lock);
+    j->poked = 1;
+    pthread_cond_signal(&j->data);
+    pthread_mutex_unlock(&j->lock);
 }
 
 /* A read failed (got < 0: errno says why; else it was short): errstr,

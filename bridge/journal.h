@@ -178,6 +178,12 @@ int journal_wait_space(struct journal *j, int timeout_ms);
  * not succeeded since. */
 int journal_append_waiting(struct journal *j);
 
+/* End the reader's wait now (or its next one, when it is not waiting):
+ * journal_read then returns 0 at once, as on a timeout. For other work of
+ * the reader's thread that just came (other writers' events). Any
+ * thread. */
+void journal_poke(struct journal *j);
+
 /* Up to max records after the reader's position, waiting up to timeout_ms
  * for the first. Records at or before the checkpoint found at open are
  * skipped. Returns how many; 0 on timeout or once closed. */

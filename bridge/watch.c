@@ -25,7 +25,8 @@
 #define WATCH_CHECK_MS 5000        /* cluster, locator: re-read the primaries */
 #define WATCH_RESCAN_MS 10000      /* notifications off: reconcile this often */
 #define WATCH_BACKOFF_MAX_MS 5000
-#define WATCH_EVENTS "K$hg"        /* what notify-keyspace-events needs */
+#define WATCH_EVENTS "E$hg"        /* what notify-keyspace-events needs */
+#define WATCH_CHANNELS 3           /* incrby, hdel, del (watch_subscribe) */
 
 struct watch_node {
     char host[RNODE_HOST_MAX];
@@ -135,7 +136,8 @@ static void watch_say(struct watch *w, int level, const char *fmt, ...) {
 
 /* Queue ev. A room already last in the queue for the same reason is not
  * queued twice. When full: wait for room (block), or drop it and mark
- * the overflow, which makes the thread reconcile. */
+ * the overflow, which makes the thread reconcile. The first event of an
+ * empty queue wakes the taker (on_event). */
 static void watch_push(struct watch *w, const struct watch_event *ev, int block) {
     pthread_mutex_lock(&w->lock);
     if (w->count) {
@@ -150,9 +152,11 @@ static void watch_push(struct watch *w, const struct watch_event *ev, int block)
         struct timespec t = clock_deadline(WATCH_POLL_MS);
         clock_cond_wait(&w->moved, &w->lock, &t);
     }
+    int first = w->count == 0;
     if (w->count < WATCH_QUEUE) w->q[(w->head + w->count++) % WATCH_QUEUE] = *ev;
     else w->overflow = 1;
     pthread_mutex_unlock(&w->lock);
+    if (first && w->o.on_event) w->o.on_event(w->o.on_event_arg);
 }
 
 size_t watch_take(struct watch *w, struct watch_event *out, size_t max) {
@@ -210,19 +214,22 @@ static int watch_parse_key(const struct watch *w, const char *key, size_t len,
     return ev->id > 0 ? 0 : -1;
 }
 
-/* One keyspace notification: channel "__keyspace@0__:KEY", the event's
- * name as the message. */
-static void watch_on_event(struct watch *w, const char *chan, size_t len, const char *what) {
-    static const char pre[] = "__keyspace@0__:";
+/* One notification: channel "__keyevent@0__:EVENT", the key as the
+ * message. A counter's incrby (a writer's INCR: the bridge's own sends
+ * SET it, and are not told here) is news in the room; a message hash's
+ * hdel or del a delete to finish. Anything else (another key, another
+ * program's keys) is not ours. */
+static void watch_on_event(struct watch *w, const char *chan, const char *key, size_t len) {
+    static const char pre[] = "__keyevent@0__:";
     struct watch_event ev = { 0 };
     int counter;
-    if (len <= sizeof(pre) - 1 || memcmp(chan, pre, sizeof(pre) - 1) != 0) return;
-    if (watch_parse_key(w, chan + sizeof(pre) - 1, len - (sizeof(pre) - 1), &ev, &counter))
-        return;
-    if (counter) ev.kind = strcmp(what, "incrby") == 0 ? WATCH_ROOM : 0;
-    else if (strcmp(what, "hset") == 0) ev.kind = WATCH_ROOM;
-    else if (strcmp(what, "hdel") == 0 || strcmp(what, "del") == 0) ev.kind = WATCH_GONE;
-    if (counter || ev.kind == WATCH_ROOM) ev.id = 0;
+    if (strncmp(chan, pre, sizeof(pre) - 1) != 0) return;
+    const char *what = chan + sizeof(pre) - 1;
+    if (watch_parse_key(w, key, len, &ev, &counter)) return;
+    if (counter && strcmp(what, "incrby") == 0) ev.kind = WATCH_ROOM;
+    else if (!counter && (strcmp(what, "hdel") == 0 || strcmp(what, "del") == 0))
+        ev.kind = WATCH_GONE;
+    if (counter) ev.id = 0;
     if (ev.kind) watch_push(w, &ev, 0);
 }
 
@@ -302,7 +309,7 @@ static size_t watch_targets(struct watch *w, struct watch_node *out) {
 
 /* 1 when flags (notify-keyspace-events) cover what the listener needs. */
 static int watch_flags_ok(const char *flags) {
-    if (strchr(flags, 'K') == NULL) return 0;
+    if (strchr(flags, 'E') == NULL) return 0;
     if (strchr(flags, 'A')) return 1;
     return strchr(flags, '$') && strchr(flags, 'h') && strchr(flags, 'g');
 }
@@ -340,11 +347,11 @@ static int watch_events_on(struct watch *w, redisContext *c, const char *addr) {
 static int watch_unsubscribed(struct watch *w, struct watch_node *n, const char *addr,
                               redisReply *r) {
     if (!w->said_sub++)
-        watch_say(w, LOG_LEVEL_WARN, "redis %s: PSUBSCRIBE to keyspace notifications "
+        watch_say(w, LOG_LEVEL_WARN, "redis %s: SUBSCRIBE to keyevent notifications "
                   "refused (%s): messages other programs write into Redis are not seen "
-                  "live, only by a reconcile every %d s; allow the channel "
-                  "__keyspace@0__:%s:*", addr, r->str, WATCH_RESCAN_MS / 1000,
-                  w->o.key_prefix);
+                  "live, only by a reconcile every %d s; allow the channels "
+                  "__keyevent@0__:incrby __keyevent@0__:hdel __keyevent@0__:del",
+                  addr, r->str, WATCH_RESCAN_MS / 1000);
     freeReplyObject(r);
     redisFree(n->c);
     n->c = NULL;
@@ -352,26 +359,27 @@ static int watch_unsubscribed(struct watch *w, struct watch_node *n, const char 
     return 0;
 }
 
-/* Connect node n, notifications checked, subscribed to the schema's
- * counters and message hashes. 0 or -1 (err says why). */
+/* Connect node n, notifications checked, subscribed to the three
+ * events other writers' sends and deletes make (keyevent channels: the
+ * bridge's own writes, told on others, are never sent to it). 0 or -1
+ * (err says why). */
 static int watch_subscribe(struct watch *w, struct watch_node *n, char *err, size_t errlen) {
-    char addr[REXEC_ADDR_MAX], p1[300], p2[300];
+    char addr[REXEC_ADDR_MAX];
+    redisReply *r = NULL;
     rnode_format_addr(addr, sizeof(addr), n->host, n->port);
     n->c = watch_open(w, n, err, errlen);
     if (n->c == NULL) return -1;
     if (!watch_events_on(w, n->c, addr)) w->live = 0;
-    snprintf(p1, sizeof(p1), "__keyspace@0__:%s:*:messages", w->o.key_prefix);
-    snprintf(p2, sizeof(p2), "__keyspace@0__:%s:*:[0-9]*", w->o.key_prefix);
-    redisReply *r = redisCommand(n->c, "PSUBSCRIBE %s %s", p1, p2);
-    int ok = r && r->type == REDIS_REPLY_ARRAY;
-    if (r && r->type == REDIS_REPLY_ERROR) return watch_unsubscribed(w, n, addr, r);
-    if (r) freeReplyObject(r);
-    if (ok && redisGetReply(n->c, (void **)&r) == REDIS_OK) {  /* the second pattern */
-        if (r->type == REDIS_REPLY_ERROR) return watch_unsubscribed(w, n, addr, r);
-        freeReplyObject(r);
-        return 0;
+    if (redisAppendCommand(n->c, "SUBSCRIBE __keyevent@0__:incrby __keyevent@0__:hdel "
+                           "__keyevent@0__:del") == REDIS_OK) {
+        for (int i = 0; i < WATCH_CHANNELS; i++) {    /* a reply per channel */
+            if (redisGetReply(n->c, (void **)&r) != REDIS_OK) break;
+            if (r->type == REDIS_REPLY_ERROR) return watch_unsubscribed(w, n, addr, r);
+            freeReplyObject(r);
+            if (i == WATCH_CHANNELS - 1) return 0;
+        }
     }
-    snprintf(err, errlen, "redis %s: PSUBSCRIBE: %s", addr,
+    snprintf(err, errlen, "redis %s: SUBSCRIBE: %s", addr,
              n->c->err ? n->c->errstr : "refused");
     return -1;
 }
@@ -451,11 +459,12 @@ static int watch_drain(struct watch *w, redisContext *c) {
     if (redisBufferRead(c) != REDIS_OK) return -1;
     while (redisGetReplyFromReader(c, &p) == REDIS_OK && p) {
         redisReply *r = p;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            r->element[1]->type == REDIS_REPLY_STRING &&
             r->element[2]->type == REDIS_REPLY_STRING &&
-            r->element[3]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[0]->str ? r->element[0]->str : "", "pmessage") == 0)
-            watch_on_event(w, r->element[2]->str, r->element[2]->len, r->element[3]->str);
+            strcmp(r->element[0]->str, "message") == 0)
+            watch_on_event(w, r->element[1]->str, r->element[2]->str, r->element[2]->len);
         freeReplyObject(r);
     }
     return c->err ? -1 : 0;

@@ -3,12 +3,17 @@
  * The bridge stores its own messages; any other program that writes the
  * seed's schema (store.h, "Other writers") is seen here. A thread of its
  * own, with hiredis connections of its own (never the store's, never
- * Paho), subscribes to Redis keyspace notifications for the schema's keys
- * and hands what it saw to the store worker through a small queue:
+ * Paho), subscribes to Redis keyevent notifications and hands what it saw
+ * of the schema's keys to the store worker through a small queue:
  *
- *   incrby on P:R:messages       a room's counter moved   -> WATCH_ROOM
- *   hset   on P:R:N              a message hash written   -> WATCH_ROOM
+ *   incrby on P:R:messages       another writer's INCR    -> WATCH_ROOM
  *   hdel, del on P:R:N           a message hash emptied   -> WATCH_GONE
+ *
+ * Keyevent channels (__keyevent@0__:incrby, :hdel, :del), not keyspace
+ * patterns: Redis then sends nothing for the bridges' own sends, which
+ * SET the counter and HSET the message hash. A foreign message whose
+ * hash is not complete at its INCR is looked at again by the worker
+ * (foreign.c) until it is, within the store's bound.
  *
  * The worker adopts the room (indexes and republishes what is new) or
  * finishes the delete (store_adopt, store_reap); nothing here touches the
@@ -23,7 +28,7 @@
  * names (Sentinel); or every primary of a Redis Cluster (notifications are
  * per node: each primary tells only about its own keys), re-read every
  * 5 s, all reconnected when the set of primaries changed. Each node needs
- * notify-keyspace-events with K, $, h and g (or A): when they are missing
+ * notify-keyspace-events with E, $, h and g (or E and A): when they are missing
  * the listener adds them with CONFIG SET; when that is refused it says so
  * once through the notify callback and reconciles every 10 s instead.
  *
@@ -70,6 +75,10 @@ struct watch_opts {
     void *locate_arg;
     rexec_notify_fn *notify;          /* lines for the log; any thread */
     void *notify_arg;
+    /* NULL, or called on the listener's thread, no lock held, when an
+     * event was queued into an empty queue: wake the taker. */
+    void (*on_event)(void *arg);
+    void *on_event_arg;
 };
 
 struct watch;

@@ -39,8 +39,10 @@ end
 -- The message hash is the one key the script cannot declare (its name
 -- holds the id). While its slot migrates, Redis Cluster refuses it ("non
 -- local key"): write it first, so that a refusal leaves nothing written
--- and the bridge simply retries; the counter's INCR comes after it (the
--- script is atomic, so GET + 1 is the id INCR will give).
+-- and the bridge simply retries; the counter comes after it (the script
+-- is atomic, so GET + 1 is the id an INCR would give). The counter is
+-- SET, not INCR'd: the bridges' listeners (watch.h) hear only INCRs, the
+-- other writers' sends, and never this bridge's own.
 if ARGV[12] ~= '' then
     local was = tonumber(redis.call('ZSCORE', ARGV[12], ARGV[11]) or '0')
     if was < tonumber(ARGV[4]) then redis.call('ZADD', ARGV[12], ARGV[4], ARGV[11]) end
@@ -55,7 +57,7 @@ else
     redis.call('HSET', key, 'content', ARGV[3], 'timestamp', secs,
                'timestamp_ms', ARGV[4], 'user', ARGV[2])
 end
-redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[1], id)
 -- Nothing before this id waits for adoption: the cursor moves over it, so
 -- adopt.lua has nothing to walk for the bridge's own messages.
 if tonumber(redis.call('HGET', KEYS[9], 'id') or '0') == id - 1 then
