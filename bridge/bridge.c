@@ -270,6 +270,9 @@ static struct journal *bridge_journal_open(struct bridge *b, char *err, size_t e
     log_info("journal %s: %llu records in %d segments, %llu to replay", dir,
              (unsigned long long)rec.records, rec.segments,
              (unsigned long long)rec.pending);
+    struct journal_stats js;
+    journal_get_stats(j, &js);
+    b->replay_until = js.last_seq;    /* every later record is new */
     return j;
 }
 

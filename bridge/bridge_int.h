@@ -46,6 +46,9 @@ struct bridge {
     int worker_started, delivery_started;
     int stopping;                 /* atomic */
     unsigned long long stop_seq;  /* the worker stops after this record */
+    unsigned long long replay_until; /* the journal's newest record at the
+                                     start: up to it, records may have been
+                                     stored before (store_op.fresh) */
     unsigned long long last_seq;  /* atomic: the worker's last batch ends here */
     unsigned long long ckpt_seq;  /* atomic: the delivery's last checkpoint */
     unsigned long long puts;      /* atomic: documents given to delivery_put */

@@ -247,7 +247,8 @@ static int store_append_send(struct store *s, const struct store_op *op) {
     const char *cmid = op->req->client_msg_id ? op->req->client_msg_id : "";
     const char *argv[] = { "EVALSHA", script_sha[SCRIPT_SEND], "11",
         k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10],
-        mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age, op->req->room, k[11] };
+        mprefix, u, op->req->text, ts, cmid, seq, window, ckpt, keep, age, op->req->room, k[11],
+        op->fresh ? "1" : "0" };
     enum { ARGC = sizeof(argv) / sizeof(argv[0]), TEXT_ARG = 16 };
     size_t len[ARGC];
     for (size_t i = 0; i < ARGC; i++) len[i] = strlen(argv[i]);

@@ -140,6 +140,10 @@ struct store_room {
 struct store_op {
     const struct request *req;   /* borrowed for the op's life */
     unsigned long long seq;      /* send: the journal record's seq */
+    int fresh;                   /* send: 1 when this record was never sent
+                                    to Redis (not replayed after a start,
+                                    not retried after a failed batch): the
+                                    replay guard's lookup is skipped */
     /* outputs */
     int result;                  /* cb_outcome (result.h) */
     long long new_id;            /* send: the id given */

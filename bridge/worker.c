@@ -56,9 +56,9 @@ static int worker_exec(struct bridge *b, struct store_op *ops, size_t n) {
     long wait = BACKOFF_MIN_MS;
     int retries = 0;
     while (worker_unfinished(ops, n) && !worker_giving_up(b)) {
-        if (worker_redis_up(b) && store_exec(b->store, ops, n) == CB_OK &&
-            !worker_unfinished(ops, n))
-            break;
+        int rc = worker_redis_up(b) ? store_exec(b->store, ops, n) : CB_ERR;
+        for (size_t i = 0; i < n; i++) ops[i].fresh = 0;   /* may have run */
+        if (rc == CB_OK && !worker_unfinished(ops, n)) break;
         if (!store_connected(b->store))
             __atomic_store_n(&b->st.redis_connected, 0, __ATOMIC_RELAXED);
         if (retries++ == 0) log_warn("%s; retrying", store_errstr(b->store));
@@ -336,7 +336,8 @@ static size_t worker_prepare(struct bridge *b, size_t n) {
                                           : "does not decode");
             continue;
         }
-        b->ops[k] = (struct store_op){ .req = &b->recs[k], .seq = b->entries[i].seq };
+        b->ops[k] = (struct store_op){ .req = &b->recs[k], .seq = b->entries[i].seq,
+                                       .fresh = b->entries[i].seq > b->replay_until };
         k++;
     }
     return k;

@@ -25,11 +25,16 @@
 -- mode where it is another slot (the bridge adds it in a command of its
 -- own). It is written before anything else: should it fail (a key of
 -- another type there), nothing is written and nothing is half-stored.
+-- ARGV[13] "1" when this journal record was never sent before (not a
+-- replay after a restart, not a retry after a failed batch): the replay
+-- guard's lookup is skipped, its entry still written.
 -- Returns { id, how }: how 0 = stored now, 1 = this journal record was
 -- stored before (a replay after a restart), 2 = a repeat of a
 -- client_msg_id seen within the window (the original id).
-local seen = redis.call('ZRANGEBYSCORE', KEYS[8], ARGV[6], ARGV[6], 'LIMIT', 0, 1)
-if seen[1] then return { tonumber(seen[1]), 1 } end
+if ARGV[13] ~= '1' then
+    local seen = redis.call('ZRANGEBYSCORE', KEYS[8], ARGV[6], ARGV[6], 'LIMIT', 0, 1)
+    if seen[1] then return { tonumber(seen[1]), 1 } end
+end
 local cmid, window = ARGV[5], tonumber(ARGV[7])
 if cmid ~= '' and window > 0 then
     local orig = redis.call('HGET', KEYS[6], cmid)
@@ -67,13 +72,19 @@ redis.call('HSET', KEYS[2], ARGV[2], id)
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('ZADD', KEYS[4], id, id)
 redis.call('ZADD', KEYS[5], id, id)
-redis.call('HSET', KEYS[10], ARGV[2], id)
-redis.call('ZADD', KEYS[11], 0, ARGV[2])
+-- A user with a marker is a member already (members.lua builds the index
+-- from the markers, and every new marker joins it): only a first marker
+-- adds the user.
+if redis.call('HSET', KEYS[10], ARGV[2], id) == 1 then
+    redis.call('ZADD', KEYS[11], 0, ARGV[2])
+end
 
 -- Replay guard: remember which seq stored which id until the checkpoint
--- passes it (a bounded amount of work per message, amortised).
+-- passes it; what it passed is dropped at every 8th id of the room (a
+-- bounded amount of work, amortised; an entry at or below the checkpoint
+-- is never looked up, so the few kept meanwhile cost only memory).
 redis.call('ZADD', KEYS[8], ARGV[6], id)
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[8])
+if id % 8 == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[8]) end
 
 if cmid ~= '' and window > 0 then
     local now = tonumber(ARGV[4])
