@@ -545,6 +545,7 @@ static const char *script_of(const char *body) {
 static int loaded;              /* scripts the fake has */
 static long long wait_acks;     /* what WAIT answers */
 static char first_key[128];     /* KEYS[1] of the last EVALSHA */
+static char fresh_args[64];     /* each send's last argument (ARGV[13]) */
 
 /* A Redis that knows the scripts once loaded. A send answers { 7, 0 }
  * except in room "busy", "ro", "nonlocal" and "bad"; a delete 1. */
@@ -560,6 +561,8 @@ static int store_script(const redisReply *req, char *out, size_t outlen) {
     } else {
         const char *k = req->element[3]->str;
         snprintf(first_key, sizeof(first_key), "%s", k);
+        if (is(req, 1, script_send_sha) && strlen(fresh_args) + 2 < sizeof(fresh_args))
+            strcat(fresh_args, req->element[req->elements - 1]->str);
         if (strstr(k, ":busy:"))
             snprintf(out, outlen, "-BUSY Redis is busy running a script.\r\n");
         else if (strstr(k, ":ro:"))
@@ -627,6 +630,30 @@ static void test_store_noscript_wait(void **state) {
     assert_int_equal(sc.wait_short, 1);
     assert_non_null(strstr(store_errstr(s), "WAIT: 0 of 1 replicas"));
     for (int i = 0; i < 3; i++) store_op_clear(&ops[i]);
+    store_free(s);
+}
+
+/* A send tells the script whether its record was ever sent before: a
+ * fresh one skips the replay guard's lookup (ARGV[13] "1"), any other
+ * "0"; a rerun after NOSCRIPT (nothing ran) keeps it fresh. */
+static void test_store_fresh(void **state) {
+    struct request r[3] = { send_req("lobby"), send_req("kitchen"), send_req("hall") };
+    struct store_op ops[3];
+    struct store *s;
+    (void)state;
+    loaded = 0;
+    wait_acks = 0;
+    fake_reset(store_script, 0);
+    s = fake_store(0);
+    for (int i = 0; i < 3; i++)
+        ops[i] = (struct store_op){ .req = &r[i], .seq = 10 + i, .fresh = i != 1 };
+    fresh_args[0] = '\0';
+    assert_int_equal(store_exec(s, ops, 3), CB_OK);
+    assert_string_equal(fresh_args, "101");   /* the rerun after NOSCRIPT */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ops[i].result, CB_DONE);
+        store_op_clear(&ops[i]);
+    }
     store_free(s);
 }
 
@@ -815,6 +842,7 @@ int main(void) {
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_locator),
         cmocka_unit_test(test_store_noscript_wait),
+        cmocka_unit_test(test_store_fresh),
         cmocka_unit_test(test_store_errors),
         cmocka_unit_test(test_store_load_refused),
         cmocka_unit_test(test_store_lost),
