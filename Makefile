@@ -427,8 +427,11 @@ fuzz-ci:
 #                    bridges in one MQTT 5 shared group, numbered QoS 1
 #                    messages over 200 rooms, each stored exactly once while
 #                    a bridge is killed, busy rooms' slots are resharded and
-#                    primaries fail over; history and delete across primaries.
-#                    About two minutes; CB_SCALE_ONLY='*reshard*' runs only
+#                    primaries fail over; history and delete across primaries;
+#                    other writers (the seed's own commands over hiredis, on
+#                    every primary: republished once, indexed, deleted, and
+#                    written while the bridges were stopped). About two
+#                    minutes; CB_SCALE_ONLY='*reshard*' runs only
 #                    the matching scenarios, CB_WRAPPER runs the bridges under
 #                    a wrapper (valgrind).
 CLUSTER_TEST_BIN := $(B)/tests/cluster_slots

@@ -21,6 +21,22 @@
  *     time: SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE); the
  *     bridges' status documents count MOVED/ASK (redis_moved, redis_ask).
  *  5. history and delete on rooms of three different primaries.
+ *  6. other writers (issue #13): a foreign writer over hiredis (its own
+ *     connections, routed by slot, following MOVED/ASK) writes the seed's
+ *     schema with the seed's five commands (INCR chatroom:{R}:messages,
+ *     HSET chatroom:{R} U N, HSET chatroom:{R}:U N T, HSET chatroom:{R}:N
+ *     content T, HSET ... timestamp SECONDS) into 12 rooms, 4 on each
+ *     primary, while a publisher process sends as many QoS 1 messages into
+ *     the same rooms through the group. A subscriber to chat/+/msgs sees
+ *     every foreign message once, with its id, author, text and
+ *     timestamp; history (one page, limit 200) holds ids 1..counter of
+ *     each room in order, the room index every id, each foreign message
+ *     its author's user field. Then the seed's delete (three HDELs) of a
+ *     foreign message on two primaries: each announced once as
+ *     {"id":N,"room":R,"deleted":true}, and gone. Then every bridge
+ *     stopped (SIGTERM) while the writer adds 60 messages, started again:
+ *     their reconcile (SCAN of each primary's room counters) republishes
+ *     each once, and nothing older again.
  *  4. (last: it leaves a primary dead) a graceful CLUSTER FAILOVER, then a
  *     primary SIGKILLed and its replica promoted by the cluster; the
  *     messages Redis's asynchronous replication lost are measured and
@@ -385,15 +401,19 @@ static redisReply *room_cmd(const char *room, const char *fmt, ...) {
     return NULL;
 }
 
-/* An integer answer of room_cmd (GET of a counter: nil = 0), or -1. */
-static long long room_int(const char *room, const char *fmt, const char *arg) {
-    redisReply *r = room_cmd(room, fmt, room, arg);
+/* An integer answer of a command on room's keys (nil: 0), or -1. */
+static long long f_int(redisReply *r) {
     long long v = -1;
     if (r && r->type == REDIS_REPLY_INTEGER) v = r->integer;
     else if (r && r->type == REDIS_REPLY_NIL) v = 0;
     else if (r && r->type == REDIS_REPLY_STRING) v = strtoll(r->str, NULL, 10);
     if (r) freeReplyObject(r);
     return v;
+}
+
+/* An integer answer of room_cmd (GET of a counter: nil = 0), or -1. */
+static long long room_int(const char *room, const char *fmt, const char *arg) {
+    return f_int(room_cmd(room, fmt, room, arg));
 }
 
 /* ==================== Broker and bridges ==================== */
@@ -461,6 +481,7 @@ struct bstat {
     long long ts, uptime, unstored;
     long long stored, received, duplicates, replayed, retries, history, deleted;
     long long moved, ask;      /* redis_moved, redis_ask (issue #8) */
+    long long republished;     /* messages published on .../msgs */
 };
 
 static long long count_of(const json_t *counts, const char *name) {
@@ -493,6 +514,7 @@ static void parse_status(const char *payload, struct bstat st[BRIDGES]) {
         s->deleted = count_of(c, "deleted");
         s->moved = count_of(c, "redis_moved");
         s->ask = count_of(c, "redis_ask");
+        s->republished = count_of(c, "republished");
     }
     json_decref(j);
 }
@@ -1153,9 +1175,9 @@ static void test_3_reshard(void **state) {
 }
 
 /* A room name "<tag><i>x<t>" on primary node. */
-static void room_on(char *name, size_t len, int i, int node) {
+static void room_on(char *name, size_t len, const char *tag, int i, int node) {
     for (int t = 0; t < 1000000; t++) {
-        snprintf(name, len, "s5h%dx%d", i, t);
+        snprintf(name, len, "%s%dx%d", tag, i, t);
         if (topo.owner[room_slot(name)] == node) return;
     }
     fail_msg("no room on node %d", rport[node]);
@@ -1232,7 +1254,7 @@ static void test_5_history_delete(void **state) {
     assert_int_equal(h_subscribe(c, "reply/scale/#"), 0);
     read_status(a, 1500);
     for (int k = 0; k < PRIMARIES; k++) {
-        room_on(room[k], sizeof(room[k]), k, p[k]);
+        room_on(room[k], sizeof(room[k]), "s5h", k, p[k]);
         for (int id = 1; id <= 5; id++) {
             snprintf(topic, sizeof(topic), "chat/%s/send", room[k]);
             snprintf(body, sizeof(body), "{\"user\":\"%s\",\"text\":\"h%d %s\","
@@ -1260,6 +1282,668 @@ static void test_5_history_delete(void **state) {
         printf("  bridge-%d: history %lld, deleted %lld\n", k + 1,
                delta(a, b, k, offsetof(struct bstat, history)),
                delta(a, b, k, offsetof(struct bstat, deleted)));
+}
+
+/* ==================== 6. Other writers ==================== */
+
+enum {
+    F_ROOMS = 12,              /* rooms of scenario 6, 4 on each primary */
+    F_EACH = 300,              /* foreign messages, and MQTT ones, in part 1 */
+    F_AWAY = 60,               /* foreign messages while no bridge runs */
+    F_MAXID = 128,             /* ids per room the subscriber follows */
+    F_TEXT = 48,               /* texts kept up to this (longer: a mismatch) */
+    F_WAIT_MS = 20000,         /* for republishes to arrive */
+    F_LINGER_MS = 1500         /* after they all came: any repeated */
+};
+
+/* A message the foreign writer wrote, as it knows it. */
+struct fmsg {
+    int room, node;            /* room index; the primary that counted it */
+    long long id, secs;        /* its INCR's answer; its timestamp */
+    char user[8], text[F_TEXT];
+};
+
+/* The foreign writer: the seed's commands over connections of its own,
+ * routed by its own copy of the slot map, which MOVED corrects. Errors
+ * are counted, err says the last; the caller asserts. */
+struct fwriter {
+    redisContext *c[NODES];
+    int owner[SLOTS];
+    int from, to, pace_ms;     /* messages [from, to) of fmsgs */
+    int node;                  /* the node that answered last */
+    int redirects, errors;
+    char err[256];
+};
+
+/* What the subscriber to chat/+/msgs saw of the scenario's rooms, and
+ * what it waits for (want_*). */
+struct fseen {
+    int count[F_ROOMS][F_MAXID + 1];      /* republishes of each id */
+    int deleted[F_ROOMS][F_MAXID + 1];    /* its deleted events */
+    long long ts[F_ROOMS][F_MAXID + 1];
+    int order[F_ROOMS][F_MAXID + 1];      /* rank of its first republish */
+    int received;              /* republishes so far */
+    char user[F_ROOMS][F_MAXID + 1][8];
+    char text[F_ROOMS][F_MAXID + 1][F_TEXT];
+    int bad;                   /* unreadable, or a deleted event not exactly
+                                  {"id":N,"room":R,"deleted":true} */
+    int receipts;              /* read receipts (no id): not ours */
+    long long want_top[F_ROOMS];          /* every id up to it republished */
+    long long want_del[F_ROOMS];          /* this id's delete seen; 0: none */
+    long complete_ms;          /* when all that was wanted had come */
+};
+
+static char froom[F_ROOMS][40];
+static struct fmsg fmsgs[F_EACH + F_AWAY];
+static int fidx[F_ROOMS][F_MAXID + 1];    /* (room, id) -> fmsgs index + 1 */
+static struct fwriter fw;
+static struct fseen fs;
+
+/* ---- The foreign writer ---- */
+
+/* The writer's connection to node i, opened on first use (again after
+ * an error); NULL when the node does not answer. */
+static redisContext *fw_conn(struct fwriter *w, int i) {
+    struct timeval tv = { 5, 0 };
+    if (w->c[i] && w->c[i]->err) {
+        redisFree(w->c[i]);
+        w->c[i] = NULL;
+    }
+    if (w->c[i] == NULL) {
+        w->c[i] = redisConnectWithTimeout("127.0.0.1", rport[i], tv);
+        if (w->c[i] && (w->c[i]->err || redisSetTimeout(w->c[i], tv) != REDIS_OK)) {
+            redisFree(w->c[i]);
+            w->c[i] = NULL;
+        }
+    }
+    return w->c[i];
+}
+
+/* 1 when r is an error starting with prefix. */
+static int is_error(const redisReply *r, const char *prefix) {
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+/* fmt on the owner of room's slot as the writer knows it: MOVED corrects
+ * its map and is followed, ASK is followed once (ASKING), TRYAGAIN,
+ * CLUSTERDOWN and a node not answering are waited out (100 ms); at most
+ * 20 tries. The reply, or NULL. */
+static redisReply *fw_vcmd(struct fwriter *w, const char *room, const char *fmt, va_list ap) {
+    unsigned slot = room_slot(room);
+    int node = w->owner[slot], asking = 0;
+    for (int tries = 0; tries < 20; tries++) {
+        redisContext *c = node >= 0 ? fw_conn(w, node) : NULL;
+        redisReply *r = NULL;
+        if (c && asking) freeReplyObject(redisCommand(c, "ASKING"));
+        if (c) {
+            va_list aq;
+            va_copy(aq, ap);
+            r = redisvCommand(c, fmt, aq);
+            va_end(aq);
+        }
+        asking = is_error(r, "ASK ");
+        if (asking || is_error(r, "MOVED ")) {
+            node = redirect_node(r->str);
+            if (!asking) w->owner[slot] = node;
+            w->redirects++;
+        } else if (r && !is_error(r, "TRYAGAIN") && !is_error(r, "CLUSTERDOWN")) {
+            w->node = node;
+            return r;
+        } else {
+            sys_sleep_ms(100);
+        }
+        if (r) freeReplyObject(r);
+    }
+    return NULL;
+}
+
+/* One of the seed's commands on room's keys; its integer answer into *v
+ * when v is given. 0, or -1 (counted; w->err says why). */
+static int fw_cmd(struct fwriter *w, const char *room, long long *v, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = fw_vcmd(w, room, fmt, ap);
+    va_end(ap);
+    int ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (ok && v) *v = r->integer;
+    if (!ok)
+        snprintf(w->err, sizeof(w->err), "%s (room %s): %s", fmt, room,
+                 r == NULL ? "no answer" : r->type == REDIS_REPLY_ERROR ? r->str : "not an integer");
+    if (r) freeReplyObject(r);
+    w->errors += !ok;
+    return ok ? 0 : -1;
+}
+
+/* Foreign message k: into room k % F_ROOMS by fu<(k / F_ROOMS) % 3>,
+ * written with the seed's five commands, no transaction. 0 or -1. */
+static int fw_send(struct fwriter *w, int k) {
+    struct fmsg *m = &fmsgs[k];
+    const char *room = froom[k % F_ROOMS];
+    m->room = k % F_ROOMS;
+    snprintf(m->user, sizeof(m->user), "fu%d", (k / F_ROOMS) % 3);
+    snprintf(m->text, sizeof(m->text), "f%d \"%s\" \xc3\xa9t\xc3\xa9", k, room);
+    if (fw_cmd(w, room, &m->id, "INCR chatroom:{%s}:messages", room) < 0) return -1;
+    m->node = w->node;
+    m->secs = (long long)time(NULL);
+    if (fw_cmd(w, room, NULL, "HSET chatroom:{%s} %s %lld", room, m->user, m->id) < 0 ||
+        fw_cmd(w, room, NULL, "HSET chatroom:{%s}:%s %lld %s", room, m->user, m->id, m->text) < 0 ||
+        fw_cmd(w, room, NULL, "HSET chatroom:{%s}:%lld content %s", room, m->id, m->text) < 0 ||
+        fw_cmd(w, room, NULL, "HSET chatroom:{%s}:%lld timestamp %lld", room, m->id, m->secs) < 0)
+        return -1;
+    return 0;
+}
+
+/* Write messages [from, to), pace_ms apart; stop at the first error. */
+static void fw_run(struct fwriter *w) {
+    for (int k = w->from; k < w->to && w->errors == 0; k++) {
+        fw_send(w, k);
+        if (w->pace_ms) sys_sleep_ms(w->pace_ms);
+    }
+}
+
+/* A writer that knows one node, seed, as the owner of every slot (MOVED
+ * teaches it the rest), with no connection yet. */
+static void fw_open(struct fwriter *w, int seed) {
+    memset(w, 0, sizeof(*w));
+    for (int s = 0; s < SLOTS; s++) w->owner[s] = seed;
+}
+
+static void fw_close(struct fwriter *w) {
+    for (int i = 0; i < NODES; i++)
+        if (w->c[i]) redisFree(w->c[i]);
+    memset(w->c, 0, sizeof(w->c));
+}
+
+/* Messages [from, to) by (room, id), each id within what is followed. */
+static void f_index_foreign(int from, int to) {
+    for (int k = from; k < to; k++) {
+        const struct fmsg *m = &fmsgs[k];
+        assert_true(m->id >= 1 && m->id <= F_MAXID);
+        assert_int_equal(fidx[m->room][m->id], 0);
+        fidx[m->room][m->id] = k + 1;
+    }
+}
+
+/* ---- The subscriber ---- */
+
+/* The index of a room of the scenario, or -1. */
+static int f_room(const char *room) {
+    for (int r = 0; r < F_ROOMS; r++)
+        if (strcmp(froom[r], room) == 0) return r;
+    return -1;
+}
+
+/* A deleted event of id n in room r: exactly id, room and deleted. */
+static void fs_take_deleted(const json_t *j, int r, long long n) {
+    const char *room = json_string_value(json_object_get(j, "room"));
+    int exact = json_object_size(j) == 3 && json_is_true(json_object_get(j, "deleted")) &&
+                room && strcmp(room, froom[r]) == 0;
+    fs.bad += !exact;
+    fs.deleted[r][n]++;
+}
+
+/* A republished message n of room r: counted, its fields kept. */
+static void fs_take_msg(const json_t *j, int r, long long n) {
+    const char *user = json_string_value(json_object_get(j, "user"));
+    const char *text = json_string_value(json_object_get(j, "text"));
+    const char *room = json_string_value(json_object_get(j, "room"));
+    const json_t *ts = json_object_get(j, "ts");
+    if (!user || !text || !room || strcmp(room, froom[r]) != 0 || !json_is_integer(ts)) fs.bad++;
+    if (fs.count[r][n]++ == 0) fs.order[r][n] = ++fs.received;
+    snprintf(fs.user[r][n], sizeof(fs.user[r][n]), "%s", user ? user : "");
+    snprintf(fs.text[r][n], sizeof(fs.text[r][n]), "%s", text ? text : "");
+    fs.ts[r][n] = json_integer_value(ts);
+}
+
+/* One document of chat/<room>/msgs into fs, when the room is ours. */
+static void fs_take(const char *topic, const char *doc) {
+    char room[64];
+    int r = sscanf(topic, "chat/%63[^/]/msgs", room) == 1 ? f_room(room) : -1;
+    if (r < 0) return;
+    json_t *j = json_loads(doc, 0, NULL);
+    const json_t *id = json_object_get(j, "id");
+    long long n = json_is_integer(id) ? json_integer_value(id) : -1;
+    if (id == NULL && json_object_get(j, "read")) fs.receipts++;
+    else if (n < 1 || n > F_MAXID) fs.bad++;
+    else if (json_object_get(j, "deleted")) fs_take_deleted(j, r, n);
+    else fs_take_msg(j, r, n);
+    json_decref(j);
+}
+
+/* 1 when everything wanted has come. */
+static int fs_complete(void) {
+    for (int r = 0; r < F_ROOMS; r++) {
+        for (long long id = 1; id <= fs.want_top[r] && id <= F_MAXID; id++)
+            if (fs.count[r][id] == 0) return 0;
+        if (fs.want_del[r] && fs.deleted[r][fs.want_del[r]] == 0) return 0;
+    }
+    return 1;
+}
+
+/* What to wait for: every id up to top[r] of each room, and the delete
+ * of del[r] (0: none). */
+static void fs_want(const long long *top, const long long *del) {
+    memcpy(fs.want_top, top, sizeof(fs.want_top));
+    memcpy(fs.want_del, del, sizeof(fs.want_del));
+    fs.complete_ms = 0;
+}
+
+/* Receive on sub into fs until everything wanted has come, and then
+ * F_LINGER_MS more (anything repeated), or for F_WAIT_MS at most. */
+static void fs_collect(MQTTClient sub) {
+    long t0 = now_ms(), end = 0;
+    while (end == 0 ? now_ms() - t0 < F_WAIT_MS : now_ms() < end) {
+        char *topic = NULL, *doc = h_receive(sub, 100, &topic, NULL);
+        if (doc && topic) fs_take(topic, doc);
+        free(doc);
+        free(topic);
+        if (end == 0 && fs_complete()) {
+            fs.complete_ms = now_ms();
+            end = fs.complete_ms + F_LINGER_MS;
+        }
+    }
+}
+
+/* ---- Checks ---- */
+
+/* The rooms' counters into top, once they add up to at least total (the
+ * messages written) or after F_WAIT_MS. Their sum. */
+static long long f_tops(long long *top, long long total) {
+    long long sum = 0;
+    for (long t0 = now_ms(); now_ms() - t0 < F_WAIT_MS && sum < total; sys_sleep_ms(100)) {
+        sum = 0;
+        for (int r = 0; r < F_ROOMS; r++)
+            sum += top[r] = room_int(froom[r], "GET chatroom:{%s}:messages", NULL);
+    }
+    return sum;
+}
+
+/* Foreign messages [from, to): each republished exactly once, with its
+ * id, author, complete text and its timestamp x 1000 as ts. Those that
+ * came before the room's previous foreign message are counted. */
+static void f_check_foreign_once(int from, int to, const char *what) {
+    int missing = 0, twice = 0, early = 0, last[F_ROOMS] = { 0 };
+    for (int k = from; k < to; k++) {
+        const struct fmsg *m = &fmsgs[k];
+        int n = fs.count[m->room][m->id];
+        missing += n == 0;
+        twice += n > 1;
+        early += n && fs.order[m->room][m->id] < last[m->room];
+        if (n) last[m->room] = fs.order[m->room][m->id];
+        if (n == 0) continue;
+        assert_string_equal(fs.user[m->room][m->id], m->user);
+        assert_string_equal(fs.text[m->room][m->id], m->text);
+        assert_int_equal(fs.ts[m->room][m->id], m->secs * 1000);
+    }
+    printf("  %s: %d foreign messages republished, %d never, %d more than once; %d before "
+           "an older foreign one of their room\n", what, to - from - missing, missing, twice,
+           early);
+    if (missing || twice || fs.bad)
+        fail_msg("%s: %d never republished, %d more than once, %d bad documents (logs in %s)",
+                 what, missing, twice, fs.bad, dir);
+}
+
+/* Message id of room r says user and text: its foreign writer's, or those
+ * of MQTT message k ("m<k> <room>" by mu<k % 3>), counted in mseen[k]. */
+static void f_check_text(int r, long long id, const char *user, const char *text,
+                         unsigned char *mseen) {
+    char room[48], want[8];
+    int k = -1;
+    assert_non_null(user);
+    assert_non_null(text);
+    if (fidx[r][id]) {
+        assert_string_equal(user, fmsgs[fidx[r][id] - 1].user);
+        assert_string_equal(text, fmsgs[fidx[r][id] - 1].text);
+        return;
+    }
+    assert_int_equal(sscanf(text, "m%d %47s", &k, room), 2);
+    assert_true(k >= 0 && k < F_EACH);
+    assert_string_equal(room, froom[r]);
+    snprintf(want, sizeof(want), "mu%d", k % 3);
+    assert_string_equal(user, want);
+    if (mseen[k] < 255) mseen[k]++;
+}
+
+/* Room r's history in one page ({"limit":200}): exactly ids 1..top but
+ * gone (0: none), oldest first, each with its user and text. */
+static void f_check_history(MQTTClient c, int r, long long top, long long gone,
+                            unsigned char *mseen) {
+    json_t *j = request(c, froom[r], "history", "{\"limit\":200}");
+    const json_t *msgs = json_object_get(j, "messages");
+    size_t at = 0;
+    assert_true(json_is_array(msgs));
+    assert_true(json_is_null(json_object_get(j, "next_before")));
+    for (long long id = 1; id <= top; id++) {
+        if (id == gone) continue;
+        const json_t *m = json_array_get(msgs, at++);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), id);
+        f_check_text(r, id, json_string_value(json_object_get(m, "user")),
+                     json_string_value(json_object_get(m, "text")), mseen);
+    }
+    assert_int_equal(json_array_size(msgs), at);
+    json_decref(j);
+}
+
+/* Room r's index holds exactly ids 1..top but gone; each foreign message
+ * has its author in the user field the bridge added; the cursor skipped
+ * none. How many foreign messages it checked. */
+static int f_check_index(int r, long long top, long long gone) {
+    const char *room = froom[r];
+    redisReply *z = room_cmd(room, "ZRANGE chatroom:{%s}:messages:ids 0 -1", room);
+    size_t at = 0;
+    int foreign = 0;
+    assert_true(z && z->type == REDIS_REPLY_ARRAY);
+    for (long long id = 1; id <= top; id++) {
+        if (id == gone) continue;
+        assert_true(at < z->elements);
+        assert_int_equal(strtoll(z->element[at++]->str, NULL, 10), id);
+        if (fidx[r][id] == 0) continue;
+        redisReply *u = room_cmd(room, "HGET chatroom:{%s}:%lld user", room, id);
+        assert_true(u && u->type == REDIS_REPLY_STRING);
+        assert_string_equal(u->str, fmsgs[fidx[r][id] - 1].user);
+        freeReplyObject(u);
+        foreign++;
+    }
+    assert_int_equal(z->elements, at);
+    freeReplyObject(z);
+    assert_int_equal(room_int(room, "HGET chatroom:{%s}:messages:cursor %s", "skipped"), 0);
+    return foreign;
+}
+
+/* History and index of every room, and every MQTT message of part 1
+ * stored exactly once. How many foreign messages the indexes hold. */
+static int f_check_rooms(MQTTClient req, const long long *top, const long long *gone) {
+    static unsigned char mseen[F_EACH];
+    int foreign = 0, once = 0;
+    memset(mseen, 0, sizeof(mseen));
+    for (int r = 0; r < F_ROOMS; r++) {
+        f_check_history(req, r, top[r], gone[r], mseen);
+        foreign += f_check_index(r, top[r], gone[r]);
+    }
+    for (int k = 0; k < F_EACH; k++) once += mseen[k] == 1;
+    assert_int_equal(once, F_EACH);
+    return foreign;
+}
+
+/* ---- The parts ---- */
+
+/* Set (shared with the publisher process) once the subscriber listens:
+ * the publisher sends nothing before. */
+static int *f_gate;
+
+/* MQTT message seq of part 1 (k = seq - 1) into room k % F_ROOMS by
+ * mu<k % 3>, with a client_msg_id: numpub's message function, in the
+ * publisher process; the first waits (30 s at most) for the gate. */
+static void f_pub_msg(int seq, char *topic, size_t tsize, char *payload, size_t psize) {
+    int k = seq - 1;
+    for (int i = 0; seq == 1 && i < 30000 && !__atomic_load_n(f_gate, __ATOMIC_ACQUIRE); i++)
+        sys_sleep_ms(1);
+    snprintf(topic, tsize, "chat/%s/send", froom[k % F_ROOMS]);
+    snprintf(payload, psize, "{\"user\":\"mu%d\",\"text\":\"m%d %s\",\"client_msg_id\":"
+             "\"s6-%d\"}", k % 3, k, froom[k % F_ROOMS], k);
+}
+
+/* Fork the publisher of part 1's F_EACH MQTT messages (QoS 1, 300 a
+ * second, through the shared group), gated. Paho's synchronous client
+ * takes 100 ms per QoS 1 publish, hence a process of its own; it is
+ * forked before this process opens any MQTT client, whose sockets it
+ * would otherwise share. */
+static void f_pub_start(void) {
+    struct numpub_opts o = { .port = env.mqtt_port, .client_id = "scale-pub-s6", .n = F_EACH,
+                             .rate = 300, .window = WINDOW, .msg = f_pub_msg };
+    if (f_gate == NULL) {
+        f_gate = mmap(NULL, sizeof(*f_gate), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        assert_true(f_gate != MAP_FAILED);
+    }
+    *f_gate = 0;
+    pub_pid = numpub_start(pub, &o);
+    assert_true(pub_pid > 0);
+}
+
+/* The bridges' own messages (ids not foreign) of every room up to top:
+ * *missing never republished, *twice more than once. Returns how many
+ * foreign ids directly follow one of the bridges' (the writers took
+ * turns in the rooms). */
+static int f_count_own(const long long *top, int *missing, int *twice) {
+    int turns = 0;
+    *missing = *twice = 0;
+    for (int r = 0; r < F_ROOMS; r++)
+        for (long long id = 1; id <= top[r] && id <= F_MAXID; id++) {
+            turns += id > 1 && fidx[r][id] && !fidx[r][id - 1];
+            if (fidx[r][id]) continue;
+            *missing += fs.count[r][id] == 0;
+            *twice += fs.count[r][id] > 1;
+        }
+    return turns;
+}
+
+/* Part 1: the foreign writer (this thread) and the publisher process
+ * (f_pub_start, the gate opened here) write into the same rooms at once;
+ * the subscriber's republishes wait in its queue. Then every foreign
+ * message republished exactly once, and every message in the history and
+ * the index of its room. top gets the rooms' counters. */
+static void f_mixed(MQTTClient req, MQTTClient sub, const int *p, long long *top) {
+    long long none[F_ROOMS] = { 0 };
+    int per[NODES] = { 0 }, missing, twice;
+    fw.from = 0;
+    fw.to = F_EACH;
+    fw.pace_ms = 3;
+    long t0 = now_ms();
+    __atomic_store_n(f_gate, 1, __ATOMIC_RELEASE);
+    fw_run(&fw);
+    long wrote_foreign = now_ms() - t0;
+    int rc = pub_wait_done(60000), acked = __atomic_load_n(&pub->acked, __ATOMIC_ACQUIRE);
+    long wrote = now_ms() - t0;     /* both writers done */
+    long long sum = f_tops(top, 2 * F_EACH);
+    fs_want(top, none);
+    fs_collect(sub);
+    if (fw.errors) fail_msg("the foreign writer failed: %s", fw.err);
+    if (rc != 0 || acked != F_EACH) fail_msg("the publisher failed (%d of %d acked)", acked, F_EACH);
+    for (int k = 0; k < F_EACH; k++) per[fmsgs[k].node]++;
+    printf("  part 1: %d foreign messages (primaries %d: %d, %d: %d, %d: %d; %d redirects) in "
+           "%ld ms, with %d MQTT ones (QoS 1, acked), into %d rooms, both done in %ld ms; "
+           "counters %lld; every republish in %ld ms after that\n", F_EACH, rport[p[0]],
+           per[p[0]], rport[p[1]], per[p[1]], rport[p[2]], per[p[2]], fw.redirects,
+           wrote_foreign, F_EACH, F_ROOMS, wrote, sum,
+           fs.complete_ms ? fs.complete_ms - t0 - wrote : -1);
+    assert_int_equal(sum, 2 * F_EACH);
+    for (int k = 0; k < PRIMARIES; k++) assert_true(per[p[k]] > 0);
+    assert_true(fw.redirects > 0);      /* it knew only p[0]: MOVED followed */
+    f_index_foreign(0, F_EACH);
+    f_check_foreign_once(0, F_EACH, "part 1");
+    int turns = f_count_own(top, &missing, &twice);
+    printf("  part 1: the bridges' own %d messages: %d never republished, %d more than once; "
+           "%d foreign ids right after one of theirs\n", F_EACH, missing, twice, turns);
+    assert_int_equal(missing, 0);
+    int indexed = f_check_rooms(req, top, none);
+    printf("  part 1: history of the %d rooms: ids 1..counter, no gap, every MQTT message "
+           "once; indexes hold all, %d foreign with their author\n", F_ROOMS, indexed);
+    assert_int_equal(indexed, F_EACH);
+}
+
+/* The newest foreign message of room r among [0, F_EACH), and the id of
+ * the one its author wrote there before it (*prev). */
+static const struct fmsg *f_newest(int r, long long *prev) {
+    const struct fmsg *m = NULL;
+    *prev = 0;
+    for (int k = F_EACH; k-- > 0;)
+        if (fmsgs[k].room == r && m == NULL) m = &fmsgs[k];
+        else if (m && fmsgs[k].room == r && strcmp(fmsgs[k].user, m->user) == 0 && *prev == 0)
+            *prev = fmsgs[k].id;
+    assert_non_null(m);
+    assert_true(*prev > 0);
+    return m;
+}
+
+/* The seed's delete of m: HDEL of the user hash's entry, of content and
+ * of timestamp (the bridge may have reaped the hash before the last). */
+static void f_seed_delete(const struct fmsg *m) {
+    const char *room = froom[m->room];
+    redisReply *a = room_cmd(room, "HDEL chatroom:{%s}:%s %lld", room, m->user, m->id);
+    redisReply *b = room_cmd(room, "HDEL chatroom:{%s}:%lld content", room, m->id);
+    redisReply *c = room_cmd(room, "HDEL chatroom:{%s}:%lld timestamp", room, m->id);
+    assert_true(a && a->type == REDIS_REPLY_INTEGER && a->integer == 1);
+    assert_true(b && b->type == REDIS_REPLY_INTEGER && b->integer == 1);
+    assert_true(c && c->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(a);
+    freeReplyObject(b);
+    freeReplyObject(c);
+}
+
+/* Nothing of m is left in Redis but its id in the counter: no hash, no
+ * index entry, not in its author's hash, whose last id is back at prev. */
+static void f_assert_gone(const struct fmsg *m, long long prev) {
+    const char *room = froom[m->room];
+    assert_int_equal(f_int(room_cmd(room, "EXISTS chatroom:{%s}:%lld", room, m->id)), 0);
+    assert_int_equal(f_int(room_cmd(room, "ZSCORE chatroom:{%s}:messages:ids %lld", room,
+                                    m->id)), 0);
+    assert_int_equal(f_int(room_cmd(room, "HEXISTS chatroom:{%s}:%s %lld", room, m->user,
+                                    m->id)), 0);
+    assert_int_equal(f_int(room_cmd(room, "HGET chatroom:{%s} %s", room, m->user)), prev);
+}
+
+/* Part 2: the seed's delete of the newest foreign message of rooms 0 and
+ * 1 (two primaries): each announced once, as {"id":N,"room":R,"deleted":
+ * true}, and gone from Redis. gone[r] gets the ids. */
+static void f_deletes(MQTTClient sub, const int *p, const long long *top, long long *gone) {
+    const struct fmsg *m[2];
+    long long prev[2];
+    for (int r = 0; r < 2; r++) {
+        m[r] = f_newest(r, &prev[r]);
+        gone[r] = m[r]->id;
+        f_seed_delete(m[r]);
+    }
+    fs_want(top, gone);
+    fs_collect(sub);
+    for (int r = 0; r < 2; r++) {
+        printf("  part 2: id %lld of %s (primary %d) deleted with the seed's three HDELs: "
+               "announced %d time(s)\n", gone[r], froom[r], rport[p[r]],
+               fs.deleted[r][gone[r]]);
+        if (fs.deleted[r][gone[r]] != 1 || fs.bad)
+            fail_msg("id %lld of %s: deleted announced %d times, %d bad documents (logs in %s)",
+                     gone[r], froom[r], fs.deleted[r][gone[r]], fs.bad, dir);
+        f_assert_gone(m[r], prev[r]);
+    }
+}
+
+/* Stop every bridge with SIGTERM; each must exit 0. */
+static void f_stop_bridges(void) {
+    for (int k = 0; k < BRIDGES; k++) {
+        int rc = sys_stop_pid(bpid[k], 15000);
+        bpid[k] = 0;
+        if (rc != 0) fail_msg("bridge-%d exited %d on SIGTERM (logs in %s)", k + 1, rc, dir);
+    }
+}
+
+/* Republishes of ids that were not new: the counts now against old. */
+static int f_again(const int old[F_ROOMS][F_MAXID + 1], int from, int to) {
+    int again = 0;
+    for (int r = 0; r < F_ROOMS; r++)
+        for (int id = 1; id <= F_MAXID; id++) {
+            int k = fidx[r][id] - 1;
+            if (k < from || k >= to) again += fs.count[r][id] - old[r][id];
+        }
+    return again;
+}
+
+/* Part 3: every bridge stopped (SIGTERM); F_AWAY foreign messages written
+ * meanwhile, then the bridges started again: their reconcile (SCAN of
+ * every primary's room counters) republishes each once, indexes it, and
+ * republishes nothing older again. */
+static void f_away(MQTTClient req, MQTTClient sub, const int *p, long long *top,
+                   const long long *gone) {
+    static int old[F_ROOMS][F_MAXID + 1];
+    struct bstat st[BRIDGES];
+    int per[NODES] = { 0 };
+    memcpy(old, fs.count, sizeof(old));
+    f_stop_bridges();
+    fw.from = F_EACH;
+    fw.to = F_EACH + F_AWAY;
+    fw.pace_ms = 0;
+    fw_run(&fw);
+    if (fw.errors) fail_msg("the foreign writer failed: %s", fw.err);
+    f_index_foreign(F_EACH, F_EACH + F_AWAY);
+    for (int k = F_EACH; k < F_EACH + F_AWAY; k++) per[fmsgs[k].node]++;
+    long t0 = now_ms();
+    for (int k = 0; k < BRIDGES; k++) assert_int_equal(spawn_bridge(k), 0);
+    assert_int_equal(wait_ready((1u << BRIDGES) - 1, 60000), 0);
+    long ready = now_ms() - t0;
+    assert_int_equal(f_tops(top, 2 * F_EACH + F_AWAY), 2 * F_EACH + F_AWAY);
+    fs_want(top, gone);
+    fs_collect(sub);
+    read_status(st, 1500);
+    printf("  part 3: %d foreign messages (primaries %d: %d, %d: %d, %d: %d) written while "
+           "the 3 bridges were stopped (SIGTERM, exit 0); bridges ready %ld ms after their "
+           "start, all republished %ld ms after it; republished since by bridge-1..3: %lld, "
+           "%lld, %lld\n", F_AWAY, rport[p[0]], per[p[0]], rport[p[1]], per[p[1]], rport[p[2]],
+           per[p[2]], ready, fs.complete_ms ? fs.complete_ms - t0 : -1, st[0].republished,
+           st[1].republished, st[2].republished);
+    f_check_foreign_once(F_EACH, F_EACH + F_AWAY, "part 3");
+    int again = f_again(old, F_EACH, F_EACH + F_AWAY);
+    printf("  part 3: older messages republished again after the restart: %d\n", again);
+    assert_int_equal(again, 0);
+    int indexed = f_check_rooms(req, top, gone);
+    printf("  part 3: history and indexes of the %d rooms complete: %d foreign messages\n",
+           F_ROOMS, indexed);
+    assert_int_equal(indexed, F_EACH + F_AWAY - 2);
+}
+
+/* Node i's notify-keyspace-events into flags; 1 when they hold what the
+ * bridges listen to (E and $, h, g, or A). */
+static int f_events_on(int i, char *flags, size_t len) {
+    redisReply *r = node_cmd(i, "CONFIG GET notify-keyspace-events");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+             r->element[1]->type == REDIS_REPLY_STRING;
+    snprintf(flags, len, "%s", ok ? r->element[1]->str : "?");
+    if (r) freeReplyObject(r);
+    return ok && strchr(flags, 'E') &&
+           (strchr(flags, 'A') || (strchr(flags, '$') && strchr(flags, 'h') && strchr(flags, 'g')));
+}
+
+/* Every primary sends those notifications: the nodes start without, the
+ * bridges' listeners set them with CONFIG SET (waited for 10 s at most). */
+static void f_assert_events(const int *p) {
+    char flags[PRIMARIES][32];
+    int on = 0;
+    for (long t0 = now_ms(); on < PRIMARIES && now_ms() - t0 < 10000; sys_sleep_ms(100)) {
+        on = 0;
+        for (int k = 0; k < PRIMARIES; k++) on += f_events_on(p[k], flags[k], sizeof(flags[k]));
+    }
+    printf("  notify-keyspace-events on the primaries: %d \"%s\", %d \"%s\", %d \"%s\"\n",
+           rport[p[0]], flags[0], rport[p[1]], flags[1], rport[p[2]], flags[2]);
+    assert_int_equal(on, PRIMARIES);
+}
+
+/* 6. Other writers on the cluster (issue #13): a program writing the
+ * seed's schema with the seed's commands (room names hash-tagged) into
+ * rooms on all three primaries, while MQTT clients send into the same
+ * rooms; its deletes; what it wrote while no bridge ran. */
+static void test_6_foreign(void **state) {
+    int p[NODES];
+    long long top[F_ROOMS], gone[F_ROOMS] = { 0 };
+    (void)state;
+    pub_kill();
+    assert_int_equal(load_topo(), 0);
+    assert_int_equal(primaries(p), PRIMARIES);
+    memset(&fs, 0, sizeof(fs));
+    memset(fidx, 0, sizeof(fidx));
+    for (int r = 0; r < F_ROOMS; r++)
+        room_on(froom[r], sizeof(froom[r]), "s6f", r, p[r % PRIMARIES]);
+    f_assert_events(p);
+    fw_open(&fw, p[0]);
+    f_pub_start();
+    MQTTClient req = h_mqtt_connect(&env, "scale-foreign", 5);
+    MQTTClient sub = h_mqtt_connect(&env, "scale-foreign-sub", 5);
+    assert_true(req && sub);
+    assert_int_equal(h_subscribe(req, "reply/scale/#"), 0);
+    assert_int_equal(h_subscribe(sub, "chat/+/msgs"), 0);
+    f_mixed(req, sub, p, top);
+    f_deletes(sub, p, top, gone);
+    f_away(req, sub, p, top, gone);
+    fw_close(&fw);
+    h_mqtt_close(sub);
+    h_mqtt_close(req);
 }
 
 /* Wait until the cluster is settled, with want_r replicas and node r a
@@ -1333,6 +2017,7 @@ int main(void) {
         cmocka_unit_test(test_2_bridge_killed),
         cmocka_unit_test(test_3_reshard),
         cmocka_unit_test(test_5_history_delete),
+        cmocka_unit_test(test_6_foreign),
         cmocka_unit_test(test_4_primary_failover),   /* last: it leaves a primary dead */
     };
     if (getenv("CB_SCALE_ONLY")) cmocka_set_test_filter(getenv("CB_SCALE_ONLY"));
