@@ -285,13 +285,21 @@ static int bridge_alloc_batch(struct bridge *b) {
     return b->entries && b->recs && b->ops ? 0 : -1;
 }
 
-/* The delivery: at most mqtt.max_inflight publishes with Paho, and the
- * worker waits while more than four batches' worth are queued. */
+/* delivery_opts.limit: the broker's Receive Maximum, once known. */
+static int bridge_publish_limit(void *arg) {
+    struct bridge *b = arg;
+    return b->mqtt ? mqtt_receive_max(b->mqtt) : 0;
+}
+
+/* The delivery: at most mqtt.max_inflight publishes with Paho (fewer when
+ * the broker's Receive Maximum is lower), and the worker waits while more
+ * than four batches' worth are queued. */
 static struct delivery *bridge_delivery_new(struct bridge *b) {
     struct delivery_opts o = {
         .window = b->cfg->mqtt_max_inflight,
         .queue_limit = 4 * (size_t)b->cfg->batch_size,
-        .publish = bridge_mqtt_publish, .checkpoint = bridge_on_checkpoint, .arg = b,
+        .publish = bridge_mqtt_publish, .checkpoint = bridge_on_checkpoint,
+        .limit = bridge_publish_limit, .arg = b,
     };
     return delivery_new(&o);
 }

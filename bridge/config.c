@@ -120,7 +120,7 @@ static const struct option options[] = {
     INT("mqtt.session_expiry", mqtt_session_expiry, 0, INT_MAX, 3600),
     INT("mqtt.connect_timeout", mqtt_connect_timeout, 1, 300, 10),
     INT("mqtt.max_buffered", mqtt_max_buffered, 1, 1000000, 100000),
-    INT("mqtt.max_inflight", mqtt_max_inflight, 1, 65535, 20),
+    INT("mqtt.max_inflight", mqtt_max_inflight, 1, 65535, 100),
     STR("mqtt.status_topic", status_topic, "", NULL),
     LIVE_INT("mqtt.status_interval", mqtt_status_interval, 0, 86400, 30),
     ENUM("mqtt.identity", identity, &identity_enum, CONFIG_IDENTITY_PAYLOAD),

@@ -35,6 +35,8 @@ struct delivery {
     struct slot *slots;
     struct slot **free_slots;
     int nfree;
+    int allowed;                  /* slots usable now: window, or less by
+                                     opts.limit (slot_take) */
     int want_slots;               /* the thread waits for this many free
                                      slots (0: it does not) */
     int want_work;                /* the thread waits for something to do */
@@ -215,6 +217,14 @@ static struct delivery_msg *take_all(struct delivery *d) {
 
 /* ==================== Window ==================== */
 
+/* Slots free now: those of the window the limit (opts.limit, the
+ * broker's Receive Maximum) leaves usable and not in flight. Under the
+ * lock; d->allowed is read by slot_take. */
+static int slots_free(const struct delivery *d) {
+    int held = d->o.window - d->allowed;
+    return d->nfree > held ? d->nfree - held : 0;
+}
+
 /* The client completed a publish. A failure is handed over again unless
  * closing; then its ticket stays open (the next start publishes it).
  * The thread is woken only when it waits and this completion gives it
@@ -243,7 +253,7 @@ static void slot_done(struct cb_done *done, int ok) {
         pthread_cond_broadcast(&d->work);
         pthread_cond_broadcast(&d->idle);
     } else if ((m == NULL && !ok && d->want_work) ||
-               (d->want_slots && d->nfree >= d->want_slots)) {
+               (d->want_slots && slots_free(d) >= d->want_slots)) {
         pthread_cond_signal(&d->work);
     }
     pthread_mutex_unlock(&d->lock);
@@ -258,23 +268,27 @@ static void slot_done(struct cb_done *done, int ok) {
  * then give up at once. */
 static struct slot *slot_take(struct delivery *d, size_t want) {
     struct slot *s = NULL;
-    int max = d->o.window / 4 > 1 ? d->o.window / 4 : 1;
+    int limit = d->o.limit ? d->o.limit(d->o.arg) : 0;
+    int allowed = limit > 0 && limit < d->o.window ? limit : d->o.window;
+    int max = allowed / 4 > 1 ? allowed / 4 : 1;
     pthread_mutex_lock(&d->lock);
-    if (d->nfree == 0) d->want_slots = want > (size_t)max ? max : want > 0 ? (int)want : 1;
-    while (d->nfree == 0 && !d->gave_up) {
+    d->allowed = allowed;
+    if (slots_free(d) == 0)
+        d->want_slots = want > (size_t)max ? max : want > 0 ? (int)want : 1;
+    while (slots_free(d) == 0 && !d->gave_up) {
         if (!d->closing)
             pthread_cond_wait(&d->work, &d->lock);
         else if (clock_cond_wait(&d->work, &d->lock, &d->close_by))
-            d->gave_up = d->nfree == 0;
+            d->gave_up = slots_free(d) == 0;
     }
-    if (d->nfree > 0 && d->nfree < d->want_slots && !d->closing) {
+    if (slots_free(d) > 0 && slots_free(d) < d->want_slots && !d->closing) {
         struct timespec until = clock_deadline(WANT_WAIT_MS);
-        while (d->nfree < d->want_slots && !d->closing &&
+        while (slots_free(d) < d->want_slots && !d->closing &&
                !clock_cond_wait(&d->work, &d->lock, &until))
             ;
     }
     d->want_slots = 0;
-    if (d->nfree > 0) s = d->free_slots[--d->nfree];
+    if (slots_free(d) > 0) s = d->free_slots[--d->nfree];
     pthread_mutex_unlock(&d->lock);
     return s;
 }
@@ -360,6 +374,7 @@ struct delivery *delivery_new(const struct delivery_opts *o) {
         free(d);
         return NULL;
     }
+    d->allowed = o->window;
     for (int i = 0; i < o->window; i++) {
         d->slots[i] = (struct slot){ { slot_done }, d, NULL };
         d->free_slots[d->nfree++] = &d->slots[i];

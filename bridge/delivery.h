@@ -12,10 +12,10 @@
  *   queue     unbounded; the worker keeps it short with delivery_wait_room,
  *             which it leaves at once when its 'hold' predicate says the
  *             inbound side needs it (an append waiting for the journal).
- *   window    at most opts.window publishes handed over and not completed:
- *             Paho queues publishes beyond the broker's Receive Maximum
- *             and drains that queue slowly; each completion lets the next
- *             one go at once.
+ *   window    at most opts.window publishes handed over and not completed,
+ *             and at most opts.limit() (the broker's Receive Maximum):
+ *             Paho queues publishes beyond it and drains that queue
+ *             slowly; completions let the next ones go at once.
  *   tickets   one per batch of journal records: its publishes plus the
  *             worker's own hold. Tickets complete in any order; the
  *             checkpoint moves over the completed prefix, through the
@@ -65,6 +65,11 @@ struct delivery_opts {
     /* Everything up to seq is stored and its publishes completed. Called
      * by delivery_checkpoint's caller's thread, one call at a time. */
     void (*checkpoint)(void *arg, uint64_t seq);
+    /* NULL, or how many publishes the client takes at once now (the
+     * broker's Receive Maximum: Paho queues beyond it and drains that
+     * queue slowly); 0 or more than window: window. Read before each
+     * publish, so it may change while running. */
+    int (*limit)(void *arg);
     void *arg;
 };
 

@@ -52,6 +52,7 @@ struct mqtt {
     void *arg;
     int ready;                     /* atomic: connected and subscribed */
     unsigned connections;          /* atomic: connects that succeeded */
+    int receive_max;               /* atomic: the broker's, 0 unknown */
     int connecting;                /* atomic: a connect is in progress */
     int need_connect;              /* atomic: first connect failed, retry */
     long retry_ms;                 /* current backoff (main thread only) */
@@ -265,6 +266,19 @@ static void connect_failed(struct mqtt *m, const char *reason) {
 }
 
 /* Paho's failure callbacks: its message, or in TLS terms what caused it. */
+/* MQTT 5 connect done: keep the broker's Receive Maximum (the publish
+ * window must not pass it). on_connected does the rest. */
+static void on_connect5(void *ctx, MQTTAsync_successData5 *resp) {
+    struct mqtt *m = ctx;
+    int rm = 0;
+    if (resp && MQTTProperties_hasProperty(&resp->properties,
+                                           MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+        rm = MQTTProperties_getNumericValue(&resp->properties,
+                                            MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+    __atomic_store_n(&m->receive_max, rm > 0 ? rm : 0, __ATOMIC_RELEASE);
+    if (rm > 0) log_info("mqtt: the broker takes %d publishes in flight (Receive Maximum)", rm);
+}
+
 static void on_connect_fail_common(struct mqtt *m, const char *why) {
     char reason[REASON_LEN];
     if (!m->tls || !tlsdiag_reason(why, m->opts.tls_cert_file != NULL, reason,
@@ -451,6 +465,7 @@ static void mqtt_connect_version(struct mqtt *m, MQTTAsync_connectOptions *co,
         MQTTProperties_add(props, &p);
         co->connectProperties = props;
         co->cleanstart = m->opts.session_expiry == 0;
+        co->onSuccess5 = on_connect5;
         co->onFailure5 = on_connect_fail5;
     } else {
         co->cleansession = m->opts.session_expiry == 0;
@@ -520,6 +535,10 @@ void mqtt_tick(struct mqtt *m) {
 
 int mqtt_ready(const struct mqtt *m) {
     return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE);
+}
+
+int mqtt_receive_max(const struct mqtt *m) {
+    return __atomic_load_n(&m->receive_max, __ATOMIC_ACQUIRE);
 }
 
 unsigned mqtt_connections(const struct mqtt *m) {

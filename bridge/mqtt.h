@@ -80,6 +80,13 @@ int mqtt_ready(const struct mqtt *m);
  * will) and come back. */
 unsigned mqtt_connections(const struct mqtt *m);
 
+/* The broker's Receive Maximum (MQTT 5 CONNACK): how many QoS 1 publishes
+ * it takes unacknowledged at once; Paho queues beyond it. 0 while unknown
+ * (not connected yet, MQTT 3.1.1, or not said). Paho tells it on a connect
+ * the bridge began, not on its automatic reconnects: the last one told
+ * holds. Any thread. */
+int mqtt_receive_max(const struct mqtt *m);
+
 /* Queue a publish (kept while disconnected, up to max_buffered). On MQTT 5
  * the correlation data, when given, goes out as the Correlation Data
  * property. done (result.h) may be NULL; it runs once, on Paho's thread,

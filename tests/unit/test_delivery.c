@@ -178,6 +178,48 @@ static void test_window(void **state) {
     done_all(d, f);
 }
 
+static int limit_now = 2;       /* what fake_limit answers */
+
+static int fake_limit(void *arg) {
+    (void)arg;
+    return __atomic_load_n(&limit_now, __ATOMIC_ACQUIRE);
+}
+
+/* The client's limit (the broker's Receive Maximum) holds the window
+ * below its size: 2 of 8 out while it says 2; all 8 once it says 0
+ * (unknown). */
+static void test_limit(void **state) {
+    struct fake *f = fake_new();
+    struct delivery_opts o = { .window = 8, .queue_limit = 1000, .retry_ms = 5,
+        .publish = fake_publish, .checkpoint = fake_checkpoint, .limit = fake_limit,
+        .arg = f };
+    (void)state;
+    __atomic_store_n(&limit_now, 2, __ATOMIC_RELEASE);
+    struct delivery *d = delivery_new(&o);
+    assert_non_null(d);
+    assert_int_equal(delivery_start(d), CB_OK);
+    for (int i = 0; i < 12; i++) put(d, NULL, "l");
+    assert_int_equal(wait_handed(f, 2), 2);
+    clock_sleep_ms(50);                      /* room for a wrong 3rd */
+    assert_int_equal(wait_handed(f, 2), 2);
+    complete(f, 0, 1);
+    assert_int_equal(wait_handed(f, 3), 3);
+    assert_int_equal(f->max_out, 2);
+    __atomic_store_n(&limit_now, 0, __ATOMIC_RELEASE);
+    complete(f, 1, 1);                        /* the next take sees 0 */
+    assert_int_equal(wait_handed(f, 10), 10);
+    pthread_mutex_lock(&f->lock);
+    int out = f->max_out;
+    pthread_mutex_unlock(&f->lock);
+    assert_int_equal(out, 8);
+    for (int i = 2; i < 12; i++) {
+        assert_true(wait_handed(f, i + 1) >= i + 1);
+        complete(f, i, 1);
+    }
+    assert_int_equal(delivery_close(d, 1000), 1);
+    done_all(d, f);
+}
+
 /* A publish the client gave up on (ok = 0) is handed over again, and the
  * checkpoint does not pass its batch until it completed. */
 static void test_failed_publish_retried(void **state) {
@@ -350,6 +392,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_limit),
         cmocka_unit_test(test_failed_publish_retried),
         cmocka_unit_test(test_out_of_order),
         cmocka_unit_test(test_close_pending),
