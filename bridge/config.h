@@ -30,9 +30,10 @@ struct config {
     int mqtt_connect_timeout;/* mqtt.connect_timeout seconds 1..300, default 10 */
     int mqtt_max_buffered;   /* mqtt.max_buffered publishes kept while
                                 disconnected, 1..1000000, default 100000 */
-    int mqtt_max_inflight;   /* mqtt.max_inflight 1..65535, default 20:
-                                publishes awaiting the broker's ack; set to
-                                the broker's max_inflight_messages */
+    int mqtt_max_inflight;   /* mqtt.max_inflight 1..65535, default 100:
+                                publishes awaiting the broker's ack; over
+                                MQTT 5 also kept below the broker's
+                                Receive Maximum */
     char *status_topic;      /* mqtt.status_topic; "" (default):
                                 <prefix>/$bridge/<client_id>/status */
     int mqtt_status_interval;/* mqtt.status_interval seconds 0..86400,

@@ -265,7 +265,6 @@ static void connect_failed(struct mqtt *m, const char *reason) {
     __atomic_store_n(&m->need_connect, 1, __ATOMIC_RELEASE);
 }
 
-/* Paho's failure callbacks: its message, or in TLS terms what caused it. */
 /* MQTT 5 connect done: keep the broker's Receive Maximum (the publish
  * window must not pass it). on_connected does the rest. */
 static void on_connect5(void *ctx, MQTTAsync_successData5 *resp) {
@@ -279,6 +278,7 @@ static void on_connect5(void *ctx, MQTTAsync_successData5 *resp) {
     if (rm > 0) log_info("mqtt: the broker takes %d publishes in flight (Receive Maximum)", rm);
 }
 
+/* Paho's failure callbacks: its message, or in TLS terms what caused it. */
 static void on_connect_fail_common(struct mqtt *m, const char *why) {
     char reason[REASON_LEN];
     if (!m->tls || !tlsdiag_reason(why, m->opts.tls_cert_file != NULL, reason,

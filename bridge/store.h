@@ -4,7 +4,9 @@
  * Knows nothing of MQTT or JSON.
  *
  * Schema, for prefix P (redis.key_prefix), room R, user U, message id N:
- *   P:R:messages         string  INCR counter giving the room's ids, from 1
+ *   P:R:messages         string  the room's counter, from 1: other writers
+ *                                INCR it; the send script SETs it to the
+ *                                next id (no INCR event: watch.h)
  *   P:R                  hash    U -> N, each user's last message id
  *   P:R:U                hash    N -> text, each user's messages
  *   P:R:N                hash    content, timestamp (Unix seconds, as the

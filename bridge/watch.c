@@ -1,8 +1,8 @@
 /* watch.c -- the keyspace listener (see watch.h).
  *
  * One thread: connect to every node (one, the located primary, or each
- * cluster primary), make sure keyspace notifications are on, PSUBSCRIBE,
- * then reconcile (SCAN the room counters on a second, short connection
+ * cluster primary), make sure keyevent notifications are on, SUBSCRIBE to
+ * the incrby, hdel and del channels, then reconcile (SCAN the room counters on a second, short connection
  * per node); from then on poll the subscribed sockets and turn each
  * notification into a queued event. Any error drops every connection and
  * the loop starts again after a backoff, which reconciles again. */

@@ -80,11 +80,16 @@ if redis.call('HSET', KEYS[10], ARGV[2], id) == 1 then
 end
 
 -- Replay guard: remember which seq stored which id until the checkpoint
--- passes it; what it passed is dropped at every 8th id of the room (a
--- bounded amount of work, amortised; an entry at or below the checkpoint
--- is never looked up, so the few kept meanwhile cost only memory).
+-- passes it; what it passed is dropped at about one send in 8 of this
+-- bridge (its seq, a microsecond clock, a multiple of 8: not the id,
+-- which other bridges and writers share and could keep from ever being
+-- one). A bounded amount of work, amortised; an entry at or below the
+-- checkpoint is never looked up, so the few kept meanwhile cost only
+-- memory.
 redis.call('ZADD', KEYS[8], ARGV[6], id)
-if id % 8 == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[8]) end
+if tonumber(ARGV[6]) % 8 == 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[8])
+end
 
 if cmid ~= '' and window > 0 then
     local now = tonumber(ARGV[4])
