@@ -107,6 +107,16 @@ static int write_data(const struct results *r, const char *path) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* A dotted vertical line at a saturation rate, labelled (arrow and label
+ * number n; nothing when the rate is unknown). */
+static void plot_saturation_mark(FILE *f, int n, double rate, const char *who,
+                                 const char *color) {
+    if (rate <= 0) return;
+    fprintf(f, "set arrow %d from %.0f, graph 0 to %.0f, graph 1 nohead dt 3 lc rgb '%s'\n"
+               "set label %d '%s saturation %.0f/s' at %.0f, graph 0.03 left rotate by 90 "
+               "offset 1.2,0 tc rgb '%s'\n", n, rate, rate, color, n, who, rate, rate, color);
+}
+
 /* Left: latency against offered rate (bench --only may have left the
  * latency phases out: then the panel stays empty). */
 static void plot_latency(FILE *f, const struct results *r, const char *dat) {
@@ -124,18 +134,8 @@ static void plot_latency(FILE *f, const struct results *r, const char *dat) {
         if (v > hi) hi = v;
     }
     if (lo > 0) fprintf(f, "set xrange [%.6g:%.6g]\n", lo / 1.4, hi * 1.4);
-    if (r->sat_bridge.r.rate > 0)
-        fprintf(f, "set arrow 1 from %.0f, graph 0 to %.0f, graph 1 nohead dt 3 lc rgb "
-                   "'#c0392b'\nset label 1 'bridge saturation %.0f/s' at %.0f, graph 0.03 "
-                   "left rotate by 90 offset 1.2,0 tc rgb '#c0392b'\n",
-                r->sat_bridge.r.rate, r->sat_bridge.r.rate, r->sat_bridge.r.rate,
-                r->sat_bridge.r.rate);
-    if (r->sat_base.r.rate > 0)
-        fprintf(f, "set arrow 2 from %.0f, graph 0 to %.0f, graph 1 nohead dt 3 lc rgb "
-                   "'#2471a3'\nset label 2 'broker-alone saturation %.0f/s' at %.0f, graph "
-                   "0.03 left rotate by 90 offset 1.2,0 tc rgb '#2471a3'\n",
-                r->sat_base.r.rate, r->sat_base.r.rate, r->sat_base.r.rate,
-                r->sat_base.r.rate);
+    plot_saturation_mark(f, 1, r->sat_bridge.r.rate, "bridge", "#c0392b");
+    plot_saturation_mark(f, 2, r->sat_base.r.rate, "broker-alone", "#2471a3");
     fprintf(f, "plot '%s' index 0 using 1:2 with linespoints lw 2 pt 7 lc rgb '#c0392b' "
                "title 'bridge path p50', \\\n"
                "  '' index 0 using 1:3 with linespoints lw 2 pt 5 dt 2 lc rgb '#c0392b' "
